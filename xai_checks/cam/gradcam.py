@@ -1,0 +1,191 @@
+"""The public Grad-CAM API: one object, two backends, one canonical pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from xai_checks.cam.captum_backend import captum_raw_maps, captum_upsample
+from xai_checks.cam.native import native_raw_maps
+from xai_checks.cam.pipeline import canonical, minmax_normalise
+from xai_checks.cam.state import LayerSpec, resolve_layers
+
+__all__ = ["DEFAULT_LAYERS", "Backend", "CAMResult", "GradCAM"]
+
+Backend = Literal["native", "captum"]
+DEFAULT_LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
+Targets = Tensor | Sequence[int] | int | None
+
+
+@dataclass
+class CAMResult:
+    """Grad-CAM maps for a batch: per layer, raw (layer resolution) and canonical (input size)."""
+
+    layers: tuple[str, ...]
+    raw: dict[str, Tensor]
+    maps: dict[str, Tensor]
+    targets: Tensor
+    logits: Tensor
+    backend: str = "native"
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def predictions(self) -> Tensor:
+        """Top-1 predicted class per image, (N,)."""
+        return self.logits.argmax(dim=1)
+
+    def cpu(self) -> CAMResult:
+        """A copy with every tensor on the CPU."""
+        return CAMResult(
+            self.layers,
+            {k: v.cpu() for k, v in self.raw.items()},
+            {k: v.cpu() for k, v in self.maps.items()},
+            self.targets.cpu(),
+            self.logits.cpu(),
+            self.backend,
+            dict(self.extra),
+        )
+
+
+def _first_conv_channels(model: nn.Module) -> int | None:
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return int(module.in_channels)
+    return None
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+class GradCAM:
+    """Grad-CAM at one or more layers of a CNN classifier.
+
+    Args:
+        model: a classifier returning logits (N, classes). Its mode and ``requires_grad`` flags
+            are restored after every call; hooks never outlive a call.
+        layers: names (``"layer3"``, ``"layer4.2"``) or modules.
+        backend: ``"native"`` (all layers from one forward and one activation-only backward) or
+            ``"captum"`` (``LayerGradCam`` per layer, for cross-validation).
+        fused: native only; ``False`` runs one forward/backward per layer (benchmarks, checks).
+        autocast: native only; e.g. ``torch.bfloat16`` to run the model under autocast. Maps are
+            always combined in float32.
+        eps: the min-max normaliser's epsilon.
+
+    Call it on a batch ``x`` (N, C, H, W) with ``targets``: ``None`` for the predicted class, an
+    int for one class for all images, or one class per image.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        layers: Sequence[LayerSpec] | LayerSpec = DEFAULT_LAYERS,
+        backend: Backend = "native",
+        fused: bool = True,
+        autocast: torch.dtype | None = None,
+        eps: float = 1e-8,
+    ) -> None:
+        if backend not in ("native", "captum"):
+            raise ValueError(f"unknown backend {backend!r}: use 'native' or 'captum'")
+        if autocast is not None and backend != "native":
+            raise ValueError("autocast is only supported by the native backend")
+        self.model = model
+        self.layers = resolve_layers(model, layers)
+        self.backend: Backend = backend
+        self.fused = fused
+        self.autocast = autocast
+        self.eps = eps
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return tuple(self.layers)
+
+    def _check_input(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"input must be a tensor; got {type(x).__name__}")
+        if x.ndim != 4:
+            raise ValueError(f"input must have shape (N, C, H, W); got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"input must be floating point; got {x.dtype}")
+        channels = _first_conv_channels(self.model)
+        if channels is not None and x.shape[1] != channels:
+            raise ValueError(f"input has {x.shape[1]} channels; the model expects {channels}")
+        if x.shape[0] == 0:
+            raise ValueError("empty batch")
+
+    def _targets(
+        self, targets: Targets, n: int, device: torch.device, logits: Tensor | None
+    ) -> Tensor:
+        if targets is None:
+            assert logits is not None
+            return logits.argmax(dim=1)
+        if isinstance(targets, int):
+            t = torch.full((n,), targets, dtype=torch.long)
+        else:
+            t = torch.as_tensor(targets).long().reshape(-1)
+            if t.numel() == 1 and n > 1:
+                t = t.expand(n)
+        if t.numel() != n:
+            raise ValueError(f"got {t.numel()} targets for {n} images")
+        return t.to(device)
+
+    def _check_targets(self, t: Tensor, classes: int) -> None:
+        bad = (t < 0) | (t >= classes)
+        if bool(bad.any()):
+            raise ValueError(
+                f"target class {int(t[bad][0])} out of range: the model has {classes} classes"
+            )
+
+    @torch.no_grad()
+    def _predict(self, x: Tensor) -> Tensor:
+        was = self.model.training
+        try:
+            self.model.eval()
+            return self.model(x).float()
+        finally:
+            self.model.train(was)
+
+    def __call__(self, x: Tensor, *, targets: Targets = None) -> CAMResult:
+        self._check_input(x)
+        device = _model_device(self.model)
+        x = x.to(device)
+        n = x.shape[0]
+        pre_logits = self._predict(x) if targets is None else None
+        t = self._targets(targets, n, device, pre_logits)
+        if pre_logits is not None:
+            self._check_targets(t, pre_logits.shape[1])
+        size = (int(x.shape[2]), int(x.shape[3]))
+        raw: dict[str, Tensor] = {}
+        if self.backend == "captum":
+            self._check_targets_lazily(t)
+            raw, logits = captum_raw_maps(self.model, self.layers, x, t)
+            maps = {
+                k: minmax_normalise(captum_upsample(v, size), eps=self.eps) for k, v in raw.items()
+            }
+        else:
+            groups = [self.layers] if self.fused else [{k: v} for k, v in self.layers.items()]
+            logits = torch.empty(0)
+            for group in groups:
+                self._check_targets_lazily(t)
+                part, logits = native_raw_maps(self.model, group, x, t, autocast=self.autocast)
+                raw.update(part)
+            maps = {k: canonical(v, size, eps=self.eps) for k, v in raw.items()}
+        return CAMResult(self.layer_names, raw, maps, t, logits, self.backend)
+
+    def _check_targets_lazily(self, t: Tensor) -> None:
+        # The number of classes is only known after a forward; fc layers reveal it earlier.
+        last_linear = None
+        for module in self.model.modules():
+            if isinstance(module, nn.Linear):
+                last_linear = module
+        if last_linear is not None:
+            self._check_targets(t, last_linear.out_features)

@@ -1,0 +1,80 @@
+"""Native backend: all requested layers in one forward and one activation-only backward."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from xai_checks.cam.pipeline import channel_weights, weighted_map
+from xai_checks.cam.state import frozen_eval, removing
+
+__all__ = ["native_raw_maps"]
+
+
+def _capture(store: dict[str, Tensor], name: str) -> Any:
+    def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
+        if not isinstance(output, Tensor):
+            raise TypeError(
+                f"layer {name!r} returns {type(output).__name__}, not a tensor; hook a module "
+                "whose output is the feature map"
+            )
+        if output.ndim != 4:
+            raise ValueError(
+                f"layer {name!r} outputs shape {tuple(output.shape)}; Grad-CAM needs (N, C, h, w)"
+            )
+        act = output if output.requires_grad else output.detach().requires_grad_(True)
+        store[name] = act
+        # Downstream code gets a copy, so in-place ops after this layer (ReLU(inplace=True),
+        # ``out += identity``) never change the tensor we differentiate against.
+        return act.clone()
+
+    return hook
+
+
+def native_raw_maps(
+    model: nn.Module,
+    layers: Mapping[str, nn.Module],
+    x: Tensor,
+    targets: Tensor,
+    *,
+    autocast: torch.dtype | None = None,
+) -> tuple[dict[str, Tensor], Tensor]:
+    """Raw Grad-CAM maps for every layer from one forward and one ``autograd.grad``.
+
+    Parameters are frozen for the call, so no parameter gradients are computed and the graph
+    starts at the shallowest hooked layer: nothing below it is recorded or back-propagated.
+    Returns ``({layer: (N, h, w)}, logits)``.
+    """
+    acts: dict[str, Tensor] = {}
+    amp = (
+        torch.autocast(device_type=x.device.type, dtype=autocast)
+        if autocast is not None
+        else contextlib.nullcontext()
+    )
+    with frozen_eval(model), removing() as handles, torch.enable_grad():
+        for name, module in layers.items():
+            handles.append(module.register_forward_hook(_capture(acts, name)))
+        with amp:
+            logits = model(x)
+        if not isinstance(logits, Tensor) or logits.ndim != 2:
+            raise ValueError("the model must return logits of shape (N, classes)")
+        missing = [name for name in layers if name not in acts]
+        if missing:
+            raise ValueError(f"layers {missing} were not run by the model's forward")
+        score = logits.gather(1, targets.view(-1, 1)).sum()
+        names = list(layers)
+        try:
+            grads = torch.autograd.grad(score, [acts[n] for n in names])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"the target score does not depend on every requested layer ({names}): {exc}"
+            ) from exc
+    raw = {
+        name: weighted_map(acts[name].detach().float(), channel_weights(grad.float()))
+        for name, grad in zip(names, grads, strict=True)
+    }
+    return raw, logits.detach().float()

@@ -1,0 +1,80 @@
+"""Context managers that leave a model exactly as they found it."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+from collections.abc import Iterable, Iterator, Sequence
+
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+__all__ = ["LayerSpec", "frozen_eval", "removing", "resolve_layers"]
+
+LayerSpec = str | nn.Module
+
+
+def resolve_layers(
+    model: nn.Module, layers: Sequence[LayerSpec] | LayerSpec
+) -> dict[str, nn.Module]:
+    """Turn layer names (``"layer3"``, ``"layer4.2"``) or modules into ``{name: module}``.
+
+    An unknown name raises ``ValueError`` naming the closest module names and the top-level ones.
+    """
+    if isinstance(layers, str | nn.Module):
+        layers = [layers]
+    if not layers:
+        raise ValueError("no layers given: name at least one, e.g. 'layer4'")
+    names = {module: name for name, module in model.named_modules()}
+    resolved: dict[str, nn.Module] = {}
+    for spec in layers:
+        if isinstance(spec, nn.Module):
+            if spec not in names:
+                raise ValueError(f"module {type(spec).__name__} is not part of the model")
+            resolved[names[spec] or type(spec).__name__] = spec
+            continue
+        try:
+            module = model.get_submodule(spec)
+        except AttributeError:
+            all_names = [n for n in names.values() if n]
+            close = difflib.get_close_matches(spec, all_names, n=5, cutoff=0.5)
+            top = [n for n, _ in model.named_children()]
+            hint = f" Closest: {', '.join(close)}." if close else ""
+            raise ValueError(
+                f"unknown layer {spec!r}.{hint} Top-level modules: {', '.join(top)}."
+            ) from None
+        resolved[spec] = module
+    return resolved
+
+
+@contextlib.contextmanager
+def frozen_eval(model: nn.Module, *, freeze: bool = True) -> Iterator[nn.Module]:
+    """Put ``model`` in eval mode (and, with ``freeze``, stop parameter gradients); restore after.
+
+    Every module's ``training`` flag and every parameter's ``requires_grad`` flag are restored
+    even when the body raises.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        if freeze:
+            for p, _ in flags:
+                p.requires_grad_(False)
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def removing(handles: Iterable[RemovableHandle] | None = None) -> Iterator[list[RemovableHandle]]:
+    """Collect hook handles in the yielded list; remove them all on exit, error or not."""
+    collected: list[RemovableHandle] = list(handles or [])
+    try:
+        yield collected
+    finally:
+        for handle in collected:
+            handle.remove()
