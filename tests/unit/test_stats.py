@@ -1,4 +1,4 @@
-"""Unit tests for xai_checks.stats: hand-computed values, scipy's documented examples, properties."""
+"""Unit tests for xai_checks.stats: hand-computed values, scipy doc examples, properties."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def test_kruskal_wallis_bad_arguments() -> None:
     with pytest.raises(ValueError, match="1-D"):
         kruskal_wallis([[[1, 2]], [3, 4]])
     with pytest.raises(ValueError, match="sequence of 1-D"):
-        kruskal_wallis(np.ones((4, 3)))
+        kruskal_wallis(np.ones((4, 3)))  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- Friedman
@@ -127,7 +127,7 @@ def test_friedman_perfect_concordance_has_w_one() -> None:
 
 
 def test_friedman_drops_rows_with_nan() -> None:
-    clean = [[1, 2, 3], [1, 3, 2], [1, 2, 3]]
+    clean: list[list[float]] = [[1, 2, 3], [1, 3, 2], [1, 2, 3]]
     res = friedman([*clean, [np.nan, 1.0, 2.0]])
     assert res.statistic == pytest.approx(14 / 3)
     assert res.n == 3 and res.details["dropped"] == 1
@@ -176,7 +176,7 @@ def test_page_trend_mean_rho_extremes() -> None:
 
 
 def test_page_trend_too_few_rows_after_nan() -> None:
-    res = page_trend([[1, 2, 3], [1, np.nan, 3]])
+    res = page_trend([[1.0, 2.0, 3.0], [1.0, np.nan, 3.0]])
     assert math.isnan(res.pvalue) and res.details["dropped"] == 1
     assert "at least 2" in res.details["error"]
     with pytest.raises(ValueError, match="at least 3 columns"):
@@ -196,6 +196,7 @@ def test_page_mean_rho_is_mean_spearman_without_ties(rows: list[list[int]]) -> N
     order = np.arange(values.shape[1])
     expected = np.mean([sps.spearmanr(r, order).statistic for r in values])
     res = page_trend(values)
+    assert res.effect is not None
     assert res.effect == pytest.approx(expected, abs=1e-12)
     assert -1.0 <= res.effect <= 1.0
 
@@ -313,11 +314,7 @@ def test_paired_effects_in_range(values: np.ndarray) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    st.lists(
-        hnp.arrays(np.float64, st.integers(2, 8), elements=finite), min_size=2, max_size=5
-    )
-)
+@given(st.lists(hnp.arrays(np.float64, st.integers(2, 8), elements=finite), min_size=2, max_size=5))
 def test_epsilon_squared_in_range(groups: list[np.ndarray]) -> None:
     res = kruskal_wallis(groups)
     if math.isnan(res.pvalue):
@@ -334,6 +331,9 @@ def test_bootstrap_median_ci_two_points_hand_value() -> None:
     # resampled medians of {0, 1} are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4, so the 95%
     # percentile interval is exactly [0, 1]
     assert bootstrap_median_ci([0.0, 1.0]) == (0.5, 0.0, 1.0)
+    # {0, 0, 1}: a resample's median is 1 with probability 7/27, else 0 -> percentile CI [0, 1]
+    # (the 'basic' interval would be [2*0 - 1, 2*0 - 0] = [-1, 0])
+    assert bootstrap_median_ci([0.0, 0.0, 1.0]) == (0.0, 0.0, 1.0)
 
 
 def test_bootstrap_median_ci_is_deterministic_and_brackets_median() -> None:
