@@ -85,6 +85,8 @@ class Verdict:
     tests: dict[str, dict[str, Any]] = field(default_factory=dict)
     medians: dict[str, dict[str, float]] = field(default_factory=dict)
     controls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: INCONCLUSIVE only because there were too few images (a test may skip on this)
+    insufficient: bool = False
 
     @property
     def primary(self) -> dict[str, Any] | None:
@@ -242,6 +244,7 @@ def _eval_ratio(claim: Claim, study: StudyResult) -> Verdict:
     verdict = Verdict(claim, Status.INCONCLUSIVE, [], n)
     if n < claim.min_n:
         verdict.reasons.append(f"only {n} images; the claim needs at least {claim.min_n}")
+        verdict.insufficient = True
         return verdict
     passed, primary, med = _depth_test(values, claim)
     verdict.tests["primary"] = primary
@@ -328,7 +331,9 @@ def _eval_ratio(claim: Claim, study: StudyResult) -> Verdict:
 def _eval_gridpg(claim: Claim, study: StudyResult) -> Verdict:
     grid = study.gridpg
     if grid is None:
-        return Verdict(claim, Status.INCONCLUSIVE, ["the GridPG phase did not run"], 0)
+        return Verdict(
+            claim, Status.INCONCLUSIVE, ["the GridPG phase did not run"], 0, insufficient=True
+        )
     runs = list(study.runs)
     main = runs[0]
     scores = grid.scores.get(main, np.empty((0, len(claim.layers))))
@@ -339,6 +344,7 @@ def _eval_gridpg(claim: Claim, study: StudyResult) -> Verdict:
     if n < claim.min_n:
         reason = f"only {n} mosaics; the claim needs at least {claim.min_n}"
         verdict.reasons.append(reason + (f" ({grid.note})" if grid.note else ""))
+        verdict.insufficient = True
         return verdict
     chance = float(claim.params.get("chance", 0.25))
     passed, primary, med = _depth_test(scores, claim)
@@ -453,6 +459,7 @@ def _eval_sanity(claim: Claim, study: StudyResult) -> Verdict:
     }
     if n < claim.min_n:
         verdict.reasons.append(f"only {n} images; the claim needs at least {claim.min_n}")
+        verdict.insufficient = True
         return verdict
     if any(not math.isfinite(v) for v in medians.values()):
         verdict.reasons.append("some randomised maps are constant: no rank correlation")

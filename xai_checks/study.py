@@ -453,7 +453,7 @@ def _sanity_phase(
 ) -> SanityRun:
     layer = config.layers[-1]
     out = SanityRun(layer=layer)
-    samples = list(photoset)[: config.sanity_images]
+    samples = _loadable(photoset)[: config.sanity_images]
     if not samples:
         return out
     transform = make_transform(photoset.transform_kind)
@@ -482,6 +482,12 @@ def _sanity_phase(
     return out
 
 
+def _loadable(photoset: PhotoSet) -> list[Sample]:
+    """The photos that loaded in the ratio phase (later phases need not warn again)."""
+    bad = {str(s.path) for s in photoset.skipped}
+    return [s for s in photoset if str(s.path) not in bad]
+
+
 def _has(model: nn.Module, name: str) -> bool:
     try:
         model.get_submodule(name)
@@ -499,7 +505,7 @@ def _spearman(a: Tensor, b: Tensor) -> float:
 
 
 def _agreement_phase(model: nn.Module, photoset: PhotoSet, config: StudyConfig) -> dict[str, float]:
-    samples = list(photoset)[: config.agreement_images]
+    samples = _loadable(photoset)[: config.agreement_images]
     transform = make_transform(photoset.transform_kind)
     worst: dict[str, float] = {layer: 0.0 for layer in config.layers}
     device = _device_of(model)

@@ -1,0 +1,40 @@
+# Two commands do all set-up on a fresh clone:
+#   make study   - the main job: the study on the embedded real photos, writing its report
+#   make test    - the test suite (unit tests, then the claims on the shared ImageNet photos)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.xai-checks-installed
+BASELINE ?= fixtures/baselines/imagenet-samples-200.json
+
+.PHONY: install study test claims lint type bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+study: $(STAMP)
+	$(BIN)/xai-checks study $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest --xai-baseline $(BASELINE) $(ARGS)
+
+claims: $(STAMP)
+	$(BIN)/python -m pytest tests/claims --xai-baseline $(BASELINE) $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check xai_checks tests benchmarks
+	$(BIN)/ruff format --check xai_checks tests benchmarks
+
+type: $(STAMP)
+	$(BIN)/mypy xai_checks
+
+bench: $(STAMP)
+	$(BIN)/tox -e bench
+
+clean:
+	rm -rf $(VENV) .tox .pytest_cache .mypy_cache .ruff_cache .xai-checks

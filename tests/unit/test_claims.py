@@ -1,0 +1,172 @@
+"""Verdict rules on synthetic study numbers whose right verdict is known by construction."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from xai_checks.claims import (
+    BUILTIN_CLAIMS,
+    Status,
+    evaluate,
+    evaluate_all,
+    get_claim,
+)
+from xai_checks.study import GridPGRun, ModelRun, SanityRun, StudyConfig, StudyResult
+
+LAYERS = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _run(name: str, ratio: np.ndarray, pooled: np.ndarray | None = None,
+         source: str = "msra") -> ModelRun:
+    pooled = ratio if pooled is None else pooled
+    run = ModelRun(name, {"source": source}, LAYERS)
+    for i in range(len(ratio)):
+        run.records.append({
+            "file": f"img{i}.JPEG", "label": i % 1000, "correct": True, "confidence": 0.99,
+            "ratio": dict(zip(LAYERS, map(float, ratio[i]), strict=True)),
+            "ratio_pooled": dict(zip(LAYERS, map(float, pooled[i]), strict=True)),
+            "sweep": {layer: [0.0] for layer in LAYERS},
+        })
+    return run
+
+
+def _rising(n: int, rng: np.random.Generator, step: float = 0.1) -> np.ndarray:
+    return np.arange(4) * step + rng.uniform(0, 0.02, size=(n, 4))
+
+
+def _flat(n: int, rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(0, 0.1, size=(n, 4))
+
+
+def _study(main: np.ndarray, control: np.ndarray | None = None,
+           pooled: np.ndarray | None = None) -> StudyResult:
+    runs = {"pretrained": _run("pretrained", main, pooled)}
+    if control is not None:
+        runs["untrained"] = _run("untrained", control, source="random")
+    return StudyResult(config=StudyConfig(), photoset={"name": "synthetic", "n_used": len(main)},
+                       runs=runs)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+def test_seed_claim_supported_when_only_the_trained_model_rises(rng):
+    study = _study(_rising(30, rng), control=_flat(30, rng))
+    verdict = evaluate("seed-depth-ratio", study)
+    assert verdict.status is Status.SUPPORTED, verdict.summary()
+    assert verdict.primary["pvalue"] < 0.05
+    assert verdict.controls["untrained"]["passes"] is False
+    assert verdict.controls["pooled"]["passes"] is True
+
+
+def test_seed_claim_confounded_when_the_untrained_control_rises_too(rng):
+    study = _study(_rising(30, rng), control=_rising(30, rng))
+    verdict = evaluate("seed-depth-ratio", study)
+    assert verdict.status is Status.CONFOUNDED
+    assert any("untrained" in r for r in verdict.reasons)
+
+
+def test_seed_claim_confounded_when_pooling_removes_the_effect(rng):
+    study = _study(_rising(30, rng), control=_flat(30, rng), pooled=_flat(30, rng))
+    verdict = evaluate("seed-depth-ratio", study)
+    assert verdict.status is Status.CONFOUNDED
+    assert any("coarsest grid" in r for r in verdict.reasons)
+
+
+def test_seed_claim_refuted_without_an_effect(rng):
+    verdict = evaluate("seed-depth-ratio", _study(_flat(30, rng), control=_flat(30, rng)))
+    assert verdict.status is Status.REFUTED
+    assert verdict.primary["pvalue"] >= 0.05
+
+
+def test_seed_claim_refuted_when_medians_fall(rng):
+    falling = _rising(30, rng)[:, ::-1].copy()
+    verdict = evaluate("seed-depth-ratio", _study(falling, control=_flat(30, rng)))
+    assert verdict.status is Status.REFUTED
+    assert "do not rise" in verdict.reasons[0]
+
+
+def test_seed_claim_inconclusive_with_too_few_images(rng):
+    verdict = evaluate("seed-depth-ratio", _study(_rising(4, rng), control=_flat(4, rng)))
+    assert verdict.status is Status.INCONCLUSIVE
+    assert verdict.insufficient
+    assert verdict.n == 4
+
+
+def test_alpha_is_honoured(rng):
+    # a weak effect: significant at 0.05 but not at 1e-12
+    main = _rising(12, rng, step=0.004)
+    study = _study(main, control=_flat(12, rng))
+    loose = evaluate(get_claim("seed-depth-ratio").with_(alpha=0.05), study)
+    strict = evaluate(get_claim("seed-depth-ratio").with_(alpha=1e-12), study)
+    assert loose.primary["pvalue"] < 0.05
+    assert strict.status is Status.REFUTED
+
+
+def _grid_study(main: np.ndarray, control: np.ndarray) -> StudyResult:
+    study = _study(np.zeros((len(main), 4)))
+    study.runs["untrained"] = _run("untrained", np.zeros((len(main), 4)), source="random")
+    study.gridpg = GridPGRun(layers=LAYERS, scores={"pretrained": main, "untrained": control})
+    return study
+
+
+def test_gridpg_supported_confounded_and_refuted(rng):
+    rising = np.clip(0.25 + _rising(20, rng, step=0.15), 0, 1)
+    chance = rng.uniform(0.2, 0.3, size=(20, 4))
+    assert evaluate("depth-localisation-gridpg", _grid_study(rising, chance)).status \
+        is Status.SUPPORTED
+    assert evaluate("depth-localisation-gridpg", _grid_study(rising, rising)).status \
+        is Status.CONFOUNDED
+    assert evaluate("depth-localisation-gridpg", _grid_study(chance, chance)).status \
+        is Status.REFUTED
+    below = rising - 0.6  # rises, but layer4 below chance
+    verdict = evaluate("depth-localisation-gridpg", _grid_study(below, chance))
+    assert verdict.status is Status.REFUTED and "chance" in verdict.reasons[-1]
+
+
+def test_gridpg_without_mosaics_is_insufficient():
+    study = _grid_study(np.empty((0, 4)), np.empty((0, 4)))
+    verdict = evaluate("depth-localisation-gridpg", study)
+    assert verdict.status is Status.INCONCLUSIVE and verdict.insufficient
+
+
+def test_sanity_verdicts():
+    study = _study(np.zeros((5, 4)))
+    study.sanity = SanityRun(layer="layer4", steps=["fc", "layer4"],
+                             rho={"fc": [0.1, -0.2, 0.3, 0.0], "layer4": [0.05, 0.1, 0.2, 0.1]})
+    assert evaluate("sanity-randomisation", study).status is Status.SUPPORTED
+    study.sanity.rho["layer4"] = [0.9, 0.8, 0.95, 0.7]
+    verdict = evaluate("sanity-randomisation", study)
+    assert verdict.status is Status.REFUTED and "layer4" in verdict.reasons[0]
+    # the median of |rho| is what counts: strongly negative correlation is still similarity
+    study.sanity.rho["layer4"] = [-0.9, -0.8, -0.95, -0.7]
+    assert evaluate("sanity-randomisation", study).status is Status.REFUTED
+
+
+def test_agreement_verdicts():
+    study = _study(np.zeros((8, 4)))
+    study.agreement = dict.fromkeys(LAYERS, 5e-7)
+    assert evaluate("native-captum-agreement", study).status is Status.SUPPORTED
+    study.agreement["layer2"] = 3e-5
+    assert evaluate("native-captum-agreement", study).status is Status.REFUTED
+
+
+def test_every_builtin_claim_evaluates_and_serialises(rng):
+    study = _grid_study(rng.uniform(0, 1, (12, 4)), rng.uniform(0, 1, (12, 4)))
+    study.sanity = SanityRun(layer="layer4", steps=["fc"], rho={"fc": [0.1, 0.2, float("nan")]})
+    study.agreement = dict.fromkeys(LAYERS, 0.0)
+    verdicts = evaluate_all(study)
+    assert [v.claim.id for v in verdicts] == [c.id for c in BUILTIN_CLAIMS]
+    for v in verdicts:
+        text = json.dumps(v.to_dict(), allow_nan=False)  # NaN must have become null
+        assert json.loads(text)["status"] == v.status.value
+
+
+def test_unknown_claim_lists_the_builtin_ones():
+    with pytest.raises(KeyError, match="seed-depth-ratio"):
+        get_claim("no-such-claim")

@@ -1,0 +1,130 @@
+"""The xai-checks command: exit codes, usage errors, and end-to-end runs on real photos."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from xai_checks.cli import main
+from xai_checks.data import find_imagenet_samples
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "xai_checks", *args], capture_output=True,
+                          text=True, cwd=cwd, env=os.environ.copy(), timeout=900)
+
+
+@pytest.mark.parametrize("command", [[], ["study"], ["check"], ["weights"], ["data", "fetch"]])
+def test_help_for_every_command(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: xai-checks" in capsys.readouterr().out
+
+
+def test_bad_option_is_exit_2(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["study", "--threshold", "high"])
+    assert info.value.code == 2
+
+
+def test_unknown_label_exits_2_with_closest_names(capsys):
+    assert main(["study", "--label", "walaby", "--out", "unused"]) == 2
+    err = capsys.readouterr().err
+    assert "walaby" in err and "wallaby" in err
+
+
+def test_missing_data_folder_exits_2(tmp_path, capsys):
+    assert main(["check", "--data", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_without_cuda_is_a_clear_usage_error(capsys):
+    assert main(["check", "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_unknown_claim_exits_2(capsys):
+    assert main(["check", "--claim", "nope"]) == 2
+    assert "seed-depth-ratio" in capsys.readouterr().err
+
+
+def test_existing_report_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "report.html").write_text("old")
+    assert main(["study", "--out", str(tmp_path)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (tmp_path / "report.html").read_text() == "old"
+
+
+def test_weights_json_names_source_path_and_hash(capsys):
+    assert main(["weights", "--source", "msra", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["source"] == "msra"
+    assert Path(info["path"]).is_file()
+    assert len(info["sha256"]) == 64
+
+
+def test_weights_unknown_source_fails_clearly(capsys):
+    assert main(["weights", "--source", "imagenet-vit"]) == 1
+    assert "unknown weights source" in capsys.readouterr().err
+
+
+@pytest.fixture
+def messy_folder(tmp_path: Path) -> Path:
+    """Real shared photos made awkward (greyscale, odd sizes), plus broken files."""
+    shared = find_imagenet_samples()
+    if shared is None:
+        pytest.skip("shared photos absent (set XAI_CHECKS_IMAGENET_SAMPLES)")
+    root = tmp_path / "photos"
+    root.mkdir()
+    picks = ["n01877812_wallaby.JPEG", "n02123045_tabby.JPEG", "n01440764_tench.JPEG",
+             "n07747607_orange.JPEG", "n03792782_mountain_bike.JPEG"]
+    for i, name in enumerate(picks):
+        with Image.open(shared / name) as image:
+            if i == 0:
+                image.convert("L").save(root / name)
+            elif i == 1:
+                image.resize((97, 61)).save(root / name)
+            else:
+                shutil.copy(shared / name, root / name)
+    (root / "n01443537_goldfish.JPEG").write_bytes(b"\xff\xd8\xff truncated")
+    (root / "n01484850_great_white_shark.JPEG").write_bytes(b"")
+    return root
+
+
+@pytest.mark.slow
+def test_study_on_a_messy_folder_runs_to_the_end_and_reports_skips(messy_folder, tmp_path):
+    out = tmp_path / "report"
+    proc = run_cli("study", "--data", str(messy_folder), "--out", str(out), "--mosaics", "4",
+                   "--phases", "ratio", "agreement", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "report.html").is_file()
+    results = json.loads((out / "results.json").read_text())
+    skipped = {Path(s["file"]).name for s in results["photoset"]["skipped"]}
+    assert skipped == {"n01443537_goldfish.JPEG", "n01484850_great_white_shark.JPEG"}
+    assert "skipped" in proc.stdout
+    # a rerun into the same folder is refused, then allowed with --overwrite
+    again = run_cli("study", "--data", str(messy_folder), "--out", str(out), "--quiet",
+                    "--phases", "ratio")
+    assert again.returncode == 2
+    replaced = run_cli("study", "--data", str(messy_folder), "--out", str(out), "--quiet",
+                       "--phases", "ratio", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+
+
+@pytest.mark.slow
+def test_check_exits_1_when_a_claim_is_confounded_or_refuted(tmp_path):
+    proc = run_cli("check", "--data", "embedded", "--phases", "ratio", "--json", "--quiet",
+                   "--claim", "seed-depth-ratio")
+    verdicts = json.loads(proc.stdout)
+    status = verdicts[0]["status"]
+    assert proc.returncode == (1 if status in ("REFUTED", "CONFOUNDED") else 0), proc.stderr

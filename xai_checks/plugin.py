@@ -1,0 +1,461 @@
+"""pytest plugin: explainability claims as tests.
+
+Registered through the ``pytest11`` entry point, so installing ``xai-checks`` is enough.
+
+Options (``pytest --help``, group "xai-checks"): the photo set, weights, control, alpha,
+device, limit, seed, batch size, where to write the claims' JSON, and a committed baseline
+that fails the run when a verdict flips or an effect size moves beyond a tolerance.
+
+Fixtures (all session-scoped except ``claim_verdict`` and ``xai_verdict``; override
+``xai_model`` / ``xai_photoset`` in your own ``conftest.py`` to test *your* model):
+
+``xai_settings``       the options, resolved
+``xai_model``          the model under test (default: the ImageNet ResNet-50, ``--xai-weights``)
+``xai_control_model``  the untrained null control (same architecture, seeded); ``None`` to skip
+``xai_photoset``       the photo set (``--xai-data``; the shared ImageNet samples if found,
+                       else the photos embedded in installed packages -- said in the output)
+``xai_study``          runs the study once per session and caches its numbers
+``xai_verdict``        ``xai_verdict("seed-depth-ratio")`` -> :class:`~xai_checks.claims.Verdict`,
+                       recorded in the end-of-run table, the JSON file and junit XML properties
+``claim_verdict``      the verdict of the claim named by ``@pytest.mark.claim("...")``
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+__all__ = ["Settings", "StudyRunner"]
+
+_REGISTRY_KEY = pytest.StashKey[dict[str, Any]]()
+_SETTINGS_KEY = pytest.StashKey["Settings"]()
+
+
+@dataclass
+class Settings:
+    data: str
+    labels: list[str]
+    weights: str
+    control: str
+    alpha: float
+    device: str
+    limit: int | None
+    seed: int
+    batch_size: int
+    json_path: Path | None
+    baseline: Path | None
+    update_baseline: bool
+    tolerance: float
+    data_note: str = ""
+
+    def key(self) -> dict[str, Any]:
+        """What a baseline must match to be comparable."""
+        return {
+            "data": self.data,
+            "labels": self.labels,
+            "weights": self.weights,
+            "control": self.control,
+            "limit": self.limit,
+            "seed": self.seed,
+        }
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("xai-checks", "explainability claims")
+    group.addoption(
+        "--xai-data",
+        default=os.environ.get("XAI_CHECKS_DATA", "auto"),
+        help="photo set: a folder, 'imagenet-samples', 'embedded', or 'auto' "
+        "(the ImageNet samples if found, else embedded). Default: %(default)s",
+    )
+    group.addoption(
+        "--xai-label",
+        action="append",
+        default=[],
+        help="keep only this class (name, wnid or index); repeatable",
+    )
+    group.addoption(
+        "--xai-weights",
+        default="msra",
+        help="weights of the model under test: msra, torchvision-v1, torchvision-v2, "
+        "or a state-dict file. Default: %(default)s",
+    )
+    group.addoption(
+        "--xai-control",
+        default="random",
+        help="null control: 'random' (untrained, seeded) or 'none'",
+    )
+    group.addoption("--xai-alpha", type=float, default=0.05, help="significance level")
+    group.addoption("--xai-device", default="cpu", help="cpu, cuda or cuda:N")
+    group.addoption(
+        "--xai-limit",
+        type=int,
+        default=200,
+        help="photos to sample (seeded, class-stratified); 0 = all. Default: 200",
+    )
+    group.addoption("--xai-seed", type=int, default=0, help="seed for sampling and controls")
+    group.addoption("--xai-batch-size", type=int, default=8)
+    group.addoption(
+        "--xai-json",
+        default=None,
+        help="write the claims' verdicts here (default: .xai-checks/claims.json "
+        "under the rootdir, when any claim ran)",
+    )
+    group.addoption(
+        "--xai-baseline",
+        default=None,
+        help="compare verdicts and effect sizes with this baseline JSON; a flipped "
+        "verdict or an effect moved by more than --xai-tolerance fails the run",
+    )
+    group.addoption(
+        "--xai-update-baseline",
+        action="store_true",
+        help="rewrite --xai-baseline from this run instead of comparing",
+    )
+    group.addoption(
+        "--xai-tolerance",
+        type=float,
+        default=0.15,
+        help="largest allowed |effect - baseline effect|. Default: %(default)s",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "claim(id): the test checks the named explainability claim; the fixture "
+        "`claim_verdict` gives its verdict",
+    )
+    config.stash[_REGISTRY_KEY] = {}
+
+
+def _resolve_data(data: str) -> tuple[str, str]:
+    if data != "auto":
+        return data, ""
+    from xai_checks.data import find_imagenet_samples
+
+    if find_imagenet_samples() is not None:
+        return "imagenet-samples", ""
+    return "embedded", (
+        "the ImageNet sample photos were not found (set XAI_CHECKS_IMAGENET_SAMPLES or run "
+        "`xai-checks data fetch imagenet-samples`): claims ran on the small embedded set"
+    )
+
+
+def _settings(config: pytest.Config) -> Settings:
+    if _SETTINGS_KEY in config.stash:
+        return config.stash[_SETTINGS_KEY]
+    data, note = _resolve_data(config.getoption("--xai-data"))
+    limit = config.getoption("--xai-limit")
+    json_opt = config.getoption("--xai-json")
+    baseline = config.getoption("--xai-baseline")
+    settings = Settings(
+        data=data,
+        labels=list(config.getoption("--xai-label")),
+        weights=config.getoption("--xai-weights"),
+        control=config.getoption("--xai-control"),
+        alpha=config.getoption("--xai-alpha"),
+        device=config.getoption("--xai-device"),
+        limit=limit if limit and limit > 0 else None,
+        seed=config.getoption("--xai-seed"),
+        batch_size=config.getoption("--xai-batch-size"),
+        json_path=Path(json_opt) if json_opt else None,
+        baseline=Path(baseline) if baseline else None,
+        update_baseline=config.getoption("--xai-update-baseline"),
+        tolerance=config.getoption("--xai-tolerance"),
+        data_note=note,
+    )
+    config.stash[_SETTINGS_KEY] = settings
+    return settings
+
+
+@pytest.fixture(scope="session")
+def xai_settings(pytestconfig: pytest.Config) -> Settings:
+    """The xai-checks options of this run, resolved."""
+    return _settings(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def xai_device(xai_settings: Settings) -> Any:
+    import torch
+
+    device = torch.device(xai_settings.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip("--xai-device cuda asked for, but no CUDA device is available")
+    return device
+
+
+@pytest.fixture(scope="session")
+def xai_model(xai_settings: Settings, xai_device: Any) -> Any:
+    """The model under test. Override in your conftest.py to test your own classifier."""
+    from xai_checks.models import load_resnet50
+
+    return load_resnet50(xai_settings.weights, device=xai_device)
+
+
+@pytest.fixture(scope="session")
+def xai_control_model(xai_settings: Settings, xai_device: Any) -> Any:
+    """The untrained null control (seeded), or ``None`` with ``--xai-control none``."""
+    if xai_settings.control == "none":
+        return None
+    from xai_checks.models import load_resnet50
+
+    return load_resnet50("random", seed=xai_settings.seed, device=xai_device)
+
+
+@pytest.fixture(scope="session")
+def xai_photoset(xai_settings: Settings) -> Any:
+    """The photo set claims run on."""
+    from xai_checks.data import DataNotFoundError, open_photoset
+
+    try:
+        return open_photoset(
+            xai_settings.data,
+            labels=xai_settings.labels or None,
+            limit=xai_settings.limit,
+            seed=xai_settings.seed,
+        )
+    except DataNotFoundError as exc:
+        pytest.skip(f"photo set unavailable: {exc}")
+
+
+class StudyRunner:
+    """Runs the study once, lazily, and hands out verdicts."""
+
+    def __init__(
+        self, config: pytest.Config, settings: Settings, models: dict[str, Any], photoset: Any
+    ) -> None:
+        self._config = config
+        self.settings = settings
+        self.models = models
+        self.photoset = photoset
+        self._result: Any = None
+        # The fallback note only applies when the plugin's own photo set choice was used.
+        fallback = settings.data_note and getattr(photoset, "name", None) == "embedded"
+        self._note = settings.data_note if fallback else ""
+
+    @property
+    def result(self) -> Any:
+        if self._result is None:
+            from xai_checks.study import StudyConfig, run_study
+
+            reporter = self._config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                where = f"{self.photoset.name} ({len(self.photoset)} photos)"
+                reporter.write_line(f"\nxai-checks: running the study on {where} ...")
+                if self._note:
+                    reporter.write_line(f"xai-checks: NOTE {self._note}")
+            start = time.perf_counter()
+            self._result = run_study(
+                self.models,
+                self.photoset,
+                config=StudyConfig(batch_size=self.settings.batch_size, seed=self.settings.seed),
+            )
+            self._config.stash[_REGISTRY_KEY]["_study"] = {
+                "seconds": time.perf_counter() - start,
+                "photoset": self._result.photoset,
+                "timings": self._result.timings,
+                "note": self._note,
+            }
+        return self._result
+
+    def verdict(self, claim: Any) -> Any:
+        from xai_checks.claims import evaluate, get_claim
+
+        if isinstance(claim, str):
+            claim = get_claim(claim)
+        claim = claim.with_(alpha=self.settings.alpha)
+        verdict = evaluate(claim, self.result)
+        self._config.stash[_REGISTRY_KEY][claim.id] = verdict
+        return verdict
+
+
+@pytest.fixture(scope="session")
+def xai_study(
+    pytestconfig: pytest.Config,
+    xai_settings: Settings,
+    xai_model: Any,
+    xai_control_model: Any,
+    xai_photoset: Any,
+) -> StudyRunner:
+    """The study on ``xai_model`` (and the control) over ``xai_photoset``, run once."""
+    models = {"pretrained": xai_model}
+    if xai_control_model is not None:
+        models["untrained"] = xai_control_model
+    return StudyRunner(pytestconfig, xai_settings, models, xai_photoset)
+
+
+@pytest.fixture
+def xai_verdict(xai_study: StudyRunner, request: pytest.FixtureRequest) -> Any:
+    """``xai_verdict(claim_id)``: the verdict, also recorded as junit XML properties."""
+
+    def get(claim: Any) -> Any:
+        verdict = xai_study.verdict(claim)
+        props = request.node.user_properties
+        props.append((f"xai:{verdict.claim.id}:verdict", verdict.status.value))
+        primary = verdict.primary or {}
+        if primary.get("pvalue") is not None:
+            props.append((f"xai:{verdict.claim.id}:pvalue", primary["pvalue"]))
+        if verdict.effect is not None:
+            props.append((f"xai:{verdict.claim.id}:effect", verdict.effect))
+        props.append((f"xai:{verdict.claim.id}:n", verdict.n))
+        return verdict
+
+    return get
+
+
+@pytest.fixture
+def claim_verdict(request: pytest.FixtureRequest, xai_verdict: Any) -> Any:
+    """The verdict of the claim named by the test's ``@pytest.mark.claim(id)``.
+
+    A verdict that is INCONCLUSIVE only because there were too few images skips the test,
+    with the reason.
+    """
+    marker = request.node.get_closest_marker("claim")
+    if marker is None or not marker.args:
+        raise pytest.UsageError("claim_verdict needs @pytest.mark.claim('<claim id>')")
+    verdict = xai_verdict(marker.args[0])
+    if verdict.insufficient:
+        pytest.skip(f"{verdict.claim.id}: {'; '.join(verdict.reasons)}")
+    return verdict
+
+
+# --------------------------------------------------------------------------- end of run
+
+
+def _verdicts(config: pytest.Config) -> dict[str, Any]:
+    registry = config.stash.get(_REGISTRY_KEY, {})
+    return {k: v for k, v in registry.items() if not k.startswith("_")}
+
+
+def _fmt(x: Any, spec: str = ".2g") -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return format(x, spec) if isinstance(x, float | int) else str(x)
+
+
+def _table_lines(verdicts: dict[str, Any]) -> list[str]:
+    rows = [("claim", "verdict", "n", "p", "effect", "medians by layer (model under test)")]
+    for claim_id, v in verdicts.items():
+        primary = v.primary or {}
+        medians = next(iter(v.medians.values()), {})
+        med = " ".join(f"{_fmt(m, '.3g')}" for m in medians.values()) if medians else "-"
+        effect = v.effect
+        name = primary.get("effect_name") or ""
+        rows.append(
+            (
+                claim_id,
+                v.status.value,
+                str(v.n),
+                _fmt(primary.get("pvalue")),
+                f"{_fmt(effect, '.3f')} {name}".strip(),
+                med,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    verdicts = _verdicts(config)
+    if not verdicts:
+        return
+    tr = terminalreporter
+    tr.section("xai-checks claims")
+    study = config.stash[_REGISTRY_KEY].get("_study", {})
+    if study:
+        ps = study.get("photoset", {})
+        tr.write_line(
+            f"photo set: {ps.get('name')} - {ps.get('n_used')} photos used, "
+            f"{ps.get('n_skipped')} skipped; study time {study.get('seconds', 0):.1f} s"
+        )
+        if study.get("note"):
+            tr.write_line(f"NOTE: {study['note']}")
+    for line in _table_lines(verdicts):
+        tr.write_line(line)
+    for claim_id, v in verdicts.items():
+        tr.write_line(f"  {claim_id}: {'; '.join(v.reasons)}")
+    for line in config.stash[_REGISTRY_KEY].get("_baseline_report", []):
+        tr.write_line(line, red=line.startswith("REGRESSION"))
+
+
+def _payload(config: pytest.Config, settings: Settings) -> dict[str, Any]:
+    registry = config.stash[_REGISTRY_KEY]
+    return {
+        "schema": "xai-checks/claims",
+        "schema_version": 1,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": settings.key() | {"alpha": settings.alpha},
+        "study": registry.get("_study", {}),
+        "verdicts": {k: v.to_dict() for k, v in _verdicts(config).items()},
+    }
+
+
+def compare_with_baseline(
+    current: dict[str, Any], baseline: dict[str, Any], *, tolerance: float
+) -> list[str]:
+    """Lines describing regressions (a flipped verdict, an effect moved > tolerance)."""
+    problems = []
+    for claim_id, old in baseline.get("verdicts", {}).items():
+        new = current.get("verdicts", {}).get(claim_id)
+        if new is None:
+            continue
+        if new["status"] != old["status"]:
+            problems.append(f"REGRESSION {claim_id}: verdict {old['status']} -> {new['status']}")
+        old_e = (old.get("tests", {}).get("primary") or {}).get("effect")
+        new_e = (new.get("tests", {}).get("primary") or {}).get("effect")
+        if old_e is not None and new_e is not None and abs(new_e - old_e) > tolerance:
+            problems.append(
+                f"REGRESSION {claim_id}: effect {old_e:.3f} -> {new_e:.3f} (tolerance {tolerance})"
+            )
+    return problems
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if not _verdicts(config) or _SETTINGS_KEY not in config.stash:
+        return
+    settings = config.stash[_SETTINGS_KEY]
+    payload = _payload(config, settings)
+    from xai_checks.cache import atomic_write
+
+    json_path = settings.json_path or Path(config.rootpath) / ".xai-checks" / "claims.json"
+    with atomic_write(json_path, "w") as handle:
+        json.dump(payload, handle, indent=2)
+    report = config.stash[_REGISTRY_KEY].setdefault("_baseline_report", [])
+    report.append(f"claims written to {json_path}")
+    if settings.baseline is None:
+        return
+    if settings.update_baseline:
+        with atomic_write(settings.baseline, "w") as handle:
+            json.dump(payload, handle, indent=2)
+        report.append(f"baseline rewritten: {settings.baseline}")
+        return
+    if not settings.baseline.exists():
+        report.append(
+            f"REGRESSION baseline {settings.baseline} does not exist "
+            "(create it with --xai-update-baseline)"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        return
+    baseline = json.loads(settings.baseline.read_text())
+    if baseline.get("settings", {}) != payload["settings"]:
+        report.append(
+            f"baseline {settings.baseline} was made with other settings "
+            f"({baseline.get('settings')}); not compared"
+        )
+        return
+    problems = compare_with_baseline(payload, baseline, tolerance=settings.tolerance)
+    report.extend(problems or [f"baseline {settings.baseline}: no regressions"])
+    if problems:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
