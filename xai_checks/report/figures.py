@@ -1,0 +1,993 @@
+"""The report's figures, drawn with matplotlib's object API on an Agg canvas.
+
+Nothing here touches pyplot or the global backend: every figure is a
+:class:`matplotlib.figure.Figure` bound to its own :class:`FigureCanvasAgg`, rendered to PNG
+bytes and cleared. Each builder takes ``(study, verdicts)`` and returns ``(figure, caption)``,
+or ``None`` when the study holds nothing to draw (a phase that did not run, no control model,
+no mosaics); :func:`render_figures` calls them in page order, by name, so a test can replace one.
+
+Colours are fixed per layer (:data:`LAYER_COLORS`, Okabe-Ito, colour-blind safe) in every
+figure; the model under test is drawn solid/filled, controls dashed/hatched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "FIGURES",
+    "LAYER_COLORS",
+    "RenderedFigure",
+    "layer_color",
+    "render_figures",
+]
+
+DPI = 110
+LAYER_COLORS: dict[str, str] = {
+    "layer1": "#56B4E9",  # sky blue
+    "layer2": "#0072B2",  # blue
+    "layer3": "#CC79A7",  # reddish purple
+    "layer4": "#D55E00",  # vermillion
+}
+_FALLBACK = ("#009E73", "#E69F00", "#F0E442", "#000000", "#999999")
+MODEL_STYLES: tuple[Any, ...] = ("-", "--", ":", "-.")
+CHANCE_COLOR = "#444444"
+CONTROL_ROWS = 3
+BOUND_COLOR = "#B22222"
+
+_STYLE: dict[str, Any] = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 10,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.grid.axis": "y",
+    "grid.color": "#e3e3e3",
+    "grid.linewidth": 0.8,
+    "legend.frameon": False,
+    "legend.fontsize": 9,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "image.interpolation": "nearest",
+}
+
+
+@dataclass(frozen=True)
+class RenderedFigure:
+    """One figure of the report: ``name`` is the PNG's file stem; ``caption`` is HTML."""
+
+    name: str
+    section: str
+    title: str
+    caption: str
+    png: bytes
+
+
+def layer_color(layer: str, index: int = 0) -> str:
+    return LAYER_COLORS.get(layer, _FALLBACK[index % len(_FALLBACK)])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _style() -> Iterator[None]:
+    import matplotlib
+
+    with matplotlib.rc_context(_STYLE):  # type: ignore[arg-type]
+        yield
+
+
+def _figure(width: float, height: float, **kwargs: Any) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained", **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=DPI)
+    finally:
+        fig.clear()
+    return buffer.getvalue()
+
+
+def _arr(x: Any, dtype: Any = float) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+        if dtype is not None and "float" in str(getattr(x, "dtype", "")):
+            x = x.float()
+        x = x.numpy()
+    return np.asarray(x) if dtype is None else np.asarray(x, dtype=dtype)
+
+
+def _image(x: Any) -> np.ndarray:
+    """A thumbnail as (H, W, 3) uint8 (or float in [0, 1])."""
+    a = _arr(x, dtype=None)
+    if a.dtype != np.uint8:
+        a = np.clip(a.astype(float), 0, 1)
+    return a
+
+
+def _finite(values: Any) -> np.ndarray:
+    a = np.asarray(values, dtype=float).ravel()
+    return a[np.isfinite(a)]
+
+
+def _median(values: Any) -> float:
+    a = _finite(values)
+    return float(np.median(a)) if a.size else math.nan
+
+
+def _quantile(values: Any, q: float) -> float:
+    a = _finite(values)
+    return float(np.quantile(a, q)) if a.size else math.nan
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    """A short number: 0.0123, 0.000733, 1.2e-05, or an en dash for missing values."""
+    if x is None:
+        return "–"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not math.isfinite(v):
+        return "–"
+    if v == 0:
+        return "0"
+    if abs(v) < 1e-4 or abs(v) >= 1e5:
+        return f"{v:.{max(digits - 2, 1)}e}"
+    text = f"{v:.{digits}g}"
+    if "e" in text:  # e.g. 1.23e+04 from 'g' formatting
+        text = f"{v:.0f}"
+    return text
+
+
+def fmt_p(p: Any) -> str:
+    if p is None:
+        return "–"
+    try:
+        v = float(p)
+    except (TypeError, ValueError):
+        return "–"
+    if not math.isfinite(v):
+        return "–"
+    if v < 1e-3:
+        return f"{v:.1e}"
+    return f"{v:.2g}"
+
+
+def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
+    return next((v for v in verdicts if v.claim.metric == metric), None)
+
+
+def _main_and_controls(study: Any) -> tuple[str | None, list[str]]:
+    names = list(study.runs)
+    return (names[0] if names else None), names[1:]
+
+
+def _model_label(study: Any, name: str) -> str:
+    source = (study.runs[name].weights or {}).get("source") if name in study.runs else None
+    return f"{name} ({source})" if source and source != name else name
+
+
+def _column(run: Any, key: str) -> np.ndarray:
+    """(n, k) array of a per-layer record value; NaN where missing."""
+    rows = [
+        [float(r[key].get(layer, math.nan)) if r.get(key) else math.nan for layer in run.layers]
+        for r in run.records
+    ]
+    return np.asarray(rows, dtype=float).reshape(-1, len(run.layers))
+
+
+def _hide_axes(ax: Any) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def _overlay(ax: Any, thumb: Any, heat: Any, *, threshold: float | None) -> None:
+    img = _image(thumb)
+    h, w = img.shape[:2]
+    ax.imshow(img, extent=(0, w, h, 0), interpolation="bilinear")
+    if heat is not None:
+        m = _arr(heat)
+        m = np.where(np.isfinite(m), m, 0.0)
+        ax.imshow(
+            m, cmap="jet", vmin=0, vmax=1, alpha=0.5, extent=(0, w, h, 0), interpolation="bilinear"
+        )
+        if threshold is not None and np.nanmax(m) > threshold:
+            ys = np.linspace(0, h, m.shape[0], endpoint=False) + h / m.shape[0] / 2
+            xs = np.linspace(0, w, m.shape[1], endpoint=False) + w / m.shape[1] / 2
+            ax.contour(xs, ys, m, levels=[threshold], colors="white", linewidths=1.1)
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    _hide_axes(ax)
+
+
+def _boxes(
+    ax: Any,
+    data: Sequence[np.ndarray],
+    positions: Sequence[float],
+    colors: Sequence[str],
+    *,
+    width: float = 0.6,
+    hatch: str | None = None,
+    points: bool = True,
+    annotate: bool = True,
+    seed: int = 0,
+) -> None:
+    """Box plots (with the points jittered over them) and the median written above each box."""
+    rng = np.random.default_rng(seed)
+    for values, pos, color in zip(data, positions, colors, strict=True):
+        vals = _finite(values)
+        if vals.size == 0:
+            ax.text(pos, 0, "no data", ha="center", va="bottom", fontsize=8, color="#777")
+            continue
+        bp = ax.boxplot(
+            [vals],
+            positions=[pos],
+            widths=width,
+            patch_artist=True,
+            showfliers=False,
+            medianprops={"color": "black", "linewidth": 1.6},
+            whiskerprops={"color": "#555"},
+            capprops={"color": "#555"},
+            boxprops={"edgecolor": "#333"},
+        )
+        for patch in bp["boxes"]:
+            patch.set_facecolor(color if hatch is None else "white")
+            patch.set_alpha(0.85 if hatch is None else 1.0)
+            if hatch is not None:
+                patch.set_hatch(hatch)
+                patch.set_edgecolor(color)
+                patch.set_linewidth(1.5)
+        if points:
+            jitter = rng.uniform(-width * 0.28, width * 0.28, size=vals.size)
+            ax.scatter(pos + jitter, vals, s=9, color="#222", alpha=0.35, linewidths=0, zorder=3)
+        if annotate:
+            q1, q3 = np.quantile(vals, [0.25, 0.75])
+            inside = vals[vals <= q3 + 1.5 * (q3 - q1)]
+            top = float(np.max(inside)) if inside.size else float(q3)
+            ax.annotate(
+                fmt(np.median(vals)),
+                (pos, top),
+                xytext=(0, 4),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=8.5,
+                fontweight="bold",
+                color="#222",
+            )
+
+
+def _ticks(
+    ax: Any, positions: Sequence[float], labels: Sequence[str], layers: Sequence[str]
+) -> None:
+    ax.set_xticks(list(positions))
+    ax.set_xticklabels(list(labels))
+    for tick, layer in zip(ax.get_xticklabels(), layers, strict=False):
+        tick.set_color(layer_color(layer))
+        tick.set_fontweight("bold")
+
+
+# --------------------------------------------------------------------------- builders
+
+
+def ratio_boxplots(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    """Per-layer ratio: the model under test, each control model, and the pooled control."""
+    main, controls = _main_and_controls(study)
+    if main is None or not study.runs[main].records:
+        return None
+    threshold = study.config.threshold
+    seed_v = _verdict(verdicts, "ratio")
+    p_main = p_pooled = None
+    p_ctrl: dict[str, Any] = {}
+    if seed_v is not None:
+        p_main = (seed_v.tests.get("primary") or {}).get("pvalue")
+        un = seed_v.controls.get("untrained") or {}
+        if un.get("ran"):
+            p_ctrl[str(un.get("model"))] = (un.get("test") or {}).get("pvalue")
+        p_pooled = ((seed_v.controls.get("pooled") or {}).get("test") or {}).get("pvalue")
+    panels: list[tuple[str, str, np.ndarray, Any, Sequence[str]]] = []
+    run = study.runs[main]
+    panels.append((f"{main}", "the study's measurement", _column(run, "ratio"), p_main, run.layers))
+    for name in controls:
+        c = study.runs[name]
+        if c.records:
+            panels.append(
+                (
+                    name,
+                    "control: same test, no learning"
+                    if c.weights.get("source") == "random"
+                    else "control model",
+                    _column(c, "ratio"),
+                    p_ctrl.get(name),
+                    c.layers,
+                )
+            )
+    pooled = _column(run, "ratio_pooled")
+    if np.isfinite(pooled).any():
+        panels.append(
+            (
+                f"{main}, pooled",
+                "control: every map pooled to the coarsest grid",
+                pooled,
+                p_pooled,
+                run.layers,
+            )
+        )
+    with _style():
+        fig = _figure(3.6 * len(panels) + 0.4, 4.0)
+        axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+        for i, (ax, (title, sub, values, p, layers)) in enumerate(zip(axes, panels, strict=True)):
+            pos = list(range(len(layers)))
+            _boxes(
+                ax,
+                [values[:, j] for j in range(len(layers))],
+                pos,
+                [layer_color(lay, j) for j, lay in enumerate(layers)],
+                seed=i,
+            )
+            _ticks(ax, pos, layers, layers)
+            ax.set_title(f"{title}\n", loc="left")
+            ax.text(0, 1.02, sub, transform=ax.transAxes, fontsize=9, color="#555", va="bottom")
+            if p is not None:
+                ax.text(
+                    0.02,
+                    0.97,
+                    f"Kruskal-Wallis p = {fmt_p(p)}",
+                    transform=ax.transAxes,
+                    fontsize=9,
+                    va="top",
+                    ha="left",
+                    bbox={"boxstyle": "round,pad=0.3", "fc": "white", "ec": "#ccc"},
+                )
+        axes[0].set_ylabel(f"share of map pixels above {threshold:g}")
+        top = max((float(np.nanmax(p[2])) for p in panels if np.isfinite(p[2]).any()), default=1.0)
+        axes[0].set_ylim(bottom=0, top=top * 1.18 + 1e-9)
+    n = len(run.records)
+    caption = (
+        f"<b>How to read:</b> each box is one layer over {n} photos (dots are photos; the number "
+        f"above a box is its median). The left panel is the original study's measurement "
+        f"&mdash; the share of Grad-CAM pixels above {threshold:g}. The other panels repeat it "
+        "where the claim predicts <i>no</i> rise: a network that never learned anything, and "
+        "the same maps pooled to one common resolution. "
+        f"<b>What to conclude:</b> {_ratio_conclusion(seed_v)}"
+    )
+    return fig, caption
+
+
+def _ratio_conclusion(v: Any) -> str:
+    if v is None:
+        return "no verdict was computed for this claim."
+    un = v.controls.get("untrained") or {}
+    pooled = v.controls.get("pooled") or {}
+    bits = []
+    if v.status.value == "CONFOUNDED":
+        bits.append(
+            "the rise with depth is real in the numbers, but it is not evidence of "
+            "focus on the label:"
+        )
+        if un.get("ran") and un.get("passes"):
+            bits.append("an untrained network shows the same rise;")
+        if pooled.get("ran") and not pooled.get("passes"):
+            bits.append(
+                "and it disappears once every layer is compared at the same "
+                "resolution &mdash; coarser maps simply put more pixels above any "
+                "fixed threshold."
+            )
+    elif v.status.value == "SUPPORTED":
+        bits.append("the ratio rises with depth, and neither control reproduces the rise.")
+    elif v.status.value == "REFUTED":
+        bits.append("the ratio does not rise with depth here: " + escape("; ".join(v.reasons)))
+    else:
+        bits.append("the evidence is not enough to decide: " + escape("; ".join(v.reasons)))
+    return " ".join(bits)
+
+
+def threshold_sweep(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    """Median ratio against the threshold, per layer; the model solid, controls dashed."""
+    thresholds = list(study.config.sweep)
+    runs = [r for r in study.runs.values() if r.records and r.records[0].get("sweep")]
+    if not runs or not thresholds:
+        return None
+    with _style():
+        fig = _figure(7.6, 4.2)
+        ax = fig.subplots()
+        ax.set_yscale("log")
+        floor = math.inf
+        for m, run in enumerate(runs):
+            for j, layer in enumerate(run.layers):
+                rows = [r["sweep"].get(layer) for r in run.records if r.get("sweep")]
+                rows = [row for row in rows if row is not None and len(row) == len(thresholds)]
+                if not rows:
+                    continue
+                arr = np.asarray(rows, dtype=float)
+                med = np.array([_median(arr[:, t]) for t in range(arr.shape[1])])
+                med = np.where(med > 0, med, np.nan)
+                if np.isfinite(med).any():
+                    floor = min(floor, float(np.nanmin(med)))
+                ax.plot(
+                    thresholds,
+                    med,
+                    MODEL_STYLES[m % len(MODEL_STYLES)],
+                    color=layer_color(layer, j),
+                    linewidth=2.2 if m == 0 else 1.6,
+                    marker="o" if m == 0 else None,
+                    markersize=3.5,
+                    label=f"{layer}" if m == 0 else None,
+                )
+        ax.axvline(study.config.threshold, color="#333", linestyle=":", linewidth=1.2)
+        ax.text(
+            study.config.threshold,
+            1.0,
+            f" study's threshold {study.config.threshold:g}",
+            transform=ax.get_xaxis_transform(),
+            va="top",
+            ha="left",
+            fontsize=8.5,
+            color="#333",
+        )
+        ax.set_xlabel("threshold on the normalised map")
+        ax.set_ylabel("median share of pixels above threshold (log)")
+        ax.grid(True, axis="both", which="major")
+        from matplotlib.lines import Line2D
+
+        handles, _ = ax.get_legend_handles_labels()
+        style_handles = [
+            Line2D(
+                [],
+                [],
+                color="#333",
+                linestyle=MODEL_STYLES[m % len(MODEL_STYLES)],
+                label=_model_label(study, run.name),
+            )
+            for m, run in enumerate(runs)
+        ]
+        ax.legend(handles=handles + style_handles, loc="lower left", ncols=2)
+    names = [r.name for r in runs]
+    caption = (
+        "<b>How to read:</b> for each layer, the median share of pixels above a threshold, as "
+        f"the threshold moves; solid lines are <b>{escape(names[0])}</b>"
+        + (f", dashed lines <b>{escape(', '.join(names[1:]))}</b>" if len(names) > 1 else "")
+        + ". The dotted line marks the study's choice. Zero medians are not drawn (log axis). "
+        "<b>What to conclude:</b> if the layers keep the same order at every threshold, for "
+        "the trained <i>and</i> the untrained network, the ordering is a property of the map "
+        "resolution, not of what the network learned; the study's single threshold hides this."
+    )
+    return fig, caption
+
+
+def _overlay_grid(study: Any, run: Any, *, title: str, rows: int | None = None) -> Any | None:
+    examples = [e for e in run.examples if e.get("thumb") is not None][:rows]
+    if not examples:
+        return None
+    layers = list(run.layers)
+    threshold = study.config.threshold
+    ncols = 1 + len(layers)
+    cell = 1.75
+    with _style():
+        fig = _figure(cell * ncols + 0.2, (cell + 0.62) * len(examples) + 0.35)
+        fig.get_layout_engine().set(h_pad=0.02, w_pad=0.02, hspace=0.0, wspace=0.0)
+        subfigs = fig.subfigures(len(examples), 1, squeeze=False)[:, 0]
+        for r, (sub, ex) in enumerate(zip(subfigs, examples, strict=True)):
+            axes = sub.subplots(1, ncols, squeeze=False)[0]
+            conf = ex.get("confidence")
+            correct = ex.get("correct")
+            mark = "✓" if correct else "✗" if correct is not None else ""
+            sub.suptitle(
+                f"true: {ex.get('label_name', '?')}   ·   predicted: {ex.get('pred_name', '?')}"
+                f" ({fmt(100 * conf, 3) + '%' if conf is not None else '?'}) {mark}",
+                x=0.01,
+                ha="left",
+                fontsize=9.5,
+                fontweight="bold",
+                color="#1a7f37" if correct else "#b42318" if correct is not None else "#222",
+            )
+            _overlay(axes[0], ex["thumb"], None, threshold=None)
+            if r == 0:
+                axes[0].set_title("photo", fontsize=9.5)
+            maps = ex.get("maps") or {}
+            ratios = ex.get("ratio") or {}
+            for j, layer in enumerate(layers):
+                ax = axes[1 + j]
+                _overlay(ax, ex["thumb"], maps.get(layer), threshold=threshold)
+                if r == 0:
+                    ax.set_title(layer, fontsize=9.5, color=layer_color(layer, j))
+                ax.set_xlabel(f"ratio {fmt(ratios.get(layer))}", fontsize=8.5, labelpad=2)
+        fig.suptitle(title, x=0.01, ha="left", fontsize=10.5, color="#333")
+    return fig
+
+
+def overlays(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    main, _ = _main_and_controls(study)
+    if main is None:
+        return None
+    run = study.runs[main]
+    fig = _overlay_grid(
+        study, run, title=f"{_model_label(study, main)}: Grad-CAM for the true class at each layer"
+    )
+    if fig is None:
+        return None
+    t = study.config.threshold
+    caption = (
+        "<b>How to read:</b> each row is a photo (title: true class, the model's prediction and "
+        "its confidence; green when right). Each column overlays one layer's Grad-CAM map on the "
+        "photo (red = high, blue = low); the white outline encloses the pixels above "
+        f"{t:g}, whose share is the ratio written underneath. "
+        "<b>What to conclude:</b> deeper layers give fewer, larger blobs &mdash; the deepest map "
+        "is the coarsest (7&times;7 for ResNet-50 at 224 px) and is upsampled, so its outlined "
+        "area is large by construction. Whether a blob "
+        "sits on the labelled object is judged by eye here; the grid pointing game below "
+        "measures it."
+    )
+    return fig, caption
+
+
+def overlays_control(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    _, controls = _main_and_controls(study)
+    if not controls:
+        return None
+    run = study.runs[controls[0]]
+    untrained = (run.weights or {}).get("source") == "random"
+    fig = _overlay_grid(
+        study,
+        run,
+        rows=CONTROL_ROWS,
+        title=f"{_model_label(study, run.name)}: "
+        + ("an untrained network, same photos" if untrained else "same photos"),
+    )
+    if fig is None:
+        return None
+    seed_v = _verdict(verdicts, "ratio")
+    ctrl = (seed_v.controls.get("untrained") or {}) if seed_v is not None else {}
+    if ctrl.get("ran") and ctrl.get("passes"):
+        conclusion = (
+            "these maps carry no knowledge of the classes, yet over all photos the control "
+            "passes the study's test too (ratio rising with depth, Kruskal-Wallis p = "
+            f"{fmt_p((ctrl.get('test') or {}).get('pvalue'))}): the ratio tracks the maps' "
+            "resolution, not what the network learned."
+        )
+    elif ctrl.get("ran"):
+        conclusion = (
+            "these maps carry no knowledge of the classes, and over all photos the control "
+            "does not pass the study's test: the trained network's rise is not reproduced here."
+        )
+    else:
+        conclusion = "compare the shapes with the trained network's maps above."
+    caption = (
+        f"<b>How to read:</b> the same grid for the control network "
+        f"<b>{escape(run.name)}</b> (first {min(CONTROL_ROWS, len(run.examples))} photos). "
+        f"<b>What to conclude:</b> {conclusion}"
+    )
+    return fig, caption
+
+
+def box_mass(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    """Share of the map's mass inside the annotated object box (when the photos have boxes)."""
+    runs = [r for r in study.runs.values() if any(rec.get("box_mass") for rec in r.records)]
+    if not runs:
+        return None
+    layers = list(runs[0].layers)
+    with _style():
+        fig = _figure(7.6, 3.8)
+        ax = fig.subplots()
+        width = 0.8 / len(runs)
+        for m, run in enumerate(runs):
+            values = _column(run, "box_mass")
+            pos = [j + (m - (len(runs) - 1) / 2) * width for j in range(len(layers))]
+            _boxes(
+                ax,
+                [values[:, j] for j in range(len(layers))],
+                pos,
+                [layer_color(lay, j) for j, lay in enumerate(layers)],
+                width=width * 0.85,
+                hatch=None if m == 0 else "///",
+                seed=m,
+            )
+        _ticks(ax, range(len(layers)), layers, layers)
+        ax.set_ylabel("share of map mass inside the object box")
+        ax.set_ylim(0, 1.08)
+        _model_legend(ax, study, [r.name for r in runs])
+    n = sum(1 for r in runs[0].records if r.get("box_mass"))
+    caption = (
+        f"<b>How to read:</b> for the {n} photos with an object box, the share of each map's "
+        "mass (energy) inside the box, per layer; filled boxes are "
+        f"{escape(runs[0].name)}, hatched ones the control. "
+        "<b>What to conclude:</b> higher is better localisation; compare it with the box's own "
+        "share of the image, which is what a uniform map would score."
+    )
+    return fig, caption
+
+
+def _model_legend(ax: Any, study: Any, names: Sequence[str]) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(
+            facecolor="#999" if m == 0 else "white",
+            edgecolor="#555",
+            hatch=None if m == 0 else "///",
+            label=_model_label(study, name),
+        )
+        for m, name in enumerate(names)
+    ]
+    ax.legend(handles=handles, loc="upper left")
+
+
+def gridpg_scores(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    grid = study.gridpg
+    if grid is None:
+        return None
+    layers = list(grid.layers)
+    scores = {
+        n: np.asarray(s, dtype=float).reshape(-1, len(layers)) for n, s in grid.scores.items()
+    }
+    scores = {n: s for n, s in scores.items() if len(s)}
+    if not scores:
+        return None
+    v = _verdict(verdicts, "gridpg")
+    chance = float((v.claim.params.get("chance", 0.25)) if v is not None else 0.25)
+    names = list(scores)
+    with _style():
+        fig = _figure(7.8, 4.2)
+        ax = fig.subplots()
+        width = 0.8 / len(names)
+        for m, name in enumerate(names):
+            pos = [j + (m - (len(names) - 1) / 2) * width for j in range(len(layers))]
+            _boxes(
+                ax,
+                [scores[name][:, j] for j in range(len(layers))],
+                pos,
+                [layer_color(lay, j) for j, lay in enumerate(layers)],
+                width=width * 0.85,
+                hatch=None if m == 0 else "///",
+                seed=m,
+            )
+        ax.axhline(chance, color=CHANCE_COLOR, linestyle="--", linewidth=1.3)
+        ax.text(
+            1.005,
+            chance,
+            f"chance\n{chance:g}",
+            ha="left",
+            va="center",
+            fontsize=8.5,
+            color=CHANCE_COLOR,
+            transform=ax.get_yaxis_transform(),
+        )
+        _ticks(ax, range(len(layers)), layers, layers)
+        ax.set_ylabel("share of map mass in the target cell")
+        ax.set_ylim(0, 1.1)
+        _model_legend(ax, study, names)
+    n = len(next(iter(scores.values())))
+    caption = (
+        f"<b>How to read:</b> {n} mosaics of four photos of different classes; the map explains "
+        "one cell's class, and the score is the share of the map's mass inside that cell "
+        f"(dashed line: chance, {chance:g}). Filled boxes: <b>{escape(names[0])}</b>"
+        + (f"; hatched: <b>{escape(', '.join(names[1:]))}</b>" if len(names) > 1 else "")
+        + ". <b>What to conclude:</b> this is the direct test of &lsquo;deeper layers focus on "
+        "the label&rsquo;: the trained network should climb well above chance with depth while "
+        "the untrained one stays near it. " + _gridpg_conclusion(v)
+    )
+    return fig, caption
+
+
+def _gridpg_conclusion(v: Any) -> str:
+    if v is None:
+        return ""
+    med = v.medians
+    bits = []
+    for name, m in med.items():
+        if m:
+            vals = list(m.items())
+            bits.append(
+                f"{escape(name)}: median {fmt(vals[0][1])} at {vals[0][0]} &rarr; "
+                f"{fmt(vals[-1][1])} at {vals[-1][0]}"
+            )
+    return ("Here: " + "; ".join(bits) + ".") if bits else ""
+
+
+def gridpg_examples(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    grid = study.gridpg
+    if grid is None or not grid.examples:
+        return None
+    layers = list(grid.layers)
+    examples = grid.examples
+    ncols = 1 + len(layers)
+    cell = 1.9
+    with _style():
+        fig = _figure(cell * ncols + 0.2, (cell + 0.62) * len(examples) + 0.1)
+        fig.get_layout_engine().set(h_pad=0.02, w_pad=0.02, hspace=0.0, wspace=0.0)
+        subfigs = fig.subfigures(len(examples), 1, squeeze=False)[:, 0]
+        from matplotlib.patches import Rectangle
+
+        for r, (sub, ex) in enumerate(zip(subfigs, examples, strict=True)):
+            axes = sub.subplots(1, ncols, squeeze=False)[0]
+            sub.suptitle(
+                f"{ex.get('model', '?')}: explain “{ex.get('target_name', '?')}” (outlined cell)",
+                x=0.01,
+                ha="left",
+                fontsize=9.5,
+                fontweight="bold",
+            )
+            img = _image(ex["thumb"])
+            h, w = img.shape[:2]
+            cell_idx = int(ex.get("cell", 0))
+            cy, cx = divmod(cell_idx, 2)
+            maps = ex.get("maps") or {}
+            scores = ex.get("scores") or {}
+            for j in range(ncols):
+                ax = axes[j]
+                layer = None if j == 0 else layers[j - 1]
+                _overlay(ax, img, None if layer is None else maps.get(layer), threshold=None)
+                ax.add_patch(
+                    Rectangle(
+                        (cx * w / 2 + 1.5, cy * h / 2 + 1.5),
+                        w / 2 - 3,
+                        h / 2 - 3,
+                        fill=False,
+                        edgecolor="white",
+                        linewidth=2.6,
+                    )
+                )
+                ax.add_patch(
+                    Rectangle(
+                        (cx * w / 2 + 1.5, cy * h / 2 + 1.5),
+                        w / 2 - 3,
+                        h / 2 - 3,
+                        fill=False,
+                        edgecolor="black",
+                        linewidth=1.0,
+                        linestyle="--",
+                    )
+                )
+                if r == 0:
+                    ax.set_title(
+                        "mosaic" if layer is None else layer,
+                        fontsize=9.5,
+                        color="#222" if layer is None else layer_color(layer, j - 1),
+                    )
+                if layer is not None:
+                    score = scores.get(layer)
+                    text = (
+                        fmt(score)
+                        if score is not None and math.isfinite(score)
+                        else ("n/a (empty map)")
+                    )
+                    ax.set_xlabel(f"in cell: {text}", fontsize=8.5, labelpad=2)
+    caption = (
+        "<b>How to read:</b> example mosaics with the explained cell outlined; each column "
+        "overlays one layer's map, and the number under it is the share of the map's mass "
+        "inside the outlined cell (chance: 0.25). "
+        "<b>What to conclude:</b> a map that explains the class should pile up inside the "
+        "outline; spread over all four cells it says nothing about the class."
+    )
+    return fig, caption
+
+
+def sanity_cascade(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    sanity = study.sanity
+    if sanity is None or not sanity.steps:
+        return None
+    v = _verdict(verdicts, "randomisation")
+    bound = float(v.claim.params.get("bound", 0.5)) if v is not None else 0.5
+    steps = list(sanity.steps)
+    absrho = [np.abs(_finite(sanity.rho.get(s, []))) for s in steps]
+    med = np.array([_median(a) for a in absrho])
+    lo = np.array([_quantile(a, 0.25) for a in absrho])
+    hi = np.array([_quantile(a, 0.75) for a in absrho])
+    x = np.arange(len(steps))
+    with _style():
+        fig = _figure(7.6, 3.9)
+        ax = fig.subplots()
+        ax.fill_between(
+            x, lo, hi, color="#0072B2", alpha=0.18, linewidth=0, label="middle half of photos (IQR)"
+        )
+        rng = np.random.default_rng(0)
+        for i, a in enumerate(absrho):
+            ax.scatter(
+                i + rng.uniform(-0.08, 0.08, a.size),
+                a,
+                s=10,
+                color="#222",
+                alpha=0.3,
+                linewidths=0,
+                zorder=3,
+            )
+        ax.plot(x, med, "-o", color="#0072B2", linewidth=2.2, markersize=5, label="median")
+        for i, m in enumerate(med):
+            if math.isfinite(m):
+                ax.annotate(
+                    fmt(m, 2),
+                    (i, m),
+                    xytext=(6, 4),
+                    textcoords="offset points",
+                    fontsize=8.5,
+                    fontweight="bold",
+                )
+        ax.axhline(
+            bound,
+            color=BOUND_COLOR,
+            linestyle="--",
+            linewidth=1.3,
+            label=f"bound {bound:g}: below it the map has changed",
+        )
+        ax.set_xticks(list(x))
+        ax.set_xticklabels([s if i == 0 else f"+ {s}" for i, s in enumerate(steps)])
+        ax.set_xlabel("randomised so far (cumulative, from the output down)")
+        ax.set_ylabel(f"|Spearman ρ| with the original {sanity.layer} map")
+        ax.set_ylim(0, 1.05)
+        ax.legend(loc="upper right")
+    n = max((len(sanity.rho.get(s, [])) for s in steps), default=0)
+    caption = (
+        f"<b>How to read:</b> the {escape(sanity.layer)} map of {n} photos is recomputed after "
+        "re-initialising the network's weights block by block, from the classifier down; each "
+        "point is how similar (rank correlation) a photo's map stays to its original. "
+        f"<b>What to conclude:</b> an explanation that depends on what the network learned must "
+        f"fall below the red line as soon as the weights go; " + _sanity_conclusion(v, steps, med)
+    )
+    return fig, caption
+
+
+def _sanity_conclusion(v: Any, steps: Sequence[str], med: np.ndarray) -> str:
+    if v is None:
+        return ""
+    if v.status.value == "SUPPORTED":
+        return "here it does, at every step."
+    return escape("; ".join(v.reasons)) + "."
+
+
+def sanity_examples(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    sanity = study.sanity
+    if sanity is None or not sanity.examples:
+        return None
+    examples = sanity.examples
+    thumb = next((e.get("thumb") for e in examples if e.get("thumb") is not None), None)
+    ncols = len(examples) + (1 if thumb is not None else 0)
+    cell = 1.55
+    with _style():
+        fig = _figure(cell * ncols + 0.2, cell + 0.75)
+        axes = fig.subplots(1, ncols, squeeze=False)[0]
+        k = 0
+        if thumb is not None:
+            _overlay(axes[0], thumb, None, threshold=None)
+            axes[0].set_title("photo", fontsize=9.5)
+            k = 1
+        for i, ex in enumerate(examples):
+            ax = axes[k + i]
+            base = thumb if thumb is not None else np.zeros((*_arr(ex["map"]).shape, 3))
+            _overlay(ax, base, ex.get("map"), threshold=None)
+            step = ex.get("step", "?")
+            ax.set_title(step if step == "original" or i <= 1 else f"+ {step}", fontsize=9.5)
+            rho = sanity.rho.get(step)
+            if rho:
+                ax.set_xlabel(f"ρ = {fmt(rho[0], 2)}", fontsize=8.5, labelpad=2)
+            elif step == "original":
+                ax.set_xlabel("reference", fontsize=8.5, labelpad=2)
+    caption = (
+        "<b>How to read:</b> one photo's map, original then after each cumulative "
+        "randomisation step; ρ is its rank correlation with the original. "
+        "<b>What to conclude:</b> the map should stop resembling the original; a map that keeps "
+        "its shape with random weights is showing the image's edges, not the model's reasoning."
+    )
+    return fig, caption
+
+
+def agreement(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+    if not study.agreement:
+        return None
+    v = _verdict(verdicts, "agreement")
+    tol = float(v.claim.params.get("tolerance", 1e-5)) if v is not None else 1e-5
+    layers = list(study.agreement)
+    vals = np.array(
+        [float(study.agreement[k]) if study.agreement[k] is not None else math.nan for k in layers]
+    )
+    finite = vals[np.isfinite(vals) & (vals > 0)]
+    lo = 10 ** math.floor(math.log10(min(float(finite.min()), tol) if finite.size else tol) - 2)
+    hi = 10 ** math.ceil(math.log10(max(float(finite.max()) if finite.size else tol, tol)) + 2)
+    shown = np.where(np.isfinite(vals), np.maximum(vals, lo), np.nan)
+    with _style():
+        fig = _figure(7.6, 0.32 * len(layers) + 1.25)
+        ax = fig.subplots()
+        y = np.arange(len(layers))
+        ax.barh(
+            y,
+            np.nan_to_num(shown, nan=lo),
+            color=[layer_color(k, i) for i, k in enumerate(layers)],
+            height=0.62,
+        )
+        ax.set_xscale("log")
+        ax.set_xlim(lo, hi)
+        ax.axvline(tol, color=BOUND_COLOR, linestyle="--", linewidth=1.3)
+        ax.set_title(
+            f"tolerance {tol:g} (dashed)",
+            loc="right",
+            fontsize=9,
+            color=BOUND_COLOR,
+            fontweight="normal",
+        )
+        for i, val in enumerate(vals):
+            label = "0 (identical)" if val == 0 else fmt(val) if math.isfinite(val) else "n/a"
+            ax.text(
+                shown[i] * 1.4 if math.isfinite(shown[i]) else lo * 1.4,
+                i,
+                label,
+                va="center",
+                fontsize=8.5,
+            )
+        ax.set_yticks(list(y))
+        ax.set_yticklabels(layers)
+        for tick, layer in zip(ax.get_yticklabels(), layers, strict=True):
+            tick.set_color(layer_color(layer))
+            tick.set_fontweight("bold")
+        ax.invert_yaxis()
+        ax.grid(True, axis="x")
+        ax.grid(False, axis="y")
+        ax.set_xlabel("largest |native − Captum| over all pixels and photos (log)")
+    caption = (
+        "<b>How to read:</b> the largest pixel difference between this package's Grad-CAM and "
+        "Captum's on the same photos, per layer, against the tolerance (dashed). "
+        "<b>What to conclude:</b> bars left of the line mean the numbers above do not depend on "
+        "which implementation computed the maps."
+    )
+    return fig, caption
+
+
+#: (builder name, file stem, section, title), in page order.
+FIGURES: tuple[tuple[str, str, str, str], ...] = (
+    ("ratio_boxplots", "ratio_boxplots", "ratio", "The study's measurement, with its controls"),
+    ("threshold_sweep", "threshold_sweep", "ratio", "Does the choice of 0.85 matter?"),
+    ("overlays", "overlays", "ratio", "What the maps look like"),
+    ("overlays_control", "overlays_control", "ratio", "The same photos, untrained network"),
+    ("box_mass", "box_mass", "ratio", "Map mass inside the object box"),
+    ("gridpg_scores", "gridpg_scores", "gridpg", "Grid pointing game scores"),
+    ("gridpg_examples", "gridpg_examples", "gridpg", "Example mosaics"),
+    ("sanity_cascade", "sanity_cascade", "sanity", "Cascading randomisation"),
+    ("sanity_examples", "sanity_examples", "sanity", "One photo through the cascade"),
+    ("agreement", "agreement", "agreement", "Native vs Captum"),
+)
+
+
+def render_figures(study: Any, verdicts: Sequence[Any]) -> list[RenderedFigure]:
+    """Every applicable figure, rendered to PNG, in page order."""
+    out: list[RenderedFigure] = []
+    module = globals()
+    for builder_name, stem, section, title in FIGURES:
+        builder = module[builder_name]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            built = builder(study, verdicts)
+        if built is None:
+            continue
+        fig, caption = built
+        if stem == "threshold_sweep":
+            title = f"Does the choice of {study.config.threshold:g} matter?"
+        if stem == "overlays_control":
+            names = list(study.runs)
+            title = f"The same photos, {names[1]} network" if len(names) > 1 else title
+        with _style():
+            png = _png(fig)
+        out.append(RenderedFigure(stem, section, title, caption, png))
+    return out

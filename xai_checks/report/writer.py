@@ -1,0 +1,139 @@
+"""Write a report folder atomically: build beside the target, then rename into place."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from xai_checks.report import figures as _figures
+from xai_checks.report.html import render_html
+from xai_checks.report.schema import build_results, validate_results
+
+__all__ = ["REPORT_FILES", "ReportExistsError", "write_report"]
+
+#: the files every report folder holds (plus one ``<figure>.png`` per figure)
+REPORT_FILES = ("report.html", "results.json")
+
+
+class ReportExistsError(FileExistsError):
+    """The output folder already holds something and ``overwrite`` was not given."""
+
+
+def _non_empty(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return any(True for _ in entries)
+    except FileNotFoundError:
+        return False
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise ReportExistsError(f"{out} exists and is not a folder; refusing to replace it")
+    if not out.exists() or not _non_empty(out):
+        return
+    if not overwrite:
+        raise ReportExistsError(
+            f"{out} already exists and is not empty; pass overwrite=True (--overwrite) to "
+            "replace it, or choose another folder"
+        )
+    # Guard against replacing a folder that obviously is not a report.
+    danger = {Path("/"), Path.home().resolve()}
+    resolved = out.resolve()
+    cwd = Path.cwd().resolve()
+    if resolved in danger or resolved == cwd or resolved in cwd.parents:
+        raise ReportExistsError(
+            f"refusing to overwrite {out}: it is the root, the home folder or holds the "
+            "current folder"
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _swap_in(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` folder to ``out`` (replacing it when allowed)."""
+    _check_target(out, overwrite)
+    if out.exists() and not _non_empty(out):
+        with contextlib.suppress(FileNotFoundError):
+            out.rmdir()
+    if not out.exists():
+        try:
+            os.rename(tmp, out)
+        except OSError as exc:  # another writer got there first
+            if out.exists():
+                raise ReportExistsError(f"{out} appeared while the report was written") from exc
+            raise
+        _fsync_dir(out.parent)
+        return
+    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(out, old)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        os.rename(old, out)
+        raise
+    _fsync_dir(out.parent)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_report(
+    study: Any,
+    verdicts: Sequence[Any],
+    out_dir: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``report.html``, ``results.json`` and one PNG per figure into ``out_dir``.
+
+    Everything is built in a hidden temporary folder beside ``out_dir`` and renamed into place
+    only when complete, so an interrupted or failing run leaves no half-written report (and no
+    temporary folder). An existing non-empty ``out_dir`` raises :class:`ReportExistsError`
+    unless ``overwrite`` is true; then the old folder is renamed away, the new one renamed in,
+    and the old one deleted. ``extra`` is stored verbatim in ``results.json`` (its
+    ``"command"`` entry, a string or argv list, is shown as the command line).
+
+    Returns the report folder's path.
+    """
+    out = Path(out_dir).expanduser().absolute()
+    _check_target(out, overwrite)  # fail fast, before any work
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        rendered = _figures.render_figures(study, verdicts)
+        for fig in rendered:
+            _write(tmp / f"{fig.name}.png", fig.png)
+        doc = build_results(study, verdicts, extra=extra)
+        validate_results(doc)
+        text = json.dumps(doc, indent=1, allow_nan=False, ensure_ascii=False)
+        _write(tmp / "results.json", (text + "\n").encode("utf-8"))
+        page = render_html(study, verdicts, rendered, doc)
+        _write(tmp / "report.html", page.encode("utf-8"))
+        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
+        _fsync_dir(tmp)
+        _swap_in(tmp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
