@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum, StrEnum
@@ -199,7 +200,8 @@ def get_claim(claim_id: str) -> Claim:
 
 
 def _medians(values: np.ndarray, layers: Sequence[str]) -> dict[str, float]:
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN layer gives NaN
         return {
             layer: float(np.nanmedian(values[:, j])) if len(values) else float("nan")
             for j, layer in enumerate(layers)
@@ -315,9 +317,15 @@ def _eval_ratio(claim: Claim, study: StudyResult) -> Verdict:
         )
     pooled = verdict.controls.get("pooled", {})
     if pooled.get("ran") and not pooled.get("passes"):
+        p_pooled = pooled["test"]["pvalue"]
+        how = (
+            f"is no longer significant (p = {_fmt(p_pooled)})"
+            if not (p_pooled is not None and p_pooled < alpha)
+            else f"no longer rises with depth (medians {_fmt_list(pooled['medians'])})"
+        )
         confounds.append(
-            "the effect vanishes when every layer's map is pooled to the coarsest grid "
-            f"(p = {_fmt(pooled['test']['pvalue'])}): it is a map-resolution artefact"
+            f"when every layer's map is pooled to the coarsest grid the effect {how}: "
+            "the rise is a map-resolution artefact"
         )
     if confounds:
         verdict.status = Status.CONFOUNDED
@@ -531,6 +539,10 @@ def _fmt(p: float | None) -> str:
     if p is None or not math.isfinite(p):
         return "n/a"
     return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def _fmt_list(values: dict[str, float]) -> str:
+    return ", ".join(f"{v:.3g}" for v in values.values())
 
 
 def dumps(verdicts: Sequence[Verdict]) -> str:
