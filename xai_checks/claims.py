@@ -392,18 +392,20 @@ def _eval_gridpg(claim: Claim, study: StudyResult) -> Verdict:
         )
         return verdict
     verdict.reasons.append(f"{claim.layers[-1]} above chance (p = {_fmt(above['pvalue'])})")
-    versus = verdict.tests.get("last_layer_above_control")
-    if versus is None:
+    versus_or_none = verdict.tests.get("last_layer_above_control")
+    if versus_or_none is None:
         verdict.status = Status.INCONCLUSIVE
         verdict.reasons.append("no untrained control to compare with")
-    elif not (versus["pvalue"] is not None and versus["pvalue"] < alpha):
+    elif not (versus_or_none["pvalue"] is not None and versus["pvalue"] < alpha):
         verdict.status = Status.CONFOUNDED
         verdict.reasons.append(
-            f"but the untrained control localises as well (p = {_fmt(versus['pvalue'])})"
+            f"but the untrained control localises as well (p = {_fmt(versus_or_none['pvalue'])})"
         )
     else:
         verdict.status = Status.SUPPORTED
-        verdict.reasons.append(f"and above the untrained control (p = {_fmt(versus['pvalue'])})")
+        verdict.reasons.append(
+            f"and above the untrained control (p = {_fmt(versus_or_none['pvalue'])})"
+        )
     return verdict
 
 

@@ -253,7 +253,7 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
         models["untrained"] = load_resnet50("random", seed=args.seed, device=device)
     print(
         f"xai-checks: {photos.name}: {len(photos)} photos of {len(photos.labels)} classes; "
-        f"weights {model.xai_weights.source}; device {device}",
+        f"weights {vars(model)['xai_weights'].source}; device {device}",
         file=sys.stderr,
     )
     study = run_study(models, photos, config=config, progress=_progress(not args.quiet))

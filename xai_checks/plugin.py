@@ -345,7 +345,7 @@ def _table_lines(verdicts: dict[str, Any]) -> list[str]:
     rows = [("claim", "verdict", "n", "p", "effect", "medians by layer (model under test)")]
     for claim_id, v in verdicts.items():
         primary = v.primary or {}
-        medians = next(iter(v.medians.values()), {})
+        medians: dict[str, float] = next(iter(v.medians.values()), {})
         med = " ".join(f"{_fmt(m, '.3g')}" for m in medians.values()) if medians else "-"
         effect = v.effect
         name = primary.get("effect_name") or ""

@@ -296,7 +296,7 @@ def _ratio_phase(
                 if any(b is not None for b in boxes):
                     masks = torch.stack(
                         [
-                            box_mask(b, size=tuple(maps.shape[-2:]))
+                            box_mask(b, size=(int(maps.shape[-2]), int(maps.shape[-1])))
                             if b is not None
                             else torch.zeros(maps.shape[-2:], dtype=torch.bool)
                             for b in boxes
