@@ -37,8 +37,11 @@ def test_seed_test_cannot_tell_trained_from_untrained(claim_verdict):
 
 
 @pytest.mark.claim("seed-depth-ratio")
-@pytest.mark.xfail(strict=True, reason="CONFOUNDED: the seed's ratio test passes on an "
-                   "untrained network and depends on map resolution (DESIGN.md section 1)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="CONFOUNDED: the seed's ratio test passes on an "
+    "untrained network and depends on map resolution (DESIGN.md section 1)",
+)
 def test_seed_claim_is_supported(claim_verdict):
     assert claim_verdict.status is Status.SUPPORTED, claim_verdict.summary()
 

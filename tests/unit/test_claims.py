@@ -19,17 +19,23 @@ from xai_checks.study import GridPGRun, ModelRun, SanityRun, StudyConfig, StudyR
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 
 
-def _run(name: str, ratio: np.ndarray, pooled: np.ndarray | None = None,
-         source: str = "msra") -> ModelRun:
+def _run(
+    name: str, ratio: np.ndarray, pooled: np.ndarray | None = None, source: str = "msra"
+) -> ModelRun:
     pooled = ratio if pooled is None else pooled
     run = ModelRun(name, {"source": source}, LAYERS)
     for i in range(len(ratio)):
-        run.records.append({
-            "file": f"img{i}.JPEG", "label": i % 1000, "correct": True, "confidence": 0.99,
-            "ratio": dict(zip(LAYERS, map(float, ratio[i]), strict=True)),
-            "ratio_pooled": dict(zip(LAYERS, map(float, pooled[i]), strict=True)),
-            "sweep": {layer: [0.0] for layer in LAYERS},
-        })
+        run.records.append(
+            {
+                "file": f"img{i}.JPEG",
+                "label": i % 1000,
+                "correct": True,
+                "confidence": 0.99,
+                "ratio": dict(zip(LAYERS, map(float, ratio[i]), strict=True)),
+                "ratio_pooled": dict(zip(LAYERS, map(float, pooled[i]), strict=True)),
+                "sweep": {layer: [0.0] for layer in LAYERS},
+            }
+        )
     return run
 
 
@@ -41,13 +47,15 @@ def _flat(n: int, rng: np.random.Generator) -> np.ndarray:
     return rng.uniform(0, 0.1, size=(n, 4))
 
 
-def _study(main: np.ndarray, control: np.ndarray | None = None,
-           pooled: np.ndarray | None = None) -> StudyResult:
+def _study(
+    main: np.ndarray, control: np.ndarray | None = None, pooled: np.ndarray | None = None
+) -> StudyResult:
     runs = {"pretrained": _run("pretrained", main, pooled)}
     if control is not None:
         runs["untrained"] = _run("untrained", control, source="random")
-    return StudyResult(config=StudyConfig(), photoset={"name": "synthetic", "n_used": len(main)},
-                       runs=runs)
+    return StudyResult(
+        config=StudyConfig(), photoset={"name": "synthetic", "n_used": len(main)}, runs=runs
+    )
 
 
 @pytest.fixture
@@ -118,12 +126,17 @@ def _grid_study(main: np.ndarray, control: np.ndarray) -> StudyResult:
 def test_gridpg_supported_confounded_and_refuted(rng):
     rising = np.clip(0.25 + _rising(20, rng, step=0.15), 0, 1)
     chance = rng.uniform(0.2, 0.3, size=(20, 4))
-    assert evaluate("depth-localisation-gridpg", _grid_study(rising, chance)).status \
+    assert (
+        evaluate("depth-localisation-gridpg", _grid_study(rising, chance)).status
         is Status.SUPPORTED
-    assert evaluate("depth-localisation-gridpg", _grid_study(rising, rising)).status \
+    )
+    assert (
+        evaluate("depth-localisation-gridpg", _grid_study(rising, rising)).status
         is Status.CONFOUNDED
-    assert evaluate("depth-localisation-gridpg", _grid_study(chance, chance)).status \
-        is Status.REFUTED
+    )
+    assert (
+        evaluate("depth-localisation-gridpg", _grid_study(chance, chance)).status is Status.REFUTED
+    )
     below = rising - 0.6  # rises, but layer4 below chance
     verdict = evaluate("depth-localisation-gridpg", _grid_study(below, chance))
     assert verdict.status is Status.REFUTED and "chance" in verdict.reasons[-1]
@@ -137,8 +150,11 @@ def test_gridpg_without_mosaics_is_insufficient():
 
 def test_sanity_verdicts():
     study = _study(np.zeros((5, 4)))
-    study.sanity = SanityRun(layer="layer4", steps=["fc", "layer4"],
-                             rho={"fc": [0.1, -0.2, 0.3, 0.0], "layer4": [0.05, 0.1, 0.2, 0.1]})
+    study.sanity = SanityRun(
+        layer="layer4",
+        steps=["fc", "layer4"],
+        rho={"fc": [0.1, -0.2, 0.3, 0.0], "layer4": [0.05, 0.1, 0.2, 0.1]},
+    )
     assert evaluate("sanity-randomisation", study).status is Status.SUPPORTED
     study.sanity.rho["layer4"] = [0.9, 0.8, 0.95, 0.7]
     verdict = evaluate("sanity-randomisation", study)

@@ -18,8 +18,14 @@ from xai_checks.data import find_imagenet_samples
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "xai_checks", *args], capture_output=True,
-                          text=True, cwd=cwd, env=os.environ.copy(), timeout=900)
+    return subprocess.run(
+        [sys.executable, "-m", "xai_checks", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=os.environ.copy(),
+        timeout=900,
+    )
 
 
 @pytest.mark.parametrize("command", [[], ["study"], ["check"], ["weights"], ["data", "fetch"]])
@@ -86,8 +92,13 @@ def messy_folder(tmp_path: Path) -> Path:
         pytest.skip("shared photos absent (set XAI_CHECKS_IMAGENET_SAMPLES)")
     root = tmp_path / "photos"
     root.mkdir()
-    picks = ["n01877812_wallaby.JPEG", "n02123045_tabby.JPEG", "n01440764_tench.JPEG",
-             "n07747607_orange.JPEG", "n03792782_mountain_bike.JPEG"]
+    picks = [
+        "n01877812_wallaby.JPEG",
+        "n02123045_tabby.JPEG",
+        "n01440764_tench.JPEG",
+        "n07747607_orange.JPEG",
+        "n03792782_mountain_bike.JPEG",
+    ]
     for i, name in enumerate(picks):
         with Image.open(shared / name) as image:
             if i == 0:
@@ -104,8 +115,19 @@ def messy_folder(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_study_on_a_messy_folder_runs_to_the_end_and_reports_skips(messy_folder, tmp_path):
     out = tmp_path / "report"
-    proc = run_cli("study", "--data", str(messy_folder), "--out", str(out), "--mosaics", "4",
-                   "--phases", "ratio", "agreement", "--quiet")
+    proc = run_cli(
+        "study",
+        "--data",
+        str(messy_folder),
+        "--out",
+        str(out),
+        "--mosaics",
+        "4",
+        "--phases",
+        "ratio",
+        "agreement",
+        "--quiet",
+    )
     assert proc.returncode == 0, proc.stderr
     assert (out / "report.html").is_file()
     results = json.loads((out / "results.json").read_text())
@@ -113,18 +135,91 @@ def test_study_on_a_messy_folder_runs_to_the_end_and_reports_skips(messy_folder,
     assert skipped == {"n01443537_goldfish.JPEG", "n01484850_great_white_shark.JPEG"}
     assert "skipped" in proc.stdout
     # a rerun into the same folder is refused, then allowed with --overwrite
-    again = run_cli("study", "--data", str(messy_folder), "--out", str(out), "--quiet",
-                    "--phases", "ratio")
+    again = run_cli(
+        "study", "--data", str(messy_folder), "--out", str(out), "--quiet", "--phases", "ratio"
+    )
     assert again.returncode == 2
-    replaced = run_cli("study", "--data", str(messy_folder), "--out", str(out), "--quiet",
-                       "--phases", "ratio", "--overwrite")
+    replaced = run_cli(
+        "study",
+        "--data",
+        str(messy_folder),
+        "--out",
+        str(out),
+        "--quiet",
+        "--phases",
+        "ratio",
+        "--overwrite",
+    )
     assert replaced.returncode == 0, replaced.stderr
 
 
 @pytest.mark.slow
 def test_check_exits_1_when_a_claim_is_confounded_or_refuted(tmp_path):
-    proc = run_cli("check", "--data", "embedded", "--phases", "ratio", "--json", "--quiet",
-                   "--claim", "seed-depth-ratio")
+    proc = run_cli(
+        "check",
+        "--data",
+        "embedded",
+        "--phases",
+        "ratio",
+        "--json",
+        "--quiet",
+        "--claim",
+        "seed-depth-ratio",
+    )
     verdicts = json.loads(proc.stdout)
     status = verdicts[0]["status"]
     assert proc.returncode == (1 if status in ("REFUTED", "CONFOUNDED") else 0), proc.stderr
+
+
+@pytest.fixture
+def tutorial10_root(tmp_path: Path) -> Path:
+    """A tutorial-10 TinyImageNet tree (224x224 crops, label_list.json) made from real photos:
+    five 224x224 crops of the shared wallaby photo, and two other classes."""
+    shared = find_imagenet_samples()
+    if shared is None:
+        pytest.skip("shared photos absent (set XAI_CHECKS_IMAGENET_SAMPLES)")
+    from xai_checks.data import class_names, class_wnid, resolve_label
+
+    root = tmp_path / "tiny"
+    for label, source in (
+        ("wallaby", "n01877812_wallaby.JPEG"),
+        ("tabby", "n02123045_tabby.JPEG"),
+        ("tench", "n01440764_tench.JPEG"),
+    ):
+        folder = root / class_wnid(resolve_label(label))
+        folder.mkdir(parents=True)
+        with Image.open(shared / source) as image:
+            image = image.convert("RGB")
+            w, h = image.size
+            side = min(w, h)
+            for k, frac in enumerate((1.0, 0.9, 0.8, 0.85, 0.95)):
+                s = int(side * frac)
+                left, top = (w - s) * k // 4, (h - s) // 2
+                crop = image.crop((left, top, left + s, top + s)).resize((224, 224))
+                crop.save(folder / f"{label}_{k}.JPEG")
+    (root / "label_list.json").write_text(json.dumps(list(class_names())))
+    return root
+
+
+@pytest.mark.slow
+def test_the_seed_study_is_a_one_liner(tutorial10_root, tmp_path):
+    """`xai-checks study --data <tutorial-10 root> --label wallaby`: 5 images, as the study."""
+    out = tmp_path / "seed"
+    proc = run_cli(
+        "study",
+        "--data",
+        str(tutorial10_root),
+        "--label",
+        "wallaby",
+        "--out",
+        str(out),
+        "--quiet",
+        "--phases",
+        "ratio",
+    )
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    rows = results["models"]["pretrained"]["photos"]
+    assert len(rows) == 5
+    assert {row["label"] for row in rows} == {104}
+    assert "seed-depth-ratio" in proc.stdout

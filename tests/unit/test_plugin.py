@@ -9,7 +9,7 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = r'''
+CONFTEST = r"""
 import numpy as np
 import pytest
 import torch
@@ -56,9 +56,9 @@ def xai_photoset(tmp_path_factory):
         Image.fromarray(pixels).save(root / f"{name}.JPEG")
     (root / "n03000134_chainlink_fence.JPEG").write_bytes(b"not a jpeg")
     return open_photoset(root)
-'''
+"""
 
-TESTS = r'''
+TESTS = r"""
 import pytest
 from xai_checks.claims import Status
 
@@ -73,7 +73,7 @@ def test_gridpg(claim_verdict):
 def test_direct(xai_verdict):
     v = xai_verdict("seed-depth-ratio")
     assert v.n == 6
-'''
+"""
 
 
 @pytest.fixture
@@ -86,23 +86,29 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_verdict_table_json_and_junit(project: pytest.Pytester) -> None:
     junit = project.path / "junit.xml"
     out = project.path / "claims.json"
-    result = project.runpytest_subprocess(f"--junitxml={junit}", f"--xai-json={out}", "-p",
-                                          "no:cacheprovider")
+    result = project.runpytest_subprocess(
+        f"--junitxml={junit}", f"--xai-json={out}", "-p", "no:cacheprovider"
+    )
     result.assert_outcomes(passed=2, skipped=1)
-    result.stdout.fnmatch_lines([
-        "*xai-checks claims*",
-        "*claim*verdict*n*p*effect*",
-        "*native-captum-agreement*SUPPORTED*",
-        "*depth-localisation-gridpg*INCONCLUSIVE*",
-        "*1 skipped*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*xai-checks claims*",
+            "*claim*verdict*n*p*effect*",
+            "*native-captum-agreement*SUPPORTED*",
+            "*depth-localisation-gridpg*INCONCLUSIVE*",
+            "*1 skipped*",
+        ]
+    )
     # the skip says why
     assert "mosaics" in result.stdout.str()
     payload = json.loads(out.read_text())
     assert payload["schema"] == "xai-checks/claims"
     assert payload["study"]["photoset"]["n_skipped"] == 1  # the corrupt file, counted
-    assert set(payload["verdicts"]) == {"native-captum-agreement", "depth-localisation-gridpg",
-                                        "seed-depth-ratio"}
+    assert set(payload["verdicts"]) == {
+        "native-captum-agreement",
+        "depth-localisation-gridpg",
+        "seed-depth-ratio",
+    }
     props = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
     assert props["xai:native-captum-agreement:verdict"] == "SUPPORTED"
     assert props["xai:seed-depth-ratio:n"] == "6"
@@ -118,8 +124,9 @@ def test_claim_verdict_without_marker_is_a_usage_error(pytester: pytest.Pytester
 
 def test_baseline_round_trip_and_regression(project: pytest.Pytester) -> None:
     baseline = project.path / "baseline.json"
-    made = project.runpytest_subprocess(f"--xai-baseline={baseline}", "--xai-update-baseline",
-                                        "-p", "no:cacheprovider")
+    made = project.runpytest_subprocess(
+        f"--xai-baseline={baseline}", "--xai-update-baseline", "-p", "no:cacheprovider"
+    )
     made.assert_outcomes(passed=2, skipped=1)
     assert baseline.exists()
     same = project.runpytest_subprocess(f"--xai-baseline={baseline}", "-p", "no:cacheprovider")
@@ -129,8 +136,7 @@ def test_baseline_round_trip_and_regression(project: pytest.Pytester) -> None:
     data = json.loads(baseline.read_text())
     data["verdicts"]["native-captum-agreement"]["status"] = "REFUTED"
     baseline.write_text(json.dumps(data))
-    flipped = project.runpytest_subprocess(f"--xai-baseline={baseline}", "-p",
-                                           "no:cacheprovider")
+    flipped = project.runpytest_subprocess(f"--xai-baseline={baseline}", "-p", "no:cacheprovider")
     flipped.assert_outcomes(passed=2, skipped=1)
     assert flipped.ret == 1
     flipped.stdout.fnmatch_lines(["*REGRESSION native-captum-agreement*REFUTED -> SUPPORTED*"])
