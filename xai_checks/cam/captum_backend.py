@@ -8,11 +8,13 @@ source of disagreement between libraries; here ``relu_attributions=True`` and bi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from xai_checks.cam.state import frozen_eval
+from xai_checks.cam.pipeline import check_targets
+from xai_checks.cam.state import check_layer_output, check_layers_ran, frozen_eval, removing
 
 __all__ = ["captum_raw_maps", "captum_upsample"]
 
@@ -27,14 +29,34 @@ def captum_raw_maps(
     from captum.attr import LayerGradCam
 
     raw: dict[str, Tensor] = {}
-    with frozen_eval(model, freeze=False), torch.enable_grad():
-        for name, module in layers.items():
-            attr = LayerGradCam(model, module).attribute(
-                x, target=targets, relu_attributions=True, attr_dim_summation=True
-            )
-            raw[name] = attr.detach().float()[:, 0]
-        with torch.no_grad():
-            logits = model(x).float()
+    seen: set[str] = set()
+
+    def checker(name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            check_layer_output(name, output)
+            seen.add(name)
+
+        return hook
+
+    with frozen_eval(model, freeze=False):
+        # One plain forward for the logits, which also validates the layers and the targets
+        # with the native backend's messages (Captum's own are cryptic: an assertion for a
+        # layer never run, an interpolation error for a non-spatial one, a bare index error).
+        with torch.no_grad(), removing() as handles:
+            for name, module in layers.items():
+                handles.append(module.register_forward_hook(checker(name)))
+            logits = model(x)
+        if not isinstance(logits, Tensor) or logits.ndim != 2:
+            raise ValueError("the model must return logits of shape (N, classes)")
+        logits = logits.float()
+        check_layers_ran(layers, seen)
+        check_targets(targets, logits.shape[1])
+        with torch.enable_grad():
+            for name, module in layers.items():
+                attr = LayerGradCam(model, module).attribute(
+                    x, target=targets, relu_attributions=True, attr_dim_summation=True
+                )
+                raw[name] = attr.detach().float()[:, 0]
     return raw, logits
 
 

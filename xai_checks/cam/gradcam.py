@@ -11,8 +11,8 @@ from torch import Tensor, nn
 
 from xai_checks.cam.captum_backend import captum_raw_maps, captum_upsample
 from xai_checks.cam.native import native_raw_maps
-from xai_checks.cam.pipeline import canonical, minmax_normalise
-from xai_checks.cam.state import LayerSpec, resolve_layers
+from xai_checks.cam.pipeline import canonical, check_targets, minmax_normalise
+from xai_checks.cam.state import LayerSpec, frozen_eval, resolve_layers
 
 __all__ = ["DEFAULT_LAYERS", "Backend", "CAMResult", "GradCAM"]
 
@@ -128,10 +128,14 @@ class GradCAM:
         if targets is None:
             assert logits is not None
             return logits.argmax(dim=1)
-        if isinstance(targets, int):
+        if isinstance(targets, int) and not isinstance(targets, bool):
             t = torch.full((n,), targets, dtype=torch.long)
         else:
-            t = torch.as_tensor(targets).long().reshape(-1)
+            t = torch.as_tensor(targets)
+            if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+                # .long() would silently truncate 1.7 to class 1
+                raise TypeError(f"targets must be integer class indices; got {t.dtype}")
+            t = t.long().reshape(-1)
             if t.numel() == 1 and n > 1:
                 t = t.expand(n)
         if t.numel() != n:
@@ -139,25 +143,21 @@ class GradCAM:
         return t.to(device)
 
     def _check_targets(self, t: Tensor, classes: int) -> None:
-        bad = (t < 0) | (t >= classes)
-        if bool(bad.any()):
-            raise ValueError(
-                f"target class {int(t[bad][0])} out of range: the model has {classes} classes"
-            )
+        check_targets(t, classes)
 
     @torch.no_grad()
     def _predict(self, x: Tensor) -> Tensor:
-        was = self.model.training
-        try:
-            self.model.eval()
+        # frozen_eval restores every module's own flag; ``model.train(was)`` would overwrite a
+        # mix (e.g. BN layers kept in eval while fine-tuning) with the root's flag.
+        with frozen_eval(self.model, freeze=False):
             return self.model(x).float()
-        finally:
-            self.model.train(was)
 
     def __call__(self, x: Tensor, *, targets: Targets = None) -> CAMResult:
         self._check_input(x)
         device = _model_device(self.model)
-        x = x.to(device)
+        # Always a private copy: a model that works in place on its input (a first
+        # ReLU(inplace=True), an ``x.sub_(mean)``) must not reach the caller's tensor.
+        x = x.detach().to(device, copy=True)
         n = x.shape[0]
         pre_logits = self._predict(x) if targets is None else None
         t = self._targets(targets, n, device, pre_logits)
@@ -165,8 +165,8 @@ class GradCAM:
             self._check_targets(t, pre_logits.shape[1])
         size = (int(x.shape[2]), int(x.shape[3]))
         raw: dict[str, Tensor] = {}
+        # Explicit targets are range-checked by the backends against the logits themselves.
         if self.backend == "captum":
-            self._check_targets_lazily(t)
             raw, logits = captum_raw_maps(self.model, self.layers, x, t)
             maps = {
                 k: minmax_normalise(captum_upsample(v, size), eps=self.eps) for k, v in raw.items()
@@ -175,17 +175,7 @@ class GradCAM:
             groups = [self.layers] if self.fused else [{k: v} for k, v in self.layers.items()]
             logits = torch.empty(0)
             for group in groups:
-                self._check_targets_lazily(t)
                 part, logits = native_raw_maps(self.model, group, x, t, autocast=self.autocast)
                 raw.update(part)
             maps = {k: canonical(v, size, eps=self.eps) for k, v in raw.items()}
         return CAMResult(self.layer_names, raw, maps, t, logits, self.backend)
-
-    def _check_targets_lazily(self, t: Tensor) -> None:
-        # The number of classes is only known after a forward; fc layers reveal it earlier.
-        last_linear = None
-        for module in self.model.modules():
-            if isinstance(module, nn.Linear):
-                last_linear = module
-        if last_linear is not None:
-            self._check_targets(t, last_linear.out_features)

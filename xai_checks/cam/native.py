@@ -9,23 +9,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from xai_checks.cam.pipeline import channel_weights, weighted_map
-from xai_checks.cam.state import frozen_eval, removing
+from xai_checks.cam.pipeline import channel_weights, check_targets, weighted_map
+from xai_checks.cam.state import check_layer_output, check_layers_ran, frozen_eval, removing
 
 __all__ = ["native_raw_maps"]
 
 
 def _capture(store: dict[str, Tensor], name: str) -> Any:
     def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
-        if not isinstance(output, Tensor):
-            raise TypeError(
-                f"layer {name!r} returns {type(output).__name__}, not a tensor; hook a module "
-                "whose output is the feature map"
-            )
-        if output.ndim != 4:
-            raise ValueError(
-                f"layer {name!r} outputs shape {tuple(output.shape)}; Grad-CAM needs (N, C, h, w)"
-            )
+        check_layer_output(name, output)
         act = output if output.requires_grad else output.detach().requires_grad_(True)
         store[name] = act
         # Downstream code gets a copy, so in-place ops after this layer (ReLU(inplace=True),
@@ -62,9 +54,8 @@ def native_raw_maps(
             logits = model(x)
         if not isinstance(logits, Tensor) or logits.ndim != 2:
             raise ValueError("the model must return logits of shape (N, classes)")
-        missing = [name for name in layers if name not in acts]
-        if missing:
-            raise ValueError(f"layers {missing} were not run by the model's forward")
+        check_layers_ran(layers, acts)
+        check_targets(targets, logits.shape[1])
         score = logits.gather(1, targets.view(-1, 1)).sum()
         names = list(layers)
         try:

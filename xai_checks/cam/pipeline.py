@@ -18,7 +18,27 @@ from torch import Tensor
 
 from xai_checks.metrics import minmax_normalise
 
-__all__ = ["canonical", "channel_weights", "minmax_normalise", "upsample", "weighted_map"]
+__all__ = [
+    "canonical",
+    "channel_weights",
+    "check_targets",
+    "minmax_normalise",
+    "upsample",
+    "weighted_map",
+]
+
+
+def check_targets(targets: Tensor, classes: int) -> None:
+    """Raise ``ValueError`` unless every target class is in ``[0, classes)``.
+
+    Called before any ``gather`` on the logits: an out-of-range index there is a bare
+    ``RuntimeError`` on the CPU and a device-side assert (fatal to the process) on CUDA.
+    """
+    bad = (targets < 0) | (targets >= classes)
+    if bool(bad.any()):
+        raise ValueError(
+            f"target class {int(targets[bad][0])} out of range: the model has {classes} classes"
+        )
 
 
 def channel_weights(grads: Tensor) -> Tensor:

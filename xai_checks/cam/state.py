@@ -5,11 +5,19 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
 
-__all__ = ["LayerSpec", "frozen_eval", "removing", "resolve_layers"]
+__all__ = [
+    "LayerSpec",
+    "check_layer_output",
+    "check_layers_ran",
+    "frozen_eval",
+    "removing",
+    "resolve_layers",
+]
 
 LayerSpec = str | nn.Module
 
@@ -45,6 +53,28 @@ def resolve_layers(
             ) from None
         resolved[spec] = module
     return resolved
+
+
+def check_layer_output(name: str, output: Any) -> Tensor:
+    """The layer's output if it is a (N, C, h, w) tensor; a clear error otherwise."""
+    if not isinstance(output, Tensor):
+        raise TypeError(
+            f"layer {name!r} returns {type(output).__name__}, not a tensor; hook a module "
+            "whose output is the feature map"
+        )
+    if output.ndim != 4:
+        raise ValueError(
+            f"layer {name!r} outputs shape {tuple(output.shape)}; Grad-CAM needs (N, C, h, w)"
+        )
+    return output
+
+
+def check_layers_ran(names: Iterable[str], seen: Iterable[str]) -> None:
+    """``ValueError`` naming the requested layers the model's forward never ran."""
+    seen = set(seen)
+    missing = [name for name in names if name not in seen]
+    if missing:
+        raise ValueError(f"layers {missing} were not run by the model's forward")
 
 
 @contextlib.contextmanager
