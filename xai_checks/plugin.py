@@ -68,7 +68,7 @@ class Settings:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("xai-checks", "explainability claims")
+    group = parser.getgroup("xai-checks", "xai-checks: explainability claims as tests")
     group.addoption(
         "--xai-data",
         default=os.environ.get("XAI_CHECKS_DATA", "auto"),
