@@ -20,13 +20,8 @@ from xai_checks.cam import GradCAM
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny nets gain nothing from intra-op threads, and on a busy shared CPU OpenMP's
-    synchronisation makes each call 10-50x slower. Restored after the module."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here runs its tiny nets on one thread (see conftest)."""
 
 
 # --------------------------------------------------------------------------------------------
