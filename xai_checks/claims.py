@@ -291,7 +291,7 @@ def _eval_ratio(claim: Claim, study: StudyResult) -> Verdict:
         }
     alpha = claim.alpha
     if not passed:
-        if not (primary["pvalue"] is not None and primary["pvalue"] < alpha):
+        if not _significant(primary, alpha):
             verdict.status = Status.REFUTED
             verdict.reasons.append(
                 f"{primary['method']} p = {_fmt(primary['pvalue'])} is not below alpha = {alpha}"
@@ -385,7 +385,7 @@ def _eval_gridpg(claim: Claim, study: StudyResult) -> Verdict:
         )
         return verdict
     verdict.reasons.append(f"{primary['method']} p = {_fmt(primary['pvalue'])} < {alpha}")
-    if not (above["pvalue"] is not None and above["pvalue"] < alpha):
+    if not _significant(above, alpha):
         verdict.status = Status.REFUTED
         verdict.reasons.append(
             f"but {claim.layers[-1]} is not above chance {chance} (p = {_fmt(above['pvalue'])})"
@@ -396,7 +396,7 @@ def _eval_gridpg(claim: Claim, study: StudyResult) -> Verdict:
     if versus_or_none is None:
         verdict.status = Status.INCONCLUSIVE
         verdict.reasons.append("no untrained control to compare with")
-    elif not (versus_or_none["pvalue"] is not None and versus["pvalue"] < alpha):
+    elif not _significant(versus_or_none, alpha):
         verdict.status = Status.CONFOUNDED
         verdict.reasons.append(
             f"but the untrained control localises as well (p = {_fmt(versus_or_none['pvalue'])})"
@@ -535,6 +535,12 @@ def evaluate_all(
             claim = claim.with_(alpha=alpha)
         out.append(evaluate(claim, study))
     return out
+
+
+def _significant(result: dict[str, Any], alpha: float) -> bool:
+    """A test result's p-value exists and is below ``alpha``."""
+    p = result.get("pvalue")
+    return p is not None and math.isfinite(p) and p < alpha
 
 
 def _fmt(p: float | None) -> str:
