@@ -1,0 +1,1 @@
+"""Grad-CAM throughput benchmarks (not part of the unit test run)."""

@@ -1,0 +1,419 @@
+"""Grad-CAM throughput on the real ImageNet ResNet-50 (MSRA weights), with pytest-benchmark.
+
+Cases are ``{device}-b{batch}-{layer set}-{implementation}`` (``{device}-b{batch}-plain`` for the
+ceiling), so ``-k`` selects them: ``-k "cpu and b8"``, ``-k "all or plain"``, ``-k "not gradcam"``.
+
+Implementations (all produce per-layer maps at input resolution, per-image min-max):
+
+``plain``            ``torch.inference_mode()`` forward only: the ceiling.
+``ours_fused``       ``xai_checks.cam.GradCAM(model, layers=...)``: one forward, one
+                     activation-only backward for every requested layer.
+``ours_loop``        the same with ``fused=False``: one forward/backward per layer (``all`` only).
+``captum``           ``captum.attr.LayerGradCam`` per layer, ``relu_attributions=True``, then
+                     ``LayerAttribution.interpolate(..., "bilinear")`` and the same min-max: what a
+                     user would write to get the canonical maps from Captum.
+``gradcam``          PyPI ``grad-cam``'s ``pytorch_grad_cam.GradCAM`` per layer with
+                     ``ClassifierOutputTarget`` (its own resize and scaling, returns numpy).
+
+Engine experiments (``--bench-variants=yes``, batch 8 only, see ``engine_variants.py``):
+``plain_cl``/``ours_fused_cl`` (model and input in ``torch.channels_last``),
+``plain_bf16``/``ours_fused_bf16`` (autocast bfloat16), ``plain_bnfold``/``ours_fused_bnfold``
+(BatchNorm folded into the convs), ``plain_fast``/``ours_fused_fast`` (both: BN folded and
+channels_last), ``ours_fused_noclone`` (no copy in the forward hook), ``ours_analytic``
+(layer4's closed-form gradient, no backward).
+
+Inputs are random-normal tensors of shape (N, 3, 224, 224) with random target classes, seeded:
+throughput does not depend on image content (no data-dependent control flow in ResNet-50 or in
+any of the implementations), so no photos are needed.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from benchmarks.conftest import (
+    bench_batches,
+    bench_case_budget,
+    bench_devices,
+    bench_layer_sets,
+    bench_paired,
+    bench_rounds,
+    bench_variants,
+    resnet50_on,
+)
+
+LAYERS = ("layer1", "layer2", "layer3", "layer4")
+SIZE = (224, 224)
+VARIANT_BATCH = 8
+NOTE = "inputs: seeded random-normal (N,3,224,224), random targets; content-independent"
+
+
+@dataclass(frozen=True)
+class Case:
+    device: str
+    batch: int
+    layer_set: str  # "layer1".."layer4", "all", or "-" for plain inference
+    impl: str
+
+    @property
+    def id(self) -> str:
+        if self.layer_set == "-":
+            return f"{self.device}-b{self.batch}-{self.impl}"
+        return f"{self.device}-b{self.batch}-{self.layer_set}-{self.impl}"
+
+
+def cases(config: pytest.Config) -> list[Case]:
+    out: list[Case] = []
+    sets = bench_layer_sets(config)
+    variants = bench_variants(config)
+    for device in bench_devices(config):
+        for batch in bench_batches(config):
+            out.append(Case(device, batch, "-", "plain"))
+            for ls in sets:
+                out.append(Case(device, batch, ls, "ours_fused"))
+                if ls == "all":
+                    out.append(Case(device, batch, ls, "ours_loop"))
+                out.append(Case(device, batch, ls, "captum"))
+                out.append(Case(device, batch, ls, "gradcam"))
+            if variants and batch == VARIANT_BATCH:
+                out.append(Case(device, batch, "-", "plain_cl"))
+                out.append(Case(device, batch, "-", "plain_bf16"))
+                out.append(Case(device, batch, "-", "plain_bnfold"))
+                out.append(Case(device, batch, "-", "plain_fast"))
+                for ls in ("all", "layer4"):
+                    if ls in sets:
+                        out.append(Case(device, batch, ls, "ours_fused_cl"))
+                        out.append(Case(device, batch, ls, "ours_fused_bf16"))
+                        out.append(Case(device, batch, ls, "ours_fused_noclone"))
+                        out.append(Case(device, batch, ls, "ours_fused_bnfold"))
+                        out.append(Case(device, batch, ls, "ours_fused_fast"))
+                if "layer4" in sets:
+                    out.append(Case(device, batch, "layer4", "ours_analytic"))
+    return out
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "case" in metafunc.fixturenames:
+        cs = cases(metafunc.config)
+        metafunc.parametrize("case", cs, ids=[c.id for c in cs])
+
+
+# --------------------------------------------------------------------------- implementations
+
+
+def layer_names(layer_set: str) -> tuple[str, ...]:
+    return LAYERS if layer_set == "all" else (layer_set,)
+
+
+def inputs(batch: int, device: str) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(1234 + batch)
+    x = torch.randn(batch, 3, *SIZE, generator=g)
+    t = torch.randint(0, 1000, (batch,), generator=g)
+    return x.to(device), t.to(device)
+
+
+def build(
+    case: Case,
+    model: nn.Module,
+    x: Tensor,
+    t: Tensor,
+    monkeypatch: pytest.MonkeyPatch,
+    info: dict[str, Any],
+) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """Return ``(run, cleanup)`` for ``case``; everything built outside the timed region.
+
+    Engine experiments first check their maps against the shipped engine on two images and
+    put the largest difference in ``info``.
+    """
+    names = layer_names(case.layer_set) if case.layer_set != "-" else ()
+    modules = [model.get_submodule(n) for n in names]
+    nothing: Callable[[], None] = lambda: None  # noqa: E731
+
+    if case.impl == "plain":
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return model(x)
+
+        return run, nothing
+
+    if case.impl == "plain_cl":
+        m_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return m_cl(x_cl)
+
+        return run, nothing
+
+    if case.impl == "plain_bnfold":
+        from benchmarks.engine_variants import fold_batchnorm
+
+        m_bn = fold_batchnorm(model)
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return m_bn(x)
+
+        return run, nothing
+
+    if case.impl == "ours_fused_bnfold":
+        from benchmarks.engine_variants import fold_batchnorm
+        from xai_checks.cam import GradCAM
+
+        cam = GradCAM(fold_batchnorm(model), layers=list(names))
+        diff = max_map_difference(GradCAM(model, layers=list(names)), x[:2], t[:2], cam, x[:2])
+        info["max_abs_map_diff_vs_shipped"] = diff
+        return (lambda: cam(x, targets=t)), nothing
+
+    if case.impl == "plain_fast":
+        from benchmarks.engine_variants import fold_batchnorm
+
+        m_fast = fold_batchnorm(model).to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+
+        def run() -> Any:
+            with torch.inference_mode():
+                return m_fast(x_cl)
+
+        return run, nothing
+
+    if case.impl == "ours_fused_fast":
+        from benchmarks.engine_variants import fold_batchnorm
+        from xai_checks.cam import GradCAM
+
+        m_fast = fold_batchnorm(model).to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        cam = GradCAM(m_fast, layers=list(names))
+        info["max_abs_map_diff_vs_shipped"] = max_map_difference(
+            GradCAM(model, layers=list(names)), x[:2], t[:2], cam, x_cl[:2]
+        )
+        return (lambda: cam(x_cl, targets=t)), nothing
+
+    if case.impl == "plain_bf16":
+
+        def run() -> Any:
+            with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.bfloat16):
+                return model(x)
+
+        return run, nothing
+
+    if case.impl in ("ours_fused", "ours_loop"):
+        from xai_checks.cam import GradCAM
+
+        cam = GradCAM(model, layers=list(names), fused=case.impl == "ours_fused")
+        return (lambda: cam(x, targets=t)), nothing
+
+    if case.impl == "ours_fused_bf16":
+        from xai_checks.cam import GradCAM
+
+        cam = GradCAM(model, layers=list(names), autocast=torch.bfloat16)
+        info["max_abs_map_diff_vs_shipped"] = max_map_difference(
+            GradCAM(model, layers=list(names)), x[:2], t[:2], cam, x[:2]
+        )  # bf16: reported, not asserted
+        return (lambda: cam(x, targets=t)), nothing
+
+    if case.impl == "ours_fused_cl":
+        from xai_checks.cam import GradCAM
+
+        m_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        cam = GradCAM(m_cl, layers=list(names))
+        diff = max_map_difference(GradCAM(model, layers=list(names)), x[:2], t[:2], cam, x_cl[:2])
+        # Other conv kernels, other rounding: reported, not asserted (see README).
+        info["max_abs_map_diff_vs_shipped"] = diff
+        return (lambda: cam(x_cl, targets=t)), nothing
+
+    if case.impl == "ours_fused_noclone":
+        import xai_checks.cam.gradcam as gradcam_mod
+        from benchmarks.engine_variants import native_raw_maps_noclone
+        from xai_checks.cam import GradCAM
+
+        reference = GradCAM(model, layers=list(names))
+        ref = reference(x[:2], targets=t[:2])
+        monkeypatch.setattr(gradcam_mod, "native_raw_maps", native_raw_maps_noclone)
+        cam = GradCAM(model, layers=list(names))
+        got = cam(x[:2], targets=t[:2])
+        for n in names:
+            torch.testing.assert_close(got.maps[n], ref.maps[n], rtol=0, atol=0)
+        info["max_abs_map_diff_vs_shipped"] = 0.0
+        return (lambda: cam(x, targets=t)), nothing
+
+    if case.impl == "ours_analytic":
+        from benchmarks.engine_variants import layer4_analytic
+        from xai_checks.cam import GradCAM
+
+        ref4 = GradCAM(model, layers=["layer4"])(x[:2], targets=t[:2])
+        got4 = layer4_analytic(model, x[:2], t[:2])
+        diff = float((got4["maps"] - ref4.maps["layer4"]).abs().max())
+        assert diff < 1e-4, diff
+        info["max_abs_map_diff_vs_shipped"] = diff
+        return (lambda: layer4_analytic(model, x, t)), nothing
+
+    if case.impl == "captum":
+        from captum.attr import LayerAttribution, LayerGradCam
+
+        from xai_checks.metrics import minmax_normalise
+
+        explainers = [LayerGradCam(model, m) for m in modules]
+
+        def run() -> Any:
+            out = []
+            for e in explainers:
+                a = e.attribute(x, target=t, relu_attributions=True)
+                up = LayerAttribution.interpolate(a, SIZE, interpolate_mode="bilinear")
+                out.append(minmax_normalise(up[:, 0].detach()))
+            return out
+
+        return run, nothing
+
+    if case.impl == "gradcam":
+        from pytorch_grad_cam import GradCAM as PyPIGradCAM
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        cams = [PyPIGradCAM(model=model, target_layers=[m]) for m in modules]
+        targets = [ClassifierOutputTarget(int(c)) for c in t.tolist()]
+
+        def run() -> Any:
+            return [cam(input_tensor=x, targets=targets) for cam in cams]
+
+        def cleanup() -> None:
+            for cam in cams:
+                cam.activations_and_grads.release()
+            model.zero_grad(set_to_none=True)
+
+        return run, cleanup
+
+    raise AssertionError(f"unknown implementation {case.impl!r}")
+
+
+def max_map_difference(ref_cam: Any, x_ref: Tensor, t: Tensor, cam: Any, x: Tensor) -> float:
+    """Largest absolute difference between two engines' canonical maps (values in [0, 1])."""
+    ref = ref_cam(x_ref, targets=t)
+    got = cam(x, targets=t)
+    return max(float((got.maps[n] - ref.maps[n]).abs().max()) for n in ref.layers)
+
+
+# --------------------------------------------------------------------------- the benchmark
+
+
+def test_throughput(
+    benchmark: Any,
+    case: Case,
+    need_device: str,
+    machine: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
+    device = need_device
+    config = request.config
+    model = resnet50_on(device)
+    x, t = inputs(case.batch, device)
+    info: dict[str, Any] = {}
+    run, cleanup = build(case, model, x, t, monkeypatch, info)
+    paired = bench_paired(config) and case.impl != "plain"
+    plain_run = build(Case(device, case.batch, "-", "plain"), model, x, t, monkeypatch, {})[0]
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def clock(fn: Callable[[], Any]) -> float:
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        return time.perf_counter() - t0
+
+    case_s: list[float] = []
+    plain_s: list[float] = []
+
+    def timed() -> None:
+        case_s.append(clock(run))
+
+    def setup() -> None:
+        # Paired design: plain inference timed right before every round of the case, so that
+        # "case vs plain" is measured under the same load, round by round.
+        if paired:
+            plain_s.append(clock(plain_run))
+
+    benchmark.group = f"{device} batch {case.batch}"
+    if not benchmark.disabled:
+        warm_up(device, case.batch, model, x, t)
+    load_before = _loadavg()
+    try:
+        if benchmark.disabled:
+            benchmark.pedantic(timed, rounds=1, iterations=1)
+            return
+        # One warm-up round (not recorded), which also sizes the number of timed rounds.
+        setup()
+        warm = clock(run) + (plain_s.pop() if plain_s else 0.0)
+        rounds = bench_rounds(config)
+        if case.batch < 8:
+            rounds *= 2  # cheap calls: more rounds for a steadier minimum
+        budget = bench_case_budget(config)
+        rounds = max(2, min(rounds, int(budget // max(warm, 1e-9))))
+        benchmark.pedantic(timed, setup=setup, rounds=rounds, warmup_rounds=0, iterations=1)
+    finally:
+        cleanup()
+    stats = benchmark.stats.stats
+    extra = benchmark.extra_info
+    extra.update(
+        device=device,
+        batch=case.batch,
+        layer_set=case.layer_set,
+        impl=case.impl,
+        layers=list(layer_names(case.layer_set)) if case.layer_set != "-" else [],
+        inputs=NOTE,
+        loadavg_before=load_before,
+        loadavg_after=_loadavg(),
+        machine=machine,
+        round_s=case_s,
+        images_per_s_best=case.batch / stats.min,
+        images_per_s_median=case.batch / stats.median,
+        images_per_s_mean=case.batch / stats.mean,
+        **info,
+    )
+    if paired and len(plain_s) == len(case_s):
+        extra["paired_plain_s"] = plain_s
+        # Best plain call over best case round, both from the same minutes: robust to load
+        # that changes between cases and to one slow round (a median of 2-3 rounds is not).
+        extra["vs_plain_paired"] = min(plain_s) / min(case_s)
+
+
+_WARM: set[tuple[str, int]] = set()
+
+
+def warm_up(device: str, batch: int, model: nn.Module, x: Tensor, t: Tensor) -> None:
+    """Before the first case of each (device, batch): a few untimed plain and Grad-CAM calls.
+
+    The first calls at a new shape pay for oneDNN primitive creation and for the allocator
+    growing its heap (page faults: at batch 32, seconds); without this the first case timed
+    at each batch size (plain inference) would look much slower than it is.
+    """
+    if (device, batch) in _WARM:
+        return
+    from xai_checks.cam import GradCAM
+
+    cam = GradCAM(model, layers=list(LAYERS))
+    for _ in range(2):
+        with torch.inference_mode():
+            model(x)
+        cam(x, targets=t)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    _WARM.add((device, batch))
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover
+        return None
