@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +18,7 @@ __all__ = ["DEFAULT_LAYERS", "Backend", "CAMResult", "GradCAM"]
 
 Backend = Literal["native", "captum"]
 DEFAULT_LAYERS: tuple[str, ...] = ("layer1", "layer2", "layer3", "layer4")
-Targets = Tensor | Sequence[int] | int | None
+Targets: TypeAlias = Tensor | Sequence[int] | int | None
 
 
 @dataclass

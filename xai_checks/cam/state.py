@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from torch import Tensor, nn
 from torch.utils.hooks import RemovableHandle
@@ -19,7 +19,7 @@ __all__ = [
     "resolve_layers",
 ]
 
-LayerSpec = str | nn.Module
+LayerSpec: TypeAlias = str | nn.Module
 
 
 def resolve_layers(
