@@ -157,6 +157,19 @@ DEPTH_LOCALISATION_GRIDPG = Claim(
     controls=("untrained",),
     params={"chance": 0.25},
 )
+DEPTH_LOCALISATION_BOXES = Claim(
+    id="depth-localisation-boxes",
+    hypothesis=(
+        "Deeper layers localise the labelled object: on photos with a ground-truth bounding box, "
+        "the share of Grad-CAM mass inside the box (energy pointing game) rises with depth "
+        "(Page's L p < alpha), layer4 beats a uniform map (the box's area share) and the "
+        "untrained control."
+    ),
+    metric="boxes",
+    test="page",
+    min_n=10,
+    controls=("untrained",),
+)
 SANITY_RANDOMISATION = Claim(
     id="sanity-randomisation",
     hypothesis=(
@@ -183,6 +196,7 @@ NATIVE_CAPTUM_AGREEMENT = Claim(
 BUILTIN_CLAIMS: tuple[Claim, ...] = (
     SEED_DEPTH_RATIO,
     DEPTH_LOCALISATION_GRIDPG,
+    DEPTH_LOCALISATION_BOXES,
     SANITY_RANDOMISATION,
     NATIVE_CAPTUM_AGREEMENT,
 )
@@ -343,38 +357,91 @@ def _eval_gridpg(claim: Claim, study: StudyResult) -> Verdict:
             claim, Status.INCONCLUSIVE, ["the GridPG phase did not run"], 0, insufficient=True
         )
     runs = list(study.runs)
-    main = runs[0]
-    scores = grid.scores.get(main, np.empty((0, len(claim.layers))))
     idx = [grid.layers.index(layer) for layer in claim.layers]
-    scores = scores[:, idx] if len(scores) else scores
-    n = int(scores.shape[0])
-    verdict = Verdict(claim, Status.INCONCLUSIVE, [], n)
+    empty = np.empty((0, len(claim.layers)))
+    scores = {name: (v[:, idx] if len(v) else empty) for name, v in grid.scores.items()}
+    n = int(scores.get(runs[0], empty).shape[0])
     if n < claim.min_n:
         reason = f"only {n} mosaics; the claim needs at least {claim.min_n}"
-        verdict.reasons.append(reason + (f" ({grid.note})" if grid.note else ""))
-        verdict.insufficient = True
-        return verdict
+        reason += f" ({grid.note})" if grid.note else ""
+        return Verdict(claim, Status.INCONCLUSIVE, [reason], n, insufficient=True)
     chance = float(claim.params.get("chance", 0.25))
-    passed, primary, med = _depth_test(scores, claim)
+    return _localisation(
+        claim,
+        study,
+        scores,
+        baseline=np.full(n, chance),
+        baseline_name=f"chance {chance}",
+        key="chance",
+    )
+
+
+def _eval_boxes(claim: Claim, study: StudyResult) -> Verdict:
+    runs = list(study.runs)
+    main = study.runs[runs[0]]
+    rows = [i for i, r in enumerate(main.records) if "box_mass" in r]
+    n = len(rows)
+    if n < claim.min_n:
+        why = (
+            "the photo set has no bounding boxes"
+            if n == 0
+            else f"only {n} photos with boxes; the claim needs at least {claim.min_n}"
+        )
+        return Verdict(claim, Status.INCONCLUSIVE, [why], n, insufficient=True)
+    scores = {}
+    for name, run in study.runs.items():
+        idx = [run.layers.index(layer) for layer in claim.layers]
+        scores[name] = run.column("box_mass")[:, idx]
+    area = np.array([main.records[i]["box_area"] for i in rows], dtype=float)
+    return _localisation(
+        claim,
+        study,
+        scores,
+        baseline=area,
+        baseline_name="the box's area share (a uniform map)",
+        key="box_area",
+    )
+
+
+def _localisation(
+    claim: Claim,
+    study: StudyResult,
+    scores: dict[str, np.ndarray],
+    *,
+    baseline: np.ndarray,
+    baseline_name: str,
+    key: str,
+) -> Verdict:
+    """Shared rules for ground-truth localisation claims (GridPG, boxes).
+
+    SUPPORTED needs: the score rises with depth (the claim's test), the last layer beats the
+    baseline (a map that knows nothing), and it beats the untrained control (CONFOUNDED if not).
+    """
+    runs = list(study.runs)
+    main = runs[0]
+    values = scores[main]
+    verdict = Verdict(claim, Status.INCONCLUSIVE, [], int(values.shape[0]))
+    passed, primary, med = _depth_test(values, claim)
     verdict.tests["primary"] = primary
     verdict.medians[main] = med
-    last = scores[:, -1]
-    above = _one_sample_greater(last, chance)
-    verdict.tests["last_layer_above_chance"] = above
+    last = values[:, -1]
+    above = _paired_greater(last, baseline, method=f"wilcoxon signed-rank vs {key}")
+    verdict.tests[f"last_layer_above_{key}"] = above
     control = runs[1] if len(runs) > 1 else None
-    if control is not None and control in grid.scores:
-        c_scores = grid.scores[control][:, idx]
-        c_passed, c_primary, c_med = _depth_test(c_scores, claim)
+    if control is not None and control in scores:
+        c_values = scores[control]
+        c_passed, c_primary, c_med = _depth_test(c_values, claim)
         verdict.medians[control] = c_med
-        versus = _paired_greater(last, c_scores[:, -1])
-        verdict.tests["last_layer_above_control"] = versus
+        verdict.tests["last_layer_above_control"] = _paired_greater(last, c_values[:, -1])
         verdict.controls["untrained"] = {
             "ran": True,
             "model": control,
             "passes": c_passed,
             "test": c_primary,
             "medians": c_med,
-            "above_chance": _one_sample_greater(c_scores[:, -1], chance),
+            f"above_{key}": _paired_greater(
+                c_values[:, -1], baseline, method=f"wilcoxon signed-rank vs {key}"
+            ),
         }
     alpha = claim.alpha
     if not passed:
@@ -388,60 +455,49 @@ def _eval_gridpg(claim: Claim, study: StudyResult) -> Verdict:
     if not _significant(above, alpha):
         verdict.status = Status.REFUTED
         verdict.reasons.append(
-            f"but {claim.layers[-1]} is not above chance {chance} (p = {_fmt(above['pvalue'])})"
+            f"but {claim.layers[-1]} is not above {baseline_name} (p = {_fmt(above['pvalue'])})"
         )
         return verdict
-    verdict.reasons.append(f"{claim.layers[-1]} above chance (p = {_fmt(above['pvalue'])})")
-    versus_or_none = verdict.tests.get("last_layer_above_control")
-    if versus_or_none is None:
+    verdict.reasons.append(
+        f"{claim.layers[-1]} above {baseline_name} (p = {_fmt(above['pvalue'])})"
+    )
+    versus = verdict.tests.get("last_layer_above_control")
+    if versus is None:
         verdict.status = Status.INCONCLUSIVE
         verdict.reasons.append("no untrained control to compare with")
-    elif not _significant(versus_or_none, alpha):
+    elif not _significant(versus, alpha):
         verdict.status = Status.CONFOUNDED
         verdict.reasons.append(
-            f"but the untrained control localises as well (p = {_fmt(versus_or_none['pvalue'])})"
+            f"but the untrained control localises as well (p = {_fmt(versus['pvalue'])})"
         )
     else:
         verdict.status = Status.SUPPORTED
-        verdict.reasons.append(
-            f"and above the untrained control (p = {_fmt(versus_or_none['pvalue'])})"
-        )
+        verdict.reasons.append(f"and above the untrained control (p = {_fmt(versus['pvalue'])})")
     return verdict
 
 
-def _one_sample_greater(values: np.ndarray, level: float) -> dict[str, Any]:
-    values = values[np.isfinite(values)]
-    diffs = values - level
+def _paired_greater(
+    a: np.ndarray, b: np.ndarray, *, method: str = "wilcoxon signed-rank, model > control"
+) -> dict[str, Any]:
+    """One-sided paired Wilcoxon signed-rank test that ``a`` exceeds ``b``."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    diffs = a[ok] - b[ok]
+    median = float(np.median(a[ok])) if ok.any() else None
     if len(diffs) < 2 or np.all(diffs == 0):
         return {
-            "method": "wilcoxon signed-rank vs chance",
+            "method": method,
             "statistic": None,
             "pvalue": None,
             "n": len(diffs),
-            "median": float(np.median(values)) if len(values) else None,
+            "median": median,
         }
     res = sps.wilcoxon(diffs, alternative="greater")
     return {
-        "method": "wilcoxon signed-rank vs chance",
+        "method": method,
         "statistic": float(res.statistic),
         "pvalue": float(res.pvalue),
         "n": len(diffs),
-        "median": float(np.median(values)),
-        "level": level,
-    }
-
-
-def _paired_greater(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
-    ok = np.isfinite(a) & np.isfinite(b)
-    diffs = a[ok] - b[ok]
-    if len(diffs) < 2 or np.all(diffs == 0):
-        return {"method": "wilcoxon signed-rank, model > control", "pvalue": None, "n": len(diffs)}
-    res = sps.wilcoxon(diffs, alternative="greater")
-    return {
-        "method": "wilcoxon signed-rank, model > control",
-        "statistic": float(res.statistic),
-        "pvalue": float(res.pvalue),
-        "n": len(diffs),
+        "median": median,
         "effect": stats.rank_biserial(diffs),
         "effect_name": "rank-biserial",
     }
@@ -509,6 +565,7 @@ def _eval_agreement(claim: Claim, study: StudyResult) -> Verdict:
 _EVALUATORS: dict[str, Callable[[Claim, StudyResult], Verdict]] = {
     "ratio": _eval_ratio,
     "gridpg": _eval_gridpg,
+    "boxes": _eval_boxes,
     "randomisation": _eval_sanity,
     "agreement": _eval_agreement,
 }

@@ -272,6 +272,15 @@ def _ratio_phase(
             _box_in_input(s, "precropped" if kind == "precropped" else "standard")
             for s in batch.samples
         ]
+        size = (int(batch.images.shape[-2]), int(batch.images.shape[-1]))
+        masks = None
+        if any(b is not None for b in boxes):
+            masks = torch.stack(
+                [
+                    box_mask(b, size=size) if b is not None else torch.zeros(size, dtype=torch.bool)
+                    for b in boxes
+                ]
+            )
         for name, cam in cams.items():
             run = runs[name]
             device = _device_of(models[name])
@@ -293,15 +302,7 @@ def _ratio_phase(
                     ),
                     "sweep": threshold_sweep(maps, thresholds=config.sweep),
                 }
-                if any(b is not None for b in boxes):
-                    masks = torch.stack(
-                        [
-                            box_mask(b, size=(int(maps.shape[-2]), int(maps.shape[-1])))
-                            if b is not None
-                            else torch.zeros(maps.shape[-2:], dtype=torch.bool)
-                            for b in boxes
-                        ]
-                    )
+                if masks is not None:
                     per_layer[layer]["box_mass"] = mass_in_region(maps, masks)
             for i, sample in enumerate(batch.samples):
                 record: dict[str, Any] = {
@@ -321,6 +322,8 @@ def _ratio_phase(
                 if boxes[i] is not None:
                     record["box"] = [float(c) for c in boxes[i]]  # type: ignore[union-attr]
                     record["box_mass"] = {k: float(v["box_mass"][i]) for k, v in per_layer.items()}
+                    assert masks is not None
+                    record["box_area"] = float(masks[i].float().mean())
                 run.records.append(record)
                 if len(run.examples) < config.keep_examples:
                     run.examples.append(

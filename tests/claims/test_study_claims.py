@@ -61,3 +61,10 @@ def test_layer4_map_depends_on_learned_parameters(claim_verdict):
 @pytest.mark.claim("native-captum-agreement")
 def test_native_and_captum_agree(claim_verdict):
     assert claim_verdict.status is Status.SUPPORTED, claim_verdict.summary()
+
+
+@pytest.mark.claim("depth-localisation-boxes")
+def test_deeper_layers_put_their_mass_in_the_box(claim_verdict):
+    """Ground truth from bounding boxes (TinyImageNet-200 val, --xai-data <its root>).
+    The shared ImageNet samples carry no boxes, so there this test skips and says so."""
+    assert claim_verdict.status is Status.SUPPORTED, claim_verdict.summary()

@@ -186,3 +186,30 @@ def test_every_builtin_claim_evaluates_and_serialises(rng):
 def test_unknown_claim_lists_the_builtin_ones():
     with pytest.raises(KeyError, match="seed-depth-ratio"):
         get_claim("no-such-claim")
+
+
+def _box_study(main: np.ndarray, control: np.ndarray, area: float = 0.2) -> StudyResult:
+    study = _study(np.zeros((len(main), 4)), control=np.zeros((len(main), 4)))
+    for name, values in (("pretrained", main), ("untrained", control)):
+        for record, row in zip(study.runs[name].records, values, strict=True):
+            record["box_mass"] = dict(zip(LAYERS, map(float, row), strict=True))
+            record["box_area"] = area
+    return study
+
+
+def test_box_localisation_verdicts(rng):
+    rising = np.clip(0.2 + _rising(20, rng, step=0.15), 0, 1)
+    at_area = rng.uniform(0.15, 0.25, size=(20, 4))
+    claim = "depth-localisation-boxes"
+    assert evaluate(claim, _box_study(rising, at_area)).status is Status.SUPPORTED
+    assert evaluate(claim, _box_study(rising, rising)).status is Status.CONFOUNDED
+    assert evaluate(claim, _box_study(at_area, at_area)).status is Status.REFUTED
+    # rises with depth, but layer4 holds no more mass than a uniform map would (area 0.9)
+    verdict = evaluate(claim, _box_study(rising, at_area, area=0.9))
+    assert verdict.status is Status.REFUTED and "area share" in verdict.reasons[-1]
+
+
+def test_box_claim_without_boxes_is_insufficient(rng):
+    verdict = evaluate("depth-localisation-boxes", _study(_rising(20, rng)))
+    assert verdict.status is Status.INCONCLUSIVE and verdict.insufficient
+    assert "no bounding boxes" in verdict.reasons[0]
