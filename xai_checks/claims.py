@@ -17,7 +17,6 @@ Every threshold here is fixed before any data is seen (the claim's fields); noth
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -608,7 +607,3 @@ def _fmt(p: float | None) -> str:
 
 def _fmt_list(values: dict[str, float]) -> str:
     return ", ".join(f"{v:.3g}" for v in values.values())
-
-
-def dumps(verdicts: Sequence[Verdict]) -> str:
-    return json.dumps([v.to_dict() for v in verdicts], indent=2)

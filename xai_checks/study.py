@@ -25,7 +25,7 @@ import copy
 import platform
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -574,12 +574,3 @@ def run_study(
     timings["total"] = time.perf_counter() - start
     result.timings = timings
     return result
-
-
-def iter_phases(phases: Iterable[str]) -> tuple[str, ...]:
-    """Validate and order phase names."""
-    chosen = set(phases)
-    unknown = chosen - set(PHASES)
-    if unknown:
-        raise ValueError(f"unknown phases {sorted(unknown)}; choose from {PHASES}")
-    return tuple(p for p in PHASES if p in chosen)
