@@ -245,6 +245,19 @@ def _depth_test(values: np.ndarray, claim: Claim) -> tuple[bool, dict[str, Any],
     return passed, result.to_dict(), med
 
 
+def _record_control(
+    verdict: Verdict, name: str, label: str, values: np.ndarray, *, model: str | None = None
+) -> dict[str, Any]:
+    """Run the claim's own depth test on a control's numbers and record it in ``verdict``."""
+    passed, test, medians = _depth_test(values, verdict.claim)
+    verdict.medians[label] = medians
+    entry: dict[str, Any] = {"ran": True, "passes": passed, "test": test, "medians": medians}
+    if model is not None:
+        entry["model"] = model
+    verdict.controls[name] = entry
+    return entry
+
+
 def _ratio_matrix(study: StudyResult, run: str, key: str, layers: Sequence[str]) -> np.ndarray:
     model_run = study.runs[run]
     idx = [model_run.layers.index(layer) for layer in layers]
@@ -283,25 +296,10 @@ def _eval_ratio(claim: Claim, study: StudyResult) -> Verdict:
             verdict.controls["untrained"] = {"ran": False, "note": "no control model in the study"}
         else:
             c_values = _ratio_matrix(study, control, "ratio", claim.layers)
-            c_passed, c_primary, c_med = _depth_test(c_values, claim)
-            verdict.medians[control] = c_med
-            verdict.controls["untrained"] = {
-                "ran": True,
-                "model": control,
-                "passes": c_passed,
-                "test": c_primary,
-                "medians": c_med,
-            }
+            _record_control(verdict, "untrained", control, c_values, model=control)
     if "pooled" in claim.controls:
         p_values = _ratio_matrix(study, main, "ratio_pooled", claim.layers)
-        p_passed, p_primary, p_med = _depth_test(p_values, claim)
-        verdict.medians[f"{main} (pooled to coarsest grid)"] = p_med
-        verdict.controls["pooled"] = {
-            "ran": True,
-            "passes": p_passed,
-            "test": p_primary,
-            "medians": p_med,
-        }
+        _record_control(verdict, "pooled", f"{main} (pooled to coarsest grid)", p_values)
     alpha = claim.alpha
     if not passed:
         if not _significant(primary, alpha):
@@ -429,19 +427,11 @@ def _localisation(
     control = runs[1] if len(runs) > 1 else None
     if control is not None and control in scores:
         c_values = scores[control]
-        c_passed, c_primary, c_med = _depth_test(c_values, claim)
-        verdict.medians[control] = c_med
         verdict.tests["last_layer_above_control"] = _paired_greater(last, c_values[:, -1])
-        verdict.controls["untrained"] = {
-            "ran": True,
-            "model": control,
-            "passes": c_passed,
-            "test": c_primary,
-            "medians": c_med,
-            f"above_{key}": _paired_greater(
-                c_values[:, -1], baseline, method=f"wilcoxon signed-rank vs {key}"
-            ),
-        }
+        entry = _record_control(verdict, "untrained", control, c_values, model=control)
+        entry[f"above_{key}"] = _paired_greater(
+            c_values[:, -1], baseline, method=f"wilcoxon signed-rank vs {key}"
+        )
     alpha = claim.alpha
     if not passed:
         verdict.status = Status.REFUTED
