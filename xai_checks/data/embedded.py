@@ -20,11 +20,9 @@ from pathlib import Path
 from xai_checks.cache import atomic_write, cache_dir, cache_lock, sha256_file
 from xai_checks.data.labels import LabelError, wnid_to_index
 from xai_checks.data.loading import ImageLoadError, load_image
-from xai_checks.data.photoset import Sample, Skipped, _sample
+from xai_checks.data.samples import Box, Sample, Skipped, make_sample
 
 __all__ = ["EmbeddedPhoto", "embedded_photos", "embedded_samples", "package_dir"]
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ def embedded_samples() -> tuple[list[Sample], list[Skipped]]:
             continue
         try:
             path = source if photo.crop is None else _cropped(photo, source, photo.crop)
-            samples.append(_sample(path, photo.label))
+            samples.append(make_sample(path, photo.label))
         except (ImageLoadError, LabelError) as exc:
             skipped.append(Skipped(source, str(exc)))
     return samples, skipped

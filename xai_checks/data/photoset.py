@@ -32,20 +32,19 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple, overload
+from typing import Literal, overload
 
 import torch
 
 from xai_checks.data.labels import (
     LabelError,
-    class_name,
-    class_wnid,
     describe_class,
     is_wnid,
     resolve_label,
     wnid_to_index,
 )
 from xai_checks.data.loading import ImageLoadError, Transform, load_image, make_transform
+from xai_checks.data.samples import Box, Sample, Skipped, make_sample
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -71,8 +70,6 @@ IMAGE_EXTENSIONS = frozenset(
 MANIFEST = "MANIFEST.tsv"
 _FLAT_NAME = re.compile(r"(n\d{8})(?:[_\-. ].*)?")
 
-Box = tuple[int, int, int, int]
-
 
 class LayoutError(ValueError):
     """A folder whose layout cannot be told or does not hold what its layout needs."""
@@ -84,28 +81,6 @@ class DataWarning(UserWarning):
 
 class SkippedImageWarning(DataWarning):
     """A photo that could not be loaded and was skipped."""
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One labelled photo. ``box`` is (x0, y0, x1, y1) in the original image's pixels."""
-
-    path: Path
-    label: int
-    wnid: str
-    name: str
-    box: Box | None = None
-
-
-class Skipped(NamedTuple):
-    """A file left out of a photo set, and why."""
-
-    path: Path
-    reason: str
-
-
-def _sample(path: Path, label: int, box: Box | None = None) -> Sample:
-    return Sample(path=path, label=label, wnid=class_wnid(label), name=class_name(label), box=box)
 
 
 @dataclass
@@ -250,7 +225,7 @@ def _read_flat(root: Path, skipped: list[Skipped]) -> list[Sample]:
             if not path.is_file():
                 skipped.append(Skipped(path, f"listed in {MANIFEST} but missing"))
                 continue
-            samples.append(_sample(path, label))
+            samples.append(make_sample(path, label))
         return samples
     for path in _visible(root.iterdir()):
         if not path.is_file() or path.suffix.lower() in {".tsv", ".txt", ".md", ".json"}:
@@ -263,7 +238,7 @@ def _read_flat(root: Path, skipped: list[Skipped]) -> list[Sample]:
             skipped.append(Skipped(path, "file name does not start with a wnid"))
             continue
         try:
-            samples.append(_sample(path, wnid_to_index(match.group(1))))
+            samples.append(make_sample(path, wnid_to_index(match.group(1))))
         except LabelError as exc:
             skipped.append(Skipped(path, str(exc)))
     return samples
@@ -301,7 +276,7 @@ def _read_tutorial10(root: Path, skipped: list[Skipped]) -> list[Sample]:
             pass  # the short name is ambiguous ('crane') or unknown to us; the wnid decides
         for path in _visible(folder.iterdir()):
             if path.is_file() and _is_image(path):
-                samples.append(_sample(path, label))
+                samples.append(make_sample(path, label))
             elif path.is_file():
                 skipped.append(Skipped(path, "not an image file name"))
     if disagree:
@@ -370,7 +345,7 @@ def _read_tinyimagenet200(root: Path, skipped: list[Skipped], split: str) -> lis
             elif entry[0] not in labels:
                 skipped.append(Skipped(path, f"wnid {entry[0]} is not in wnids.txt"))
             else:
-                samples.append(_sample(path, labels[entry[0]], entry[1]))
+                samples.append(make_sample(path, labels[entry[0]], entry[1]))
         present = {p.name for p in on_disk}
         skipped.extend(
             Skipped(images / name, "listed in val/val_annotations.txt but missing")
@@ -388,7 +363,7 @@ def _read_tinyimagenet200(root: Path, skipped: list[Skipped], split: str) -> lis
             images = folder / "images" if (folder / "images").is_dir() else folder
             for path in _images_in(images):
                 entry = boxes.get(path.name)
-                samples.append(_sample(path, labels[wnid], entry[1] if entry else None))
+                samples.append(make_sample(path, labels[wnid], entry[1] if entry else None))
     return samples
 
 
@@ -406,7 +381,7 @@ def _read_imagefolder(root: Path, skipped: list[Skipped]) -> list[Sample]:
             continue
         for path in _visible(folder.iterdir()):
             if path.is_file() and _is_image(path):
-                samples.append(_sample(path, label))
+                samples.append(make_sample(path, label))
             elif path.is_file():
                 skipped.append(Skipped(path, "not an image file name"))
     if problems:
