@@ -21,13 +21,14 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from enum import Enum, StrEnum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
 from xai_checks import stats
+from xai_checks._util import jsonable
 from xai_checks.study import StudyResult
 
 __all__ = [
@@ -99,7 +100,7 @@ class Verdict:
         return None if primary is None else primary.get("effect")
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(
+        return jsonable(
             {
                 "claim": self.claim.to_dict(),
                 "status": self.status.value,
@@ -113,20 +114,6 @@ class Verdict:
 
     def summary(self) -> str:
         return f"{self.claim.id}: {self.status.value} ({'; '.join(self.reasons)})"
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Enum):
-        return obj.value
-    return obj
 
 
 # --------------------------------------------------------------------------- built-in claims

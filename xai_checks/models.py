@@ -46,6 +46,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
+from xai_checks._util import IMAGENET_MEAN, IMAGENET_STD
 from xai_checks.cache import atomic_write, cache_dir, cache_lock, sha256_file
 
 __all__ = [
@@ -74,8 +75,6 @@ ENV_TORCHVISION_URL = "XAI_CHECKS_TORCHVISION_BASE_URL"
 #: test can count conversions across processes. No effect otherwise.
 ENV_CONVERSION_LOG = "XAI_CHECKS_CONVERSION_LOG"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
 _TORCHVISION_FILES = {

@@ -14,13 +14,15 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
+
+from xai_checks._util import jsonable
 
 __all__ = [
     "PairResult",
@@ -39,24 +41,6 @@ Alternative = Literal["two-sided", "greater", "less"]
 _ALTERNATIVES = ("two-sided", "greater", "less")
 ArrayLike = npt.ArrayLike
 FloatArray = npt.NDArray[np.float64]
-
-
-def _json_safe(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, tuples and NaN/inf into plain JSON-safe Python types."""
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.bool_ | bool):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating | float):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    return obj
 
 
 # The class is named TestResult by specification; tell pytest it is not a test class.
@@ -85,14 +69,14 @@ class TestResult:
         """Plain JSON-safe dict (NaN and infinities become ``None``)."""
         return {
             "method": self.method,
-            "statistic": _json_safe(self.statistic),
-            "pvalue": _json_safe(self.pvalue),
+            "statistic": jsonable(self.statistic),
+            "pvalue": jsonable(self.pvalue),
             "n": int(self.n),
             "k": int(self.k),
-            "effect": _json_safe(self.effect),
+            "effect": jsonable(self.effect),
             "effect_name": self.effect_name,
             "alternative": self.alternative,
-            "details": _json_safe(self.details),
+            "details": jsonable(self.details),
         }
 
 
@@ -120,14 +104,14 @@ class PairResult:
         return {
             "a": self.a,
             "b": self.b,
-            "statistic": _json_safe(self.statistic),
-            "pvalue": _json_safe(self.pvalue),
-            "pvalue_holm": _json_safe(self.pvalue_holm),
-            "effect": _json_safe(self.effect),
+            "statistic": jsonable(self.statistic),
+            "pvalue": jsonable(self.pvalue),
+            "pvalue_holm": jsonable(self.pvalue_holm),
+            "effect": jsonable(self.effect),
             "effect_name": "rank_biserial",
             "n": int(self.n),
             "method": self.method,
-            "details": _json_safe(self.details),
+            "details": jsonable(self.details),
         }
 
 

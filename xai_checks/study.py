@@ -36,6 +36,7 @@ from scipy import stats as sps
 from torch import Tensor, nn
 
 from xai_checks import __version__
+from xai_checks._util import IMAGENET_MEAN, IMAGENET_STD, model_device
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 from xai_checks.data import PhotoSet, Sample, class_name, iter_batches, load_image, make_transform
 from xai_checks.metrics import (
@@ -193,12 +194,6 @@ def _provenance(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 def _weights_of(model: nn.Module) -> dict[str, Any]:
     info = getattr(model, "xai_weights", None)
     if info is not None and hasattr(info, "to_dict"):
@@ -208,8 +203,8 @@ def _weights_of(model: nn.Module) -> dict[str, Any]:
 
 def _thumb(images: Tensor, size: int = 112) -> Tensor:
     """Denormalised RGB thumbnails in [0, 1], uint8, (N, size, size, 3)."""
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     rgb = (images.cpu().float() * std + mean).clamp(0, 1)
     rgb = F.interpolate(
         rgb, size=(size, size), mode="bilinear", antialias=True, align_corners=False
@@ -283,7 +278,7 @@ def _ratio_phase(
             )
         for name, cam in cams.items():
             run = runs[name]
-            device = _device_of(models[name])
+            device = model_device(models[name])
             if config.target == "true":
                 result = cam(batch.images.to(device), targets=batch.labels.to(device)).cpu()
             else:
@@ -405,7 +400,7 @@ def _gridpg_phase(
         t = torch.tensor(targets)
         cell_t = torch.tensor(cells)
         for name, cam in cams.items():
-            device = _device_of(models[name])
+            device = model_device(models[name])
             result = cam(x.to(device), targets=t.to(device)).cpu()
             per = torch.stack([grid_pointing_score(result.maps[k], cell_t) for k in layers], dim=1)
             scores[name].append(per.numpy())
@@ -464,7 +459,7 @@ def _sanity_phase(
     if not batches:
         return out
     x, y = batches[0].images, batches[0].labels
-    device = _device_of(model)
+    device = model_device(model)
     original = GradCAM(model, layers=[layer])(x.to(device), targets=y.to(device)).maps[layer].cpu()
     steps = [name for name in CASCADE if _has(model, name)]
     randomised = copy.deepcopy(model)
@@ -511,7 +506,7 @@ def _agreement_phase(model: nn.Module, photoset: PhotoSet, config: StudyConfig) 
     samples = _loadable(photoset)[: config.agreement_images]
     transform = make_transform(photoset.transform_kind)
     worst: dict[str, float] = {layer: 0.0 for layer in config.layers}
-    device = _device_of(model)
+    device = model_device(model)
     for batch in iter_batches(samples, batch_size=config.batch_size, transform=transform):
         x, y = batch.images.to(device), batch.labels.to(device)
         native = GradCAM(model, layers=config.layers, backend="native")(x, targets=y)
@@ -540,7 +535,7 @@ def run_study(
         raise ValueError(f"photo set {photoset.name!r} holds no photos")
     first_name = next(iter(models))
     first = models[first_name]
-    device = _device_of(first)
+    device = model_device(first)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     runs = _ratio_phase(models, photoset, config, progress)

@@ -9,6 +9,7 @@ from typing import Literal, TypeAlias
 import torch
 from torch import Tensor, nn
 
+from xai_checks._util import model_device
 from xai_checks.cam.captum_backend import captum_raw_maps, captum_upsample
 from xai_checks.cam.native import native_raw_maps
 from xai_checks.cam.pipeline import canonical, check_targets, minmax_normalise
@@ -56,14 +57,6 @@ def _first_conv_channels(model: nn.Module) -> int | None:
         if isinstance(module, nn.Conv2d):
             return int(module.in_channels)
     return None
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    for b in model.buffers():
-        return b.device
-    return torch.device("cpu")
 
 
 class GradCAM:
@@ -154,7 +147,7 @@ class GradCAM:
 
     def __call__(self, x: Tensor, *, targets: Targets = None) -> CAMResult:
         self._check_input(x)
-        device = _model_device(self.model)
+        device = model_device(self.model)
         # Always a private copy: a model that works in place on its input (a first
         # ReLU(inplace=True), an ``x.sub_(mean)``) must not reach the caller's tensor.
         x = x.detach().to(device, copy=True)

@@ -12,6 +12,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision import transforms as T
 
+from xai_checks._util import IMAGENET_MEAN, IMAGENET_STD
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -26,8 +28,6 @@ __all__ = [
     "to_rgb",
 ]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_SIZE = 224
 RESIZE_SIZE = 256
 #: White, the background that transparent pixels are composited onto.

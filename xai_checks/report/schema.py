@@ -75,14 +75,13 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from enum import Enum
-from pathlib import PurePath
 from typing import Any
 
 import numpy as np
+
+from xai_checks._util import jsonable
 
 __all__ = [
     "RESULTS_SCHEMA",
@@ -409,33 +408,6 @@ def validate_results(doc: Any, *, schema: Mapping[str, Any] = RESULTS_SCHEMA) ->
 
 
 # --------------------------------------------------------------------------- building
-
-
-def jsonable(obj: Any) -> Any:
-    """A JSON-safe copy: numpy/torch to Python, NaN/inf to None, paths to str, enums to values."""
-    if obj is None or isinstance(obj, bool | str):
-        return obj
-    if isinstance(obj, Enum):
-        return jsonable(obj.value)
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, np.generic):
-        return jsonable(obj.item())
-    if isinstance(obj, PurePath | os.PathLike):
-        return os.fspath(obj)
-    if hasattr(obj, "detach") and hasattr(obj, "cpu"):  # a torch tensor
-        obj = obj.detach().cpu().numpy()
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple | set | frozenset):
-        return [jsonable(v) for v in obj]
-    if hasattr(obj, "to_dict"):
-        return jsonable(obj.to_dict())
-    return str(obj)
 
 
 _VERSION_KEYS = ("xai_checks", "python", "torch", "torchvision", "captum", "numpy", "scipy")
