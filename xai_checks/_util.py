@@ -9,15 +9,23 @@ import os
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "jsonable", "model_device"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "NonFiniteError",
+    "as_model_input",
+    "check_finite",
+    "jsonable",
+    "model_device",
+    "model_dtype",
+    "model_name",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 """Per-channel RGB mean of ImageNet-1k train images, in [0, 1] (torchvision's constants)."""
@@ -66,6 +74,52 @@ def model_device(model: nn.Module) -> torch.device:
         return parameter.device
     for buffer in model.buffers():
         return buffer.device
-    import torch
-
     return torch.device("cpu")
+
+
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype of ``model``'s first floating-point parameter (or buffer); None if it has none."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def model_name(model: nn.Module) -> str:
+    """How errors name a model: its class, and its weights source when it records one."""
+    name = type(model).__name__
+    info = getattr(model, "xai_weights", None)
+    source = getattr(info, "source", None)
+    return f"{name} (weights {source!r})" if source else name
+
+
+class NonFiniteError(ValueError):
+    """NaN or infinity where only finite numbers make sense (an input batch, logits, maps)."""
+
+
+def check_finite(tensor: torch.Tensor, *, what: str) -> None:
+    """Raise :class:`NonFiniteError` if ``tensor`` holds NaN or inf; the message says ``what``
+    it is, how many values are NaN and how many infinite, and which items (along dim 0)."""
+    if not tensor.is_floating_point() and not tensor.is_complex():
+        return
+    finite = torch.isfinite(tensor)
+    if bool(finite.all()):
+        return
+    nan = int(torch.isnan(tensor).sum())
+    inf = int((~finite).sum()) - nan
+    where = ""
+    if tensor.ndim:
+        items = (~finite).reshape(tensor.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
+        shown = ", ".join(str(i) for i in items[:5]) + (", ..." if len(items) > 5 else "")
+        where = f" in {len(items)} of {tensor.shape[0]} items ({shown})"
+    raise NonFiniteError(f"{what} holds {nan} NaN and {inf} infinite values{where}")
+
+
+def as_model_input(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``x`` checked and ready for ``model``: finite (else :class:`NonFiniteError`), and cast to
+    the model's floating dtype when it differs (float64 photos for a float32 model)."""
+    check_finite(x, what="the input batch")
+    dtype = model_dtype(model)
+    if dtype is not None and x.is_floating_point() and x.dtype != dtype:
+        x = x.to(dtype)
+    return x

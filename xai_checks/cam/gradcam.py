@@ -9,7 +9,7 @@ from typing import Literal, TypeAlias
 import torch
 from torch import Tensor, nn
 
-from xai_checks._util import model_device
+from xai_checks._util import as_model_input, check_finite, model_device, model_name
 from xai_checks.cam.captum_backend import captum_raw_maps, captum_upsample
 from xai_checks.cam.native import native_raw_maps
 from xai_checks.cam.pipeline import canonical, check_targets, minmax_normalise
@@ -150,7 +150,7 @@ class GradCAM:
         device = model_device(self.model)
         # Always a private copy: a model that works in place on its input (a first
         # ReLU(inplace=True), an ``x.sub_(mean)``) must not reach the caller's tensor.
-        x = x.detach().to(device, copy=True)
+        x = as_model_input(x.detach().to(device, copy=True), self.model)
         n = x.shape[0]
         pre_logits = self._predict(x) if targets is None else None
         t = self._targets(targets, n, device, pre_logits)
@@ -171,4 +171,9 @@ class GradCAM:
                 part, logits = native_raw_maps(self.model, group, x, t, autocast=self.autocast)
                 raw.update(part)
             maps = {k: canonical(v, size, eps=self.eps) for k, v in raw.items()}
+        # NaN logits would read as class 0 and NaN maps as ratio 0: refuse them, naming the model.
+        who = model_name(self.model)
+        check_finite(logits, what=f"the logits of {who}")
+        for layer, values in raw.items():
+            check_finite(values, what=f"the {layer} Grad-CAM maps of {who}")
         return CAMResult(self.layer_names, raw, maps, t, logits, self.backend)
