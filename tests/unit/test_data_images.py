@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -170,6 +171,122 @@ def test_loaded_image_does_not_hold_the_file_open(tmp_path: Path) -> None:
     image = load_image(path)
     path.unlink()  # the pixels are already in memory
     assert np.asarray(image).shape == (30, 40, 3)
+
+
+def _with_orientation(image: Image.Image, path: Path, orientation: int) -> Path:
+    """Save ``image`` stored the way a camera held sideways stores it: pixels turned so that
+    the EXIF ``orientation`` tag turns them back (6: turn 90 degrees clockwise to show)."""
+    stored = {
+        3: image.transpose(Image.Transpose.ROTATE_180),
+        6: image.transpose(Image.Transpose.ROTATE_90),  # PIL's ROTATE_90 is anticlockwise
+        8: image.transpose(Image.Transpose.ROTATE_270),
+    }[orientation]
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(path, format="PNG", exif=exif)
+    return path
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_applied(tmp_path: Path, orientation: int) -> None:
+    """Before: the stored (sideways) pixels were used as they are."""
+    upright = noise((40, 30), seed=3)
+    path = _with_orientation(upright, tmp_path / "phone.png", orientation)
+    with Image.open(path) as raw:
+        assert raw.size == ((30, 40) if orientation in (6, 8) else (40, 30))
+    loaded = load_image(path)
+    assert loaded.size == (40, 30)
+    assert np.array_equal(np.asarray(loaded), np.asarray(upright))
+
+
+_SHARED = Path(
+    os.environ.get("XAI_CHECKS_IMAGENET_SAMPLES")
+    or Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-samples"
+)
+
+
+@pytest.mark.skipif(
+    not (_SHARED / "n02504458_African_elephant.JPEG").is_file(), reason="shared photos absent"
+)
+def test_real_photo_stored_sideways_keeps_its_confidence(tmp_path: Path) -> None:
+    """The issue's case: a real photo stored sideways with an EXIF orientation tag lost
+    confidence (0.99 -> 0.86 there). This elephant, read sideways, drops from 0.97 to 0.19
+    (another class); read upright through the tag, the model sees exactly the same input."""
+    from xai_checks.models import load_resnet50
+
+    original = load_image(_SHARED / "n02504458_African_elephant.JPEG")
+    path = _with_orientation(original, tmp_path / "elephant.png", 6)
+    transform = standard_transform()
+    with Image.open(path) as raw:
+        sideways = transform(raw.convert("RGB"))
+    upright, through_tag = transform(original), transform(load_image(path))
+    assert torch.equal(upright, through_tag)
+    model = load_resnet50("msra")
+    with torch.no_grad():
+        probs = model(torch.stack([upright, through_tag, sideways])).softmax(dim=1)
+    label = 386  # African elephant
+    assert probs[0].argmax() == label and probs[0, label] > 0.9
+    assert torch.equal(probs[1], probs[0])
+    assert probs[2, label] < 0.5, "the stored pixels alone are not enough: the tag matters"
+
+
+def test_dangling_links_and_link_loops_are_counted_skips(tmp_path: Path) -> None:
+    """Before: ``is_file()`` is False for both, so they vanished without a trace."""
+    root = tmp_path / "set"
+    jpeg(root / "tench" / "good.jpg")
+    (root / "tench" / "gone.jpg").symlink_to(tmp_path / "nowhere.jpg")
+    (root / "tench" / "loop.jpg").symlink_to(root / "tench" / "loop.jpg")
+    photos = open_photoset(root, layout="imagefolder")
+    assert [s.path.name for s in photos] == ["good.jpg"]
+    reasons = {s.path.name: s.reason for s in photos.skipped}
+    assert reasons == {
+        "gone.jpg": f"dangling symbolic link (to {tmp_path / 'nowhere.jpg'})",
+        "loop.jpg": "symbolic link loop",
+    }
+    with pytest.raises(ImageLoadError, match="dangling symbolic link"):
+        load_image(root / "tench" / "gone.jpg")
+    with pytest.raises(ImageLoadError, match="symbolic link loop"):
+        load_image(root / "tench" / "loop.jpg")
+
+
+def test_dangling_link_in_a_flat_folder_is_a_counted_skip(tmp_path: Path) -> None:
+    jpeg(tmp_path / "n01440764_tench.JPEG")
+    (tmp_path / "n01443537_goldfish.JPEG").symlink_to(tmp_path / "missing.JPEG")
+    photos = open_photoset(tmp_path, layout="flat")
+    assert len(photos) == 1
+    assert [(s.path.name, s.reason.split(" (")[0]) for s in photos.skipped] == [
+        ("n01443537_goldfish.JPEG", "dangling symbolic link")
+    ]
+
+
+def test_permission_denied_is_worded_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: 'corrupt image data ([Errno 13] Permission denied)'. Tests run as root here,
+    where chmod 000 does not stop a read, so the denial is simulated at ``Image.open``."""
+    path = jpeg(tmp_path / "locked.jpg")
+
+    def denied(*args: object, **kwargs: object) -> Image.Image:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("xai_checks.data.loading.Image.open", denied)
+    with pytest.raises(ImageLoadError) as info:
+        load_image(path)
+    assert info.value.reason == "permission denied"
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever the mode"
+)
+def test_permission_denied_on_a_real_unreadable_file(tmp_path: Path) -> None:
+    path = jpeg(tmp_path / "locked.jpg")
+    path.chmod(0)
+    try:
+        with pytest.raises(ImageLoadError) as info:
+            load_image(path)
+        assert info.value.reason == "permission denied"
+    finally:
+        path.chmod(0o644)
 
 
 # ----------------------------------------------------------------------------- transforms

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import transforms as T
 
 from xai_checks._util import IMAGENET_MEAN, IMAGENET_STD
@@ -21,6 +22,7 @@ __all__ = [
     "AutoTransform",
     "ImageLoadError",
     "TransformKind",
+    "link_problem",
     "load_image",
     "make_transform",
     "precropped_transform",
@@ -82,18 +84,42 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Read an image file as a fully loaded RGB :class:`PIL.Image.Image` (the file is closed).
+def link_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a symbolic link at ``path`` cannot be read (dangling, or a loop); None otherwise."""
+    file = Path(path)
+    if not file.is_symlink():
+        return None
+    try:
+        file.stat()
+    except FileNotFoundError:
+        return f"dangling symbolic link (to {os.readlink(file)})"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop"
+        return None
+    return None
 
-    Multi-frame files give their first frame. Raises :class:`ImageLoadError` with the reason for
-    a missing, empty, corrupt, truncated or non-image file (truncated files are caught only
-    while PIL's global ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at its default, False).
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Read an image file as a fully loaded, upright RGB :class:`PIL.Image.Image` (the file is
+    closed).
+
+    The EXIF orientation is applied (a phone photo stored on its side comes out as it is
+    shown). Multi-frame files give their first frame. Raises :class:`ImageLoadError` with the
+    reason for a missing, unreadable, empty, corrupt, truncated or non-image file, a dangling
+    symbolic link or a link loop (truncated files are caught only while PIL's global
+    ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left at its default, False).
     """
     file = Path(path)
+    link = link_problem(file)
+    if link is not None:
+        raise ImageLoadError(file, link)
     try:
         size = file.stat().st_size
     except FileNotFoundError:
         raise ImageLoadError(file, "no such file") from None
+    except PermissionError:
+        raise ImageLoadError(file, "permission denied") from None
     except OSError as exc:
         raise ImageLoadError(file, f"cannot read it ({exc.strerror or exc})") from exc
     if not file.is_file():
@@ -104,7 +130,10 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         with Image.open(file) as image:
             image.seek(0)
             image.load()
-            return to_rgb(image)
+            upright = ImageOps.exif_transpose(image)
+            return to_rgb(upright if upright is not None else image)
+    except PermissionError:
+        raise ImageLoadError(file, "permission denied") from None
     except UnidentifiedImageError:
         raise ImageLoadError(file, "not an image file PIL can identify") from None
     except Image.DecompressionBombError as exc:

@@ -43,7 +43,13 @@ from xai_checks.data.labels import (
     resolve_label,
     wnid_to_index,
 )
-from xai_checks.data.loading import ImageLoadError, Transform, load_image, make_transform
+from xai_checks.data.loading import (
+    ImageLoadError,
+    Transform,
+    link_problem,
+    load_image,
+    make_transform,
+)
 from xai_checks.data.samples import Box, Sample, Skipped, make_sample
 
 __all__ = [
@@ -140,8 +146,13 @@ def _visible(entries: Iterable[Path]) -> list[Path]:
     return sorted(p for p in entries if not p.name.startswith("."))
 
 
+def _listed(path: Path) -> bool:
+    """A file, or a symbolic link even when broken (so that it is counted as a skip, not lost)."""
+    return path.is_file() or path.is_symlink()
+
+
 def _images_in(folder: Path) -> list[Path]:
-    return [p for p in _visible(folder.iterdir()) if p.is_file() and _is_image(p)]
+    return [p for p in _visible(folder.iterdir()) if _listed(p) and _is_image(p)]
 
 
 def _subdirs(folder: Path) -> list[Path]:
@@ -223,12 +234,13 @@ def _read_flat(root: Path, skipped: list[Skipped]) -> list[Sample]:
                     f"(index {label})"
                 )
             if not path.is_file():
-                skipped.append(Skipped(path, f"listed in {MANIFEST} but missing"))
+                why = link_problem(path) or f"listed in {MANIFEST} but missing"
+                skipped.append(Skipped(path, why))
                 continue
             samples.append(make_sample(path, label))
         return samples
     for path in _visible(root.iterdir()):
-        if not path.is_file() or path.suffix.lower() in {".tsv", ".txt", ".md", ".json"}:
+        if not _listed(path) or path.suffix.lower() in {".tsv", ".txt", ".md", ".json"}:
             continue
         if not _is_image(path):
             skipped.append(Skipped(path, "not an image file name"))
@@ -275,9 +287,9 @@ def _read_tutorial10(root: Path, skipped: list[Skipped]) -> list[Sample]:
         except LabelError:
             pass  # the short name is ambiguous ('crane') or unknown to us; the wnid decides
         for path in _visible(folder.iterdir()):
-            if path.is_file() and _is_image(path):
+            if _listed(path) and _is_image(path):
                 samples.append(make_sample(path, label))
-            elif path.is_file():
+            elif _listed(path):
                 skipped.append(Skipped(path, "not an image file name"))
     if disagree:
         warnings.warn(
@@ -380,9 +392,9 @@ def _read_imagefolder(root: Path, skipped: list[Skipped]) -> list[Sample]:
                 skipped.append(Skipped(folder, "no photos, and its name is no class"))
             continue
         for path in _visible(folder.iterdir()):
-            if path.is_file() and _is_image(path):
+            if _listed(path) and _is_image(path):
                 samples.append(make_sample(path, label))
-            elif path.is_file():
+            elif _listed(path):
                 skipped.append(Skipped(path, "not an image file name"))
     if problems:
         raise LayoutError(
@@ -517,6 +529,9 @@ def open_photoset(
         found = _read_imagefolder(root, skipped)
     else:
         raise ValueError(f"unknown layout {chosen!r}: use 'auto' or one of {', '.join(LAYOUTS)}")
+    broken = {s.path: why for s in found if (why := link_problem(s.path)) is not None}
+    skipped.extend(Skipped(path, why) for path, why in broken.items())
+    found = [s for s in found if s.path not in broken]
     if not found:
         raise LayoutError(f"no photos found in {root} (layout {chosen})")
     return PhotoSet(
