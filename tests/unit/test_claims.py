@@ -213,3 +213,145 @@ def test_box_claim_without_boxes_is_insufficient(rng):
     verdict = evaluate("depth-localisation-boxes", _study(_rising(20, rng)))
     assert verdict.status is Status.INCONCLUSIVE and verdict.insufficient
     assert "no bounding boxes" in verdict.reasons[0]
+
+
+# --------------------------------------------------------------------------- claims as classes
+
+
+def test_every_declared_field_is_read_and_unknown_ones_are_refused(rng):
+    with pytest.raises(TypeError, match="no field"):
+        get_claim("seed-depth-ratio").with_(treshold=0.9)  # typo: refused, not ignored
+    study = _study(_rising(30, rng), control=_flat(30, rng))
+    # paired_check: None drops the paired test, "friedman" swaps it in
+    none = evaluate(get_claim("seed-depth-ratio").with_(paired_check=None), study)
+    assert "paired_check" not in none.tests
+    fried = evaluate(get_claim("seed-depth-ratio").with_(paired_check="friedman"), study)
+    assert fried.tests["paired_check"]["method"] == "friedman"
+    # localisation controls: without a declared control, none is compared
+    rising = np.clip(0.25 + _rising(20, rng, step=0.15), 0, 1)
+    bare = evaluate(
+        get_claim("depth-localisation-gridpg").with_(controls=()), _grid_study(rising, rising)
+    )
+    assert "untrained" not in bare.controls and bare.status is Status.SUPPORTED
+
+
+def test_threshold_is_read_from_the_study_and_a_mismatch_is_not_judged(rng):
+    study = _study(_rising(30, rng), control=_flat(30, rng))
+    study.config = StudyConfig(threshold=0.7)
+    verdict = evaluate("seed-depth-ratio", study)
+    assert "above 0.7 " in verdict.hypothesis and "0.85" not in verdict.hypothesis
+    assert verdict.to_dict()["claim"]["hypothesis"] == verdict.hypothesis
+    other = evaluate(get_claim("seed-depth-ratio").with_(threshold=0.85), study)
+    assert other.status is Status.INCONCLUSIVE
+    assert other.reasons[0].code == "threshold-mismatch"
+
+
+def test_claim_text_names_the_method_the_study_used(rng):
+    study = _study(_rising(30, rng), control=_flat(30, rng))
+    object.__setattr__(study.config, "method", "layercam")
+    for claim in BUILTIN_CLAIMS:
+        text = claim.bind(study).hypothesis_for(study)
+        assert "Grad-CAM" not in text and "ResNet" not in text, (claim.id, text)
+    assert "LayerCAM" in evaluate("seed-depth-ratio", study).hypothesis
+
+
+def test_phases_for_is_the_union_of_the_claims_needs():
+    from xai_checks.claims import phases_for
+
+    assert phases_for(["native-captum-agreement"]) == ("agreement",)
+    assert phases_for(["seed-depth-ratio", "sanity-randomisation"]) == ("ratio", "sanity")
+    assert set(phases_for(BUILTIN_CLAIMS)) == {"ratio", "gridpg", "sanity", "agreement"}
+
+
+def test_builtin_entry_points_in_pyproject_match_the_registry():
+    import tomllib
+    from pathlib import Path
+
+    from xai_checks.claims.registry import BUILTIN_ENTRY_POINTS
+
+    pyproject = Path(__file__).parents[2] / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text())["project"]["entry-points"]["xai_checks.claims"]
+    assert declared == BUILTIN_ENTRY_POINTS
+    assert [c.id for c in BUILTIN_CLAIMS] == list(BUILTIN_ENTRY_POINTS)
+
+
+THIRD_PARTY = """
+from typing import ClassVar
+from xai_checks.claims import Claim, Status
+from xai_checks.claims.base import under_test
+
+
+class TopLayerAboveHalf(Claim):
+    id: ClassVar[str] = "top-layer-above-half"
+    title: ClassVar[str] = "The deepest layer's ratio median is above one half"
+    metric: ClassVar[str] = "ratio"
+    needs: ClassVar[tuple[str, ...]] = ("ratio",)
+
+    def evaluate(self, study):
+        run = under_test(study)
+        values = sorted(r["ratio"][self.layers[-1]] for r in run.records)
+        verdict = self.verdict(study, len(values))
+        median = values[len(values) // 2]
+        verdict.status = Status.SUPPORTED if median > 0.5 else Status.REFUTED
+        verdict.add("median", f"median {median:.2f}")
+        return verdict
+
+
+class WrongId(TopLayerAboveHalf):
+    id: ClassVar[str] = "not-the-entry-point-name"
+"""
+
+
+def _install_dist(root, entry_points: str) -> None:
+    """A distribution on sys.path whose metadata registers claims (what `pip install` leaves)."""
+    (root / "acme_claims.py").write_text(THIRD_PARTY)
+    info = root / "acme_claims-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-claims\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(entry_points)
+
+
+def test_a_third_party_claim_registers_through_the_entry_point_group(tmp_path, monkeypatch, rng):
+    from xai_checks.claims import registered_claims
+
+    _install_dist(
+        tmp_path,
+        "[xai_checks.claims]\ntop-layer-above-half = acme_claims:TopLayerAboveHalf\n",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        ids = [c.id for c in registered_claims(refresh=True)]
+        assert ids[: len(BUILTIN_CLAIMS)] == [c.id for c in BUILTIN_CLAIMS]
+        assert ids[-1] == "top-layer-above-half"
+        study = _study(np.clip(_rising(12, rng, step=0.3), 0, 1))
+        verdict = evaluate("top-layer-above-half", study)
+        assert verdict.status is Status.SUPPORTED and verdict.claim.layers == LAYERS
+        assert [v.claim.id for v in evaluate_all(study)][-1] == "top-layer-above-half"
+    finally:
+        monkeypatch.undo()
+        registered_claims(refresh=True)
+
+
+def test_an_entry_point_whose_name_is_not_the_claim_id_is_an_error(tmp_path, monkeypatch):
+    from xai_checks.claims import registered_claims
+
+    _install_dist(tmp_path, "[xai_checks.claims]\nsome-claim = acme_claims:WrongId\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(TypeError, match="must equal the claim's id"):
+            registered_claims(refresh=True)
+    finally:
+        monkeypatch.undo()
+        registered_claims(refresh=True)
+
+
+def test_report_section_carries_the_verdict_row(rng):
+    from xai_checks.report.sections import ReportSection
+
+    study = _study(_rising(30, rng), control=_flat(30, rng))
+    claim = get_claim("seed-depth-ratio")
+    verdict = evaluate(claim, study)
+    section = claim.report_section(study, verdict)
+    assert isinstance(section, ReportSection) and section.id == "seed-depth-ratio"
+    assert section.context["row"]["status"] == verdict.status.value
+    assert section.context["hypothesis"] == verdict.hypothesis

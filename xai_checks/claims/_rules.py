@@ -1,0 +1,119 @@
+"""Rules the built-in claims share: depth tests, controls, paired comparisons, formatting."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from scipy import stats as sps
+
+from xai_checks import stats
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Claim, Verdict
+    from xai_checks.study import ModelRun
+
+
+def medians(values: np.ndarray, layers: Sequence[str]) -> dict[str, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN layer gives NaN
+        return {
+            layer: float(np.nanmedian(values[:, j])) if len(values) else float("nan")
+            for j, layer in enumerate(layers)
+        }
+
+
+def rising(meds: dict[str, float]) -> bool:
+    """Medians non-decreasing from the first layer to the last, and the last above the first."""
+    seq = list(meds.values())
+    if any(not math.isfinite(v) for v in seq):
+        return False
+    return all(b >= a for a, b in itertools.pairwise(seq)) and seq[-1] > seq[0]
+
+
+def depth_test(
+    values: np.ndarray, claim: Claim, test: str | None = None
+) -> tuple[bool, dict[str, Any], dict[str, float]]:
+    """A depth test on an (n, k) array: significant at alpha, and rising medians."""
+    layers = claim.layers or ()
+    med = medians(values, layers)
+    test = test or claim.test
+    if test == "kruskal":
+        result = stats.kruskal_wallis([values[:, j] for j in range(values.shape[1])])
+    elif test == "page":
+        result = stats.page_trend(values, increasing=claim.direction == "increasing")
+    elif test == "friedman":
+        result = stats.friedman(values)
+    else:
+        raise ValueError(f"unknown test {test!r}")
+    passed = bool(np.isfinite(result.pvalue) and result.pvalue < claim.alpha and rising(med))
+    return passed, result.to_dict(), med
+
+
+def record_control(
+    verdict: Verdict, name: str, label: str, values: np.ndarray, *, model: str | None = None
+) -> dict[str, Any]:
+    """Run the claim's own depth test on a control's numbers and record it in ``verdict``."""
+    passed, test, meds = depth_test(values, verdict.claim)
+    verdict.medians[label] = meds
+    entry: dict[str, Any] = {"ran": True, "passes": passed, "test": test, "medians": meds}
+    if model is not None:
+        entry["model"] = model
+    verdict.controls[name] = entry
+    return entry
+
+
+def layer_matrix(run: ModelRun, key: str, layers: Sequence[str]) -> np.ndarray:
+    """(n_photos, len(layers)) array of a per-layer number of ``run``."""
+    missing = [layer for layer in layers if layer not in run.layers]
+    if missing:
+        raise ValueError(f"{run.name} has no numbers for layer(s) {missing}; it ran {run.layers}")
+    idx = [run.layers.index(layer) for layer in layers]
+    return run.column(key)[:, idx]
+
+
+def paired_greater(
+    a: np.ndarray, b: np.ndarray, *, method: str = "wilcoxon signed-rank, model > control"
+) -> dict[str, Any]:
+    """One-sided paired Wilcoxon signed-rank test that ``a`` exceeds ``b``."""
+    ok = np.isfinite(a) & np.isfinite(b)
+    diffs = a[ok] - b[ok]
+    median = float(np.median(a[ok])) if ok.any() else None
+    if len(diffs) < 2 or np.all(diffs == 0):
+        return {
+            "method": method,
+            "statistic": None,
+            "pvalue": None,
+            "n": len(diffs),
+            "median": median,
+        }
+    res = sps.wilcoxon(diffs, alternative="greater")
+    return {
+        "method": method,
+        "statistic": float(res.statistic),
+        "pvalue": float(res.pvalue),
+        "n": len(diffs),
+        "median": median,
+        "effect": stats.rank_biserial(diffs),
+        "effect_name": "rank-biserial",
+    }
+
+
+def significant(result: dict[str, Any], alpha: float) -> bool:
+    """A test result's p-value exists and is below ``alpha``."""
+    p = result.get("pvalue")
+    return p is not None and math.isfinite(p) and p < alpha
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+
+
+def fmt_list(values: dict[str, float]) -> str:
+    return ", ".join(f"{v:.3g}" for v in values.values())

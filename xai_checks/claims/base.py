@@ -1,0 +1,365 @@
+"""The claim base class, verdicts, and the study accessors every claim shares.
+
+A claim is a small class whose metadata are class attributes (as a Quantus metric's are):
+``id``, ``title``, ``metric``, ``test``, ``direction``, ``needs`` (the study phases it reads)
+and defaults for ``alpha``, ``min_n``, ``sesoi`` (the smallest effect size of interest,
+declared before any photo is seen), ``controls`` and ``layers``, plus named ``params``.
+An instance may override any of them (``Claim(alpha=0.01)``, ``claim.with_(threshold=0.9)``);
+unknown names are a ``TypeError``, so every field a claim declares is one it reads.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from xai_checks._util import jsonable
+
+if TYPE_CHECKING:
+    from xai_checks.report.sections import ReportSection
+    from xai_checks.study import ModelRun, StudyResult
+
+__all__ = [
+    "Claim",
+    "Reason",
+    "Status",
+    "Verdict",
+    "control_runs",
+    "method_name",
+    "model_name",
+    "under_test",
+]
+
+
+class Status(StrEnum):
+    SUPPORTED = "SUPPORTED"
+    REFUTED = "REFUTED"
+    INCONCLUSIVE = "INCONCLUSIVE"
+    CONFOUNDED = "CONFOUNDED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Reason(str):
+    """One reason for a verdict: its text, plus a stable ``code`` a program can match.
+
+    A ``str`` subclass, so ``"; ".join(verdict.reasons)`` and ``"x" in reason`` keep working;
+    ``to_dict()`` gives the structured form written to JSON.
+    """
+
+    code: str
+
+    def __new__(cls, code: str, text: str) -> Reason:
+        obj = super().__new__(cls, text)
+        obj.code = code
+        return obj
+
+    @property
+    def text(self) -> str:
+        return str.__str__(self)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "text": self.text}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Reason, (self.code, self.text))
+
+
+_METHOD_NAMES = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "LayerCAM",
+}
+
+
+def method_name(study: StudyResult | None) -> str:
+    """The CAM method the study used, as people write it (from the study's config)."""
+    method = getattr(getattr(study, "config", None), "method", None) or "gradcam"
+    return _METHOD_NAMES.get(str(method), str(method))
+
+
+def under_test(study: StudyResult) -> ModelRun:
+    """The model under test (``study.under_test``; the first run for older results)."""
+    run = getattr(study, "under_test", None)
+    if run is not None:
+        return run
+    return next(iter(study.runs.values()))
+
+
+def control_runs(study: StudyResult) -> dict[str, ModelRun]:
+    """The named controls (``study.controls``; for older results, the runs after the first)."""
+    controls = getattr(study, "controls", None)
+    if isinstance(controls, Mapping):
+        return dict(controls)
+    runs = list(study.runs.items())
+    return {name: run for name, run in runs[1:]}
+
+
+def model_name(study: StudyResult | None) -> str:
+    """The architecture of the model under test, as recorded in the study."""
+    if study is None or not study.runs:
+        return "the model"
+    run = under_test(study)
+    arch = getattr(run, "model_class", None) or run.weights.get("arch")
+    return str(arch) if arch else "the model"
+
+
+@dataclass
+class Verdict:
+    """The outcome of a claim on a study's numbers.
+
+    ``n`` counts independent photos (the unit of analysis), never reused mosaics or steps.
+    ``effect`` holds the headline effect with its bootstrap CI; ``power`` says the smallest
+    effect this n could detect; ``multiplicity`` how the run's family of claims was corrected.
+    """
+
+    claim: Claim
+    status: Status
+    reasons: list[Reason]
+    n: int
+    tests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    medians: dict[str, dict[str, float]] = field(default_factory=dict)
+    controls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: INCONCLUSIVE only because there were too few photos (a test may skip on this)
+    insufficient: bool = False
+    hypothesis: str = ""
+    effect_size: dict[str, Any] | None = None
+    power: dict[str, Any] | None = None
+    multiplicity: dict[str, Any] | None = None
+
+    def add(self, code: str, text: str) -> None:
+        """Append a structured reason."""
+        self.reasons.append(Reason(code, text))
+
+    @property
+    def primary(self) -> dict[str, Any] | None:
+        """The claim's own test result."""
+        return self.tests.get("primary")
+
+    @property
+    def effect(self) -> float | None:
+        """The headline effect estimate (the one with a CI), else the primary test's effect."""
+        if self.effect_size is not None and self.effect_size.get("estimate") is not None:
+            value = self.effect_size["estimate"]
+            return None if value is None else float(value)
+        primary = self.primary
+        return None if primary is None else primary.get("effect")
+
+    @property
+    def decisive_p(self) -> float | None:
+        """The p-value a SUPPORTED verdict rests on (for Holm across a run's claims)."""
+        p = (self.effect_size or {}).get("pvalue")
+        if p is None:
+            return None
+        p = float(p)
+        return p if math.isfinite(p) else None
+
+    def row(self) -> dict[str, Any]:
+        """One flat row: the same figures in the terminal table, claims.json, junit, report."""
+        eff = self.effect_size or {}
+        power = self.power or {}
+        mult = self.multiplicity or {}
+        return jsonable(
+            {
+                "claim": self.claim.id,
+                "status": self.status.value,
+                "n": self.n,
+                "n_unit": eff.get("unit_of_analysis", "photos"),
+                "effect_name": eff.get("name"),
+                "effect": eff.get("estimate"),
+                "ci_low": eff.get("ci_low"),
+                "ci_high": eff.get("ci_high"),
+                "confidence": eff.get("confidence"),
+                "sesoi": self.claim.sesoi,
+                "p": eff.get("pvalue"),
+                "p_holm": mult.get("p_adjusted"),
+                "mde": power.get("mde"),
+                "power_statement": power.get("statement"),
+            }
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        claim = self.claim.to_dict()
+        if self.hypothesis:
+            claim["hypothesis"] = self.hypothesis
+        return jsonable(
+            {
+                "claim": claim,
+                "status": self.status.value,
+                "reasons": [str(r) for r in self.reasons],
+                "reasons_structured": [
+                    r.to_dict() if isinstance(r, Reason) else {"code": "", "text": str(r)}
+                    for r in self.reasons
+                ],
+                "n": self.n,
+                "row": self.row(),
+                "effect": self.effect_size,
+                "power": self.power,
+                "multiplicity": self.multiplicity,
+                "tests": self.tests,
+                "medians": self.medians,
+                "controls": self.controls,
+                "insufficient": self.insufficient,
+            }
+        )
+
+    def summary(self) -> str:
+        return f"{self.claim.id}: {self.status.value} ({'; '.join(self.reasons)})"
+
+
+class Claim:
+    """Base class of every claim (built-in or third-party).
+
+    Subclasses set the class attributes and implement :meth:`evaluate`; they may override
+    :meth:`hypothesis_for` (text built from the claim's params and the study's config) and
+    :meth:`report_section`.
+    """
+
+    #: stable identifier (also the entry-point name)
+    id: ClassVar[str] = ""
+    #: short title for tables and the report
+    title: ClassVar[str] = ""
+    #: the per-photo number the claim reads
+    metric: ClassVar[str] = ""
+    #: the claim's own test
+    test: ClassVar[str] = ""
+    direction: ClassVar[str] = "increasing"
+    #: the study phases this claim reads (running one claim computes only these)
+    needs: ClassVar[tuple[str, ...]] = ("ratio",)
+    #: named parameters and their defaults; instances may override them
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    # Per-instance fields (the class value is the default).
+    alpha: float = 0.05
+    min_n: int = 5
+    #: smallest effect size of interest, in the units of the claim's effect
+    sesoi: float = 0.0
+    controls: tuple[str, ...] = ()
+    #: layers shallow to deep; ``None``: the layers the study ran
+    layers: tuple[str, ...] | None = None
+
+    _FIELDS: ClassVar[tuple[str, ...]] = ("alpha", "min_n", "sesoi", "controls", "layers")
+
+    def __init__(self, **overrides: Any) -> None:
+        cls = type(self)
+        if not cls.id:
+            raise TypeError(f"{cls.__name__} must set a class attribute 'id'")
+        unknown = set(overrides) - set(self._FIELDS) - set(cls.defaults)
+        if unknown:
+            known = ", ".join([*self._FIELDS, *cls.defaults])
+            raise TypeError(f"claim {cls.id!r} has no field(s) {sorted(unknown)}; known: {known}")
+        self.params: dict[str, Any] = dict(cls.defaults)
+        for key, value in overrides.items():
+            if key in self._FIELDS:
+                setattr(self, key, value)
+            else:
+                self.params[key] = value
+        if self.layers is not None:
+            self.layers = tuple(self.layers)
+        self.controls = tuple(self.controls)
+        if not (isinstance(self.alpha, float | int) and 0.0 < float(self.alpha) < 1.0):
+            raise ValueError(f"alpha must be in (0, 1); got {self.alpha!r}")
+        if int(self.min_n) < 1:
+            raise ValueError(f"min_n must be >= 1; got {self.min_n!r}")
+
+    # ------------------------------------------------------------------ data
+
+    def with_(self, **changes: Any) -> Claim:
+        """A copy with some fields or params changed (e.g. ``alpha``, ``threshold``)."""
+        current: dict[str, Any] = {name: getattr(self, name) for name in self._FIELDS}
+        current.update(self.params)
+        current.update(changes)
+        return type(self)(**current)
+
+    def bind(self, study: StudyResult) -> Claim:
+        """This claim with ``layers`` resolved to the study's (when left to the study)."""
+        if self.layers is not None:
+            return self
+        bound = copy.copy(self)
+        bound.params = dict(self.params)
+        bound.layers = self.default_layers(study)
+        return bound
+
+    def default_layers(self, study: StudyResult) -> tuple[str, ...]:
+        """The layers this claim reads when the user does not name them: the study's."""
+        return tuple(under_test(study).layers) if study.runs else tuple(study.config.layers)
+
+    @property
+    def hypothesis(self) -> str:
+        """The hypothesis in words, from the claim's own params (no study yet)."""
+        return self.hypothesis_for(None)
+
+    def hypothesis_for(self, study: StudyResult | None) -> str:
+        """The hypothesis in words for this study (method, model and layers as used)."""
+        return self.title
+
+    def to_dict(self) -> dict[str, Any]:
+        return jsonable(
+            {
+                "id": self.id,
+                "title": self.title,
+                "hypothesis": self.hypothesis,
+                "metric": self.metric,
+                "test": self.test,
+                "direction": self.direction,
+                "needs": list(self.needs),
+                "layers": list(self.layers) if self.layers is not None else None,
+                "alpha": self.alpha,
+                "min_n": self.min_n,
+                "sesoi": self.sesoi,
+                "controls": list(self.controls),
+                "params": self.params,
+            }
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Claim)
+            and type(other) is type(self)
+            and other.to_dict() == self.to_dict()
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.id))
+
+    def __repr__(self) -> str:
+        changed = {
+            k: v
+            for k, v in [*((f, getattr(self, f)) for f in self._FIELDS), *self.params.items()]
+            if getattr(type(self), k, type(self).defaults.get(k, object())) != v
+        }
+        args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"{type(self).__name__}({args})"
+
+    # ------------------------------------------------------------------ behaviour
+
+    def verdict(self, study: StudyResult, n: int) -> Verdict:
+        """A fresh INCONCLUSIVE verdict for this claim on ``study`` (evaluators fill it)."""
+        return Verdict(self, Status.INCONCLUSIVE, [], n, hypothesis=self.hypothesis_for(study))
+
+    def evaluate(self, study: StudyResult) -> Verdict:
+        """The verdict of this claim on ``study``'s numbers."""
+        raise NotImplementedError
+
+    def report_section(self, study: StudyResult, verdict: Verdict) -> ReportSection | None:
+        """The claim's section of the report (default: its verdict and reasons, no figure)."""
+        from xai_checks.report.sections import ReportSection
+
+        return ReportSection(
+            id=self.id,
+            title=self.title or self.id,
+            template="claim.html",
+            context={
+                "claim": self.to_dict(),
+                "hypothesis": verdict.hypothesis or self.hypothesis_for(study),
+                "verdict": verdict.to_dict(),
+                "row": verdict.row(),
+            },
+        )

@@ -1,0 +1,62 @@
+"""``depth-localisation-gridpg``: deeper layers localise the class on 2x2 mosaics (GridPG)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from xai_checks.claims._localisation import LocalisationClaim
+from xai_checks.claims.base import Verdict, method_name
+
+if TYPE_CHECKING:
+    from xai_checks.study import StudyResult
+
+
+class DepthLocalisationGridPG(LocalisationClaim):
+    id: ClassVar[str] = "depth-localisation-gridpg"
+    title: ClassVar[str] = "Deeper layers localise the class (grid pointing game)"
+    metric: ClassVar[str] = "gridpg"
+    needs: ClassVar[tuple[str, ...]] = ("ratio", "gridpg")
+    defaults: ClassVar[dict[str, Any]] = {"chance": 0.25}
+
+    def hypothesis_for(self, study: StudyResult | None) -> str:
+        layers = self.layers or (tuple(study.config.layers) if study is not None else ())
+        last = layers[-1] if layers else "the last layer"
+        versus = " and above the untrained control" if "untrained" in self.controls else ""
+        return (
+            "Deeper layers localise the explained class: on 2x2 mosaics, one per confidently "
+            f"classified target photo, the {method_name(study)} mass inside the target cell rises "
+            f"with depth (Page's L p < alpha), {last} is above chance "
+            f"({float(self.params['chance']):g}){versus}."
+        )
+
+    def evaluate(self, study: StudyResult) -> Verdict:
+        grid = study.gridpg
+        if grid is None:
+            verdict = self.verdict(study, 0)
+            verdict.add("phase-missing", "the GridPG phase did not run")
+            verdict.insufficient = True
+            return verdict
+        layers = self.layers or ()
+        idx = [grid.layers.index(layer) for layer in layers]
+        empty = np.empty((0, len(layers)))
+        scores = {name: (v[:, idx] if len(v) else empty) for name, v in grid.scores.items()}
+        main = next(iter(scores))
+        n = int(scores.get(main, empty).shape[0])
+        if n < self.min_n:
+            verdict = self.verdict(study, n)
+            reason = f"only {n} mosaics; the claim needs at least {self.min_n}"
+            reason += f" ({grid.note})" if grid.note else ""
+            verdict.add("too-few-photos", reason)
+            verdict.insufficient = True
+            return verdict
+        chance = float(self.params["chance"])
+        return self.judge(
+            study,
+            scores,
+            n=n,
+            baseline=np.full(n, chance),
+            baseline_name=f"chance {chance}",
+            key="chance",
+        )
