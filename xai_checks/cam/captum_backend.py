@@ -1,8 +1,12 @@
-"""Captum backend: ``LayerGradCam`` with the canonical pipeline's choices made explicit.
+"""Captum backend: Captum's layer attributions with the canonical pipeline's choices explicit.
 
-Captum's defaults differ from the canonical pipeline (no ReLU, nearest upsampling), a classic
-source of disagreement between libraries; here ``relu_attributions=True`` and bilinear
-``LayerAttribution.interpolate`` are asked for explicitly.
+* Grad-CAM: ``LayerGradCam``. Captum's defaults differ from the canonical pipeline (no ReLU,
+  nearest upsampling), a classic source of disagreement between libraries; here
+  ``relu_attributions=True`` and bilinear ``LayerAttribution.interpolate`` are asked for.
+* HiResCAM: ``LayerGradientXActivation`` (gradient times activation, per channel and
+  position), summed over channels and ReLU'd here: exactly HiResCAM's map.
+
+Captum has no Grad-CAM++, XGrad-CAM or LayerCAM.
 """
 
 from __future__ import annotations
@@ -16,17 +20,27 @@ from torch import Tensor, nn
 from xai_checks.cam.pipeline import check_targets
 from xai_checks.cam.state import check_layer_output, check_layers_ran, frozen_eval, removing
 
-__all__ = ["captum_raw_maps", "captum_upsample"]
+__all__ = ["CAPTUM_METHODS", "captum_raw_maps", "captum_upsample"]
+
+CAPTUM_METHODS: tuple[str, ...] = ("gradcam", "hirescam")
 
 
 def captum_raw_maps(
     model: nn.Module,
     layers: Mapping[str, nn.Module],
     x: Tensor,
-    targets: Tensor,
-) -> tuple[dict[str, Tensor], Tensor]:
-    """One ``LayerGradCam`` call per layer; returns ``({layer: (N, h, w)}, logits)``."""
-    from captum.attr import LayerGradCam
+    targets: Tensor | None,
+    *,
+    method: str = "gradcam",
+) -> tuple[dict[str, Tensor], Tensor, Tensor]:
+    """One Captum call per layer; returns ``({layer: (N, h, w)}, logits, targets)``.
+
+    ``targets=None`` explains the predicted class of the plain forward's logits.
+    """
+    from captum.attr import LayerGradCam, LayerGradientXActivation
+
+    if method not in CAPTUM_METHODS:
+        raise ValueError(f"the captum backend offers {', '.join(CAPTUM_METHODS)}; not {method!r}")
 
     raw: dict[str, Tensor] = {}
     seen: set[str] = set()
@@ -50,14 +64,20 @@ def captum_raw_maps(
             raise ValueError("the model must return logits of shape (N, classes)")
         logits = logits.float()
         check_layers_ran(layers, seen)
+        if targets is None:
+            targets = logits.argmax(dim=1)
         check_targets(targets, logits.shape[1])
         with torch.enable_grad():
             for name, module in layers.items():
-                attr = LayerGradCam(model, module).attribute(
-                    x, target=targets, relu_attributions=True, attr_dim_summation=True
-                )
-                raw[name] = attr.detach().float()[:, 0]
-    return raw, logits
+                if method == "gradcam":
+                    attr = LayerGradCam(model, module).attribute(
+                        x, target=targets, relu_attributions=True, attr_dim_summation=True
+                    )
+                    raw[name] = attr.detach().float()[:, 0]
+                else:
+                    gxa = LayerGradientXActivation(model, module).attribute(x, target=targets)
+                    raw[name] = torch.relu(gxa.detach().float().sum(dim=1))
+    return raw, logits, targets
 
 
 def captum_upsample(raw: Tensor, size: tuple[int, int]) -> Tensor:

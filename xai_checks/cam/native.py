@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from xai_checks.cam.pipeline import channel_weights, check_targets, weighted_map
+from xai_checks.cam.methods import CAMMethod, get_method
+from xai_checks.cam.pipeline import check_targets, magnitude, weighted_map
 from xai_checks.cam.state import check_layer_output, check_layers_ran, frozen_eval, removing
 
 __all__ = ["native_raw_maps"]
@@ -31,16 +32,19 @@ def native_raw_maps(
     model: nn.Module,
     layers: Mapping[str, nn.Module],
     x: Tensor,
-    targets: Tensor,
+    targets: Tensor | None,
     *,
+    method: str | CAMMethod = "gradcam",
     autocast: torch.dtype | None = None,
-) -> tuple[dict[str, Tensor], Tensor]:
-    """Raw Grad-CAM maps for every layer from one forward and one ``autograd.grad``.
+) -> tuple[dict[str, Tensor], Tensor, Tensor, dict[str, Tensor]]:
+    """Raw CAM maps for every layer from one forward and one ``autograd.grad``.
 
     Parameters are frozen for the call, so no parameter gradients are computed and the graph
     starts at the shallowest hooked layer: nothing below it is recorded or back-propagated.
-    Returns ``({layer: (N, h, w)}, logits)``.
+    ``targets=None`` explains the predicted class (the argmax of this very forward's logits).
+    Returns ``({layer: (N, h, w) raw map}, logits, targets, {layer: (N,) magnitude})``.
     """
+    cam_method = get_method(method)
     acts: dict[str, Tensor] = {}
     amp = (
         torch.autocast(device_type=x.device.type, dtype=autocast)
@@ -55,6 +59,8 @@ def native_raw_maps(
         if not isinstance(logits, Tensor) or logits.ndim != 2:
             raise ValueError("the model must return logits of shape (N, classes)")
         check_layers_ran(layers, acts)
+        if targets is None:
+            targets = logits.detach().argmax(dim=1)
         check_targets(targets, logits.shape[1])
         score = logits.gather(1, targets.view(-1, 1)).sum()
         names = list(layers)
@@ -64,8 +70,10 @@ def native_raw_maps(
             raise ValueError(
                 f"the target score does not depend on every requested layer ({names}): {exc}"
             ) from exc
-    raw = {
-        name: weighted_map(acts[name].detach().float(), channel_weights(grad.float()))
-        for name, grad in zip(names, grads, strict=True)
-    }
-    return raw, logits.detach().float()
+    raw, scales = {}, {}
+    for name, grad in zip(names, grads, strict=True):
+        a, g = acts[name].detach().float(), grad.float()
+        w = cam_method.weights(a, g)
+        raw[name] = weighted_map(a, w)
+        scales[name] = magnitude(a, w)
+    return raw, logits.detach().float(), targets, scales
