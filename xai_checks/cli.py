@@ -357,12 +357,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xai-checks`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
+    from xai_checks.cache import CacheError
     from xai_checks.data import FetchError
     from xai_checks.models import WeightsError
 
     try:
         return _COMMANDS[args.command](args)
     except UsageError as exc:
+        print(f"xai-checks: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CacheError as exc:  # a configuration problem ($XAI_CHECKS_CACHE), like a bad flag
         print(f"xai-checks: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except (WeightsError, FetchError) as exc:

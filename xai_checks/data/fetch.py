@@ -11,19 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import os
 import re
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from xai_checks.cache import atomic_write, cache_dir, cache_lock, sha256_file
+from xai_checks.cache import (
+    DownloadError,
+    atomic_write,
+    cache_dir,
+    cache_lock,
+    download_checked,
+    remove_stale,
+    sha256_file,
+)
 from xai_checks.data.labels import LabelError, class_name, wnid_to_index
 
 __all__ = [
@@ -113,22 +118,6 @@ def _base_url(base_url: str | None) -> str:
     return url if url.endswith("/") else url + "/"
 
 
-def _download(url: str, target: Path, expected: str, *, timeout: float) -> None:
-    """Stream ``url`` into ``target`` atomically; the file appears only if its sha256 matches."""
-    digest = hashlib.sha256()
-    request = urllib.request.Request(url, headers={"User-Agent": "xai-checks"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, atomic_write(target) as out:
-        while block := response.read(1 << 16):
-            digest.update(block)
-            out.write(block)
-        got = digest.hexdigest()
-        if got != expected:
-            raise FetchError(
-                f"{target.name}: sha256 {got} does not match the manifest's {expected}",
-                failures={target.name: "hash mismatch"},
-            )
-
-
 def _fetch_one(
     name: str, expected: str, *, dest: Path, base: str, overwrite: bool, timeout: float
 ) -> tuple[str, str | None]:
@@ -140,15 +129,27 @@ def _fetch_one(
         return "present", None
     url = base + urllib.parse.quote(name)
     try:
-        _download(url, target, expected, timeout=timeout)
-    except FetchError:
-        return "failed", "sha256 does not match the manifest"
-    except urllib.error.HTTPError as exc:
-        return "failed", f"HTTP {exc.code} {exc.reason} for {url}"
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        return "failed", f"cannot download {url}: {reason}"
+        download_checked(url, target, sha256=expected, timeout=timeout)
+    except DownloadError as exc:
+        if exc.kind == "hash":
+            return "failed", "sha256 does not match the manifest"
+        return "failed", f"{exc.reason} ({url})"
     return "downloaded", None
+
+
+def _make_folder(folder: Path) -> None:
+    """Create the destination, or say plainly why it cannot be one."""
+    for part in (folder, *folder.parents):
+        if part.exists() and not part.is_dir():
+            raise FetchError(
+                f"cannot fetch into {folder}: {part} is a file, not a folder", failures={}
+            )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(
+            f"cannot create the folder {folder}: {exc.strerror or exc}", failures={}
+        ) from exc
 
 
 def _write_full_manifest(dest: Path, manifest: Mapping[str, str]) -> None:
@@ -192,12 +193,13 @@ def fetch_imagenet_samples(
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
     folder = Path(dest).expanduser() if dest is not None else cache_dir(_CACHE_SUB)
-    folder.mkdir(parents=True, exist_ok=True)
+    _make_folder(folder)
     base = _base_url(base_url)
     report = FetchReport(dest=folder)
     failures: dict[str, str] = {}
     names = sorted(wanted)
     with cache_lock(folder / ".fetch"):
+        remove_stale(folder)  # partial files of a killed fetch: every writer here holds this lock
         with ThreadPoolExecutor(max_workers=workers) as pool:
             results = pool.map(
                 lambda n: _fetch_one(
