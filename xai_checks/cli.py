@@ -16,6 +16,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from xai_checks.options import (
+    OptionError,
+    add_cli_options,
+    cli_values,
+    preflight,
+    resolve_source,
+)
+
 __all__ = ["main"]
 
 EXIT_OK, EXIT_CLAIMS, EXIT_USAGE = 0, 1, 2
@@ -23,78 +31,6 @@ EXIT_OK, EXIT_CLAIMS, EXIT_USAGE = 0, 1, 2
 
 class UsageError(Exception):
     """A mistake in how the command was called (exit code 2)."""
-
-
-def _add_study_options(p: argparse.ArgumentParser) -> None:
-    from xai_checks.cam import DEFAULT_LAYERS
-
-    data = p.add_argument_group("photos")
-    data.add_argument(
-        "--data",
-        default="embedded",
-        help="a photo folder (flat ImageNet samples, tutorial-10 TinyImageNet, "
-        "TinyImageNet-200, or an ImageFolder), 'embedded' (real photos "
-        "shipped in installed packages) or 'imagenet-samples'. "
-        "Default: %(default)s",
-    )
-    data.add_argument(
-        "--layout",
-        default="auto",
-        choices=["auto", "flat", "tutorial10", "tinyimagenet200", "imagefolder"],
-    )
-    data.add_argument(
-        "--label",
-        action="append",
-        default=[],
-        help="keep only this class: name ('wallaby'), wnid or index; repeatable",
-    )
-    data.add_argument(
-        "--limit", type=int, default=None, help="use a seeded, class-stratified sample of N photos"
-    )
-    model = p.add_argument_group("model and method")
-    model.add_argument(
-        "--weights",
-        default="msra",
-        help="msra (default, offline), torchvision-v1, torchvision-v2, or a state-dict file",
-    )
-    model.add_argument(
-        "--control",
-        default="random",
-        choices=["random", "none"],
-        help="the untrained null control (default: random, seeded)",
-    )
-    model.add_argument(
-        "--layers",
-        nargs="+",
-        default=list(DEFAULT_LAYERS),
-        help="layers to explain (default: %(default)s)",
-    )
-    model.add_argument("--backend", default="native", choices=["native", "captum"])
-    model.add_argument(
-        "--target",
-        default="true",
-        choices=["true", "predicted"],
-        help="explain the true label (default) or the predicted class",
-    )
-    model.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    model.add_argument("--batch-size", type=int, default=8)
-    stat = p.add_argument_group("statistics")
-    stat.add_argument(
-        "--threshold",
-        type=float,
-        default=0.85,
-        help="a pixel is 'high' above this (default: %(default)s)",
-    )
-    stat.add_argument("--alpha", type=float, default=0.05)
-    stat.add_argument("--seed", type=int, default=0)
-    stat.add_argument("--mosaics", type=int, default=48, help="GridPG mosaics (default: 48)")
-    stat.add_argument(
-        "--phases",
-        nargs="+",
-        default=None,
-        help="subset of: ratio gridpg sanity agreement (default: all)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -115,17 +51,13 @@ def _parser() -> argparse.ArgumentParser:
         "threshold, Kruskal-Wallis across layers) with its controls, and write a "
         "report. Example: xai-checks study --data <tutorial-10 root> --label wallaby",
     )
-    _add_study_options(study)
-    study.add_argument(
-        "--out", default=None, help="report folder (default: a new xai-checks-report-<time> folder)"
-    )
-    study.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    add_cli_options(study, "study")
 
     check = sub.add_parser(
         "check",
         help="evaluate the built-in claims; exit 1 if any is REFUTED or CONFOUNDED",
     )
-    _add_study_options(check)
+    add_cli_options(check, "check")
     check.add_argument(
         "--claim", action="append", default=[], help="only these claims (default: all built-in)"
     )
@@ -143,76 +75,38 @@ def _parser() -> argparse.ArgumentParser:
     fetch.add_argument("name", choices=["imagenet-samples"])
     fetch.add_argument("--dest", default=None)
     fetch.add_argument("--base-url", default=None)
-    info = data_sub.add_parser("info", help="what a photo source holds")
-    info.add_argument("source")
-    info.add_argument("--layout", default="auto")
-    info.add_argument("--label", action="append", default=[])
+    info = data_sub.add_parser(
+        "info", help="what a photo source holds: 'embedded', 'imagenet-samples' or a folder"
+    )
+    info.add_argument("data", metavar="SOURCE")
+    add_cli_options(info, "data info")
     return parser
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _progress(enabled: bool) -> Callable[[str, int, int], None] | None:
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    bars: dict[str, Any] = {}
-
-    def update(phase: str, done: int, total: int) -> None:
-        bar = bars.get(phase)
-        if bar is None:
-            bar = bars[phase] = tqdm(
-                total=total,
-                desc=f"{phase:>9}",
-                unit="img" if phase == "ratio" else "step",
-                leave=True,
-                file=sys.stderr,
-            )
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-
-    return update
-
-
 def _device(name: str) -> Any:
     import torch
 
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise UsageError(f"bad --device {name!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(
-            "--device cuda was asked for, but no CUDA device is available "
-            "(torch.cuda.is_available() is False); use --device cpu"
-        )
-    return device
+    return torch.device(name)  # validated by xai_checks.options before any work
 
 
 def _open_photos(args: argparse.Namespace) -> Any:
     from xai_checks.data import DataNotFoundError, LabelError, LayoutError, open_photoset
 
-    source: str | Path = args.data
-    if source not in ("embedded", "imagenet-samples"):
-        source = Path(args.data)
-        if not source.exists():
-            raise UsageError(f"--data {args.data}: no such folder")
+    source = resolve_source(args.data)
+    if isinstance(source, Path) and not source.is_dir():
+        raise UsageError(f"--data {args.data}: no such folder")
     try:
         photos = open_photoset(
             source,
             layout=args.layout,
             labels=args.label or None,
-            limit=args.limit,
+            limit=getattr(args, "limit", None),
             seed=getattr(args, "seed", 0),
         )
-    except LabelError as exc:
-        raise UsageError(str(exc)) from None
-    except (LayoutError, DataNotFoundError) as exc:
+    except (LabelError, LayoutError, DataNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if len(photos) == 0:
         raise UsageError(
@@ -223,16 +117,19 @@ def _open_photos(args: argparse.Namespace) -> Any:
 
 
 def _run(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
+    from xai_checks.cam import DEFAULT_LAYERS
     from xai_checks.cam.state import resolve_layers
     from xai_checks.claims import evaluate_all
     from xai_checks.models import load_resnet50
+    from xai_checks.progress import progress_callback
     from xai_checks.study import PHASES, StudyConfig, run_study
 
     device = _device(args.device)
     photos = _open_photos(args)
+    layers = tuple(args.layers or DEFAULT_LAYERS)
     try:
         config = StudyConfig(
-            layers=tuple(args.layers),
+            layers=layers,
             threshold=args.threshold,
             target=args.target,
             backend=args.backend,
@@ -245,7 +142,7 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
         raise UsageError(str(exc)) from None
     model = load_resnet50(args.weights, device=device)
     try:
-        resolve_layers(model, list(args.layers))
+        resolve_layers(model, list(layers))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     models = {"pretrained": model}
@@ -256,13 +153,20 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
         f"weights {vars(model)['xai_weights'].source}; device {device}",
         file=sys.stderr,
     )
-    study = run_study(models, photos, config=config, progress=_progress(not args.quiet))
+    study = run_study(
+        models, photos, config=config, progress=progress_callback(enabled=not args.quiet)
+    )
+    if study.photoset.get("n_used", 0) == 0:
+        raise UsageError(
+            f"no usable photos in {photos.name}: all {study.photoset.get('n_skipped', 0)} "
+            "were skipped (see the reasons above)"
+        )
     verdicts = evaluate_all(study, alpha=args.alpha)
     return study, verdicts, photos
 
 
 def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
-    from xai_checks.plugin import _table_lines
+    from xai_checks.table import verdict_lines
 
     ps = study.photoset
     print(
@@ -271,10 +175,8 @@ def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
     )
     for run in study.runs.values():
         print(f"  {run.name}: top-1 {run.accuracy:.3f} on the photos used")
-    for line in _table_lines({v.claim.id: v for v in verdicts}):
+    for line in verdict_lines(verdicts):
         print(line)
-    for v in verdicts:
-        print(f"  {v.claim.id}: {'; '.join(v.reasons)}")
     for s in study.skipped:
         print(f"  skipped {s['file']}: {s['reason']}")
 
@@ -283,8 +185,6 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from xai_checks.report import ReportExistsError, write_report
 
     out = Path(args.out) if args.out else Path(time.strftime("xai-checks-report-%Y%m%d-%H%M%S"))
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise UsageError(f"{out} exists and is not empty; pass --overwrite to replace it")
     start = time.time()
     study, verdicts, _ = _run(args)
     extra = {"command": shlex.join(sys.argv), "wall_seconds": time.time() - start}
@@ -337,11 +237,10 @@ def _cmd_data(args: argparse.Namespace) -> int:
         report = fetch_dataset(args.name, dest=args.dest, base_url=args.base_url)
         print(report)
         return EXIT_OK
-    args.limit = None
     photos = _open_photos(args)
     print(photos)
-    for s in photos.skipped:
-        print(f"  skipped {s.path}: {s.reason}")
+    for skip in photos.skipped:
+        print(f"  skipped {getattr(skip, 'path', skip)}: {getattr(skip, 'reason', '')}")
     return EXIT_OK
 
 
@@ -361,9 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xai_checks.data import FetchError
     from xai_checks.models import WeightsError
 
+    command = args.command if args.command != "data" else f"data {args.data_command}"
     try:
+        preflight(cli_values(args), front="cli", command=command)
         return _COMMANDS[args.command](args)
-    except UsageError as exc:
+    except (UsageError, OptionError) as exc:
         print(f"xai-checks: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CacheError as exc:  # a configuration problem ($XAI_CHECKS_CACHE), like a bad flag

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from xai_checks.options import OptionError, add_plugin_options, plugin_values, preflight
 
 __all__ = ["Settings", "StudyRunner"]
 
@@ -69,62 +70,7 @@ class Settings:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("xai-checks", "xai-checks: explainability claims as tests")
-    group.addoption(
-        "--xai-data",
-        default=os.environ.get("XAI_CHECKS_DATA", "auto"),
-        help="photo set: a folder, 'imagenet-samples', 'embedded', or 'auto' "
-        "(the ImageNet samples if found, else embedded). Default: %(default)s",
-    )
-    group.addoption(
-        "--xai-label",
-        action="append",
-        default=[],
-        help="keep only this class (name, wnid or index); repeatable",
-    )
-    group.addoption(
-        "--xai-weights",
-        default="msra",
-        help="weights of the model under test: msra, torchvision-v1, torchvision-v2, "
-        "or a state-dict file. Default: %(default)s",
-    )
-    group.addoption(
-        "--xai-control",
-        default="random",
-        help="null control: 'random' (untrained, seeded) or 'none'",
-    )
-    group.addoption("--xai-alpha", type=float, default=0.05, help="significance level")
-    group.addoption("--xai-device", default="cpu", help="cpu, cuda or cuda:N")
-    group.addoption(
-        "--xai-limit",
-        type=int,
-        default=200,
-        help="photos to sample (seeded, class-stratified); 0 = all. Default: 200",
-    )
-    group.addoption("--xai-seed", type=int, default=0, help="seed for sampling and controls")
-    group.addoption("--xai-batch-size", type=int, default=8)
-    group.addoption(
-        "--xai-json",
-        default=None,
-        help="write the claims' verdicts here (default: .xai-checks/claims.json "
-        "under the rootdir, when any claim ran)",
-    )
-    group.addoption(
-        "--xai-baseline",
-        default=None,
-        help="compare verdicts and effect sizes with this baseline JSON; a flipped "
-        "verdict or an effect moved by more than --xai-tolerance fails the run",
-    )
-    group.addoption(
-        "--xai-update-baseline",
-        action="store_true",
-        help="rewrite --xai-baseline from this run instead of comparing",
-    )
-    group.addoption(
-        "--xai-tolerance",
-        type=float,
-        default=0.15,
-        help="largest allowed |effect - baseline effect|. Default: %(default)s",
-    )
+    add_plugin_options(group)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -134,6 +80,12 @@ def pytest_configure(config: pytest.Config) -> None:
         "`claim_verdict` gives its verdict",
     )
     config.stash[_REGISTRY_KEY] = {}
+    if config.option.help or hasattr(config, "workerinput"):
+        return  # xdist workers: the controller checked the same options
+    try:
+        preflight(plugin_values(config), front="plugin")
+    except OptionError as exc:
+        raise pytest.UsageError(f"xai-checks: {exc}") from None
 
 
 def _resolve_data(data: str) -> tuple[str, str]:
@@ -152,24 +104,25 @@ def _resolve_data(data: str) -> tuple[str, str]:
 def _settings(config: pytest.Config) -> Settings:
     if _SETTINGS_KEY in config.stash:
         return config.stash[_SETTINGS_KEY]
-    data, note = _resolve_data(config.getoption("--xai-data"))
-    limit = config.getoption("--xai-limit")
-    json_opt = config.getoption("--xai-json")
-    baseline = config.getoption("--xai-baseline")
+    try:
+        values = plugin_values(config)
+    except OptionError as exc:
+        raise pytest.UsageError(f"xai-checks: {exc}") from None
+    data, note = _resolve_data(values["data"])
     settings = Settings(
         data=data,
-        labels=list(config.getoption("--xai-label")),
-        weights=config.getoption("--xai-weights"),
-        control=config.getoption("--xai-control"),
-        alpha=config.getoption("--xai-alpha"),
-        device=config.getoption("--xai-device"),
-        limit=limit if limit and limit > 0 else None,
-        seed=config.getoption("--xai-seed"),
-        batch_size=config.getoption("--xai-batch-size"),
-        json_path=Path(json_opt) if json_opt else None,
-        baseline=Path(baseline) if baseline else None,
-        update_baseline=config.getoption("--xai-update-baseline"),
-        tolerance=config.getoption("--xai-tolerance"),
+        labels=list(values["label"]),
+        weights=values["weights"],
+        control=values["control"],
+        alpha=values["alpha"],
+        device=values["device"],
+        limit=values["limit"],
+        seed=values["seed"],
+        batch_size=values["batch_size"],
+        json_path=Path(values["json"]) if values["json"] else None,
+        baseline=Path(values["baseline"]) if values["baseline"] else None,
+        update_baseline=values["update_baseline"],
+        tolerance=values["tolerance"],
         data_note=note,
     )
     config.stash[_SETTINGS_KEY] = settings

@@ -1,7 +1,7 @@
 """The published study, stated as tests, with the controls that say whether it means anything.
 
 These run the real ImageNet ResNet-50 over real photos (the shared ImageNet samples, 200 by
-default; ``--xai-limit 0`` for all 1000) and its seeded, untrained twin as the null control.
+default; ``--xai-limit all`` for all 1000) and its seeded, untrained twin as the null control.
 The verdict table is printed at the end of the run and written to ``.xai-checks/claims.json``.
 """
 
@@ -26,7 +26,7 @@ def test_seed_study_as_specified(claim_verdict):
 
 @pytest.mark.claim("seed-depth-ratio")
 def test_seed_test_cannot_tell_trained_from_untrained(claim_verdict):
-    """The confound DESIGN.md measured: an untrained ResNet-50 passes the seed's test too.
+    """The confound the claim names: an untrained ResNet-50 passes the seed's test too.
 
     If this ever fails, the control no longer reproduces the effect and the seed claim may
     deserve SUPPORTED: look at the verdict table.
@@ -40,7 +40,7 @@ def test_seed_test_cannot_tell_trained_from_untrained(claim_verdict):
 @pytest.mark.xfail(
     strict=True,
     reason="CONFOUNDED: the seed's ratio test passes on an "
-    "untrained network and depends on map resolution (DESIGN.md section 1)",
+    "untrained network and depends on map resolution (see the seed-depth-ratio claim)",
 )
 def test_seed_claim_is_supported(claim_verdict):
     assert claim_verdict.status is Status.SUPPORTED, claim_verdict.summary()

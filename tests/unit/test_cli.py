@@ -28,7 +28,9 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[
     )
 
 
-@pytest.mark.parametrize("command", [[], ["study"], ["check"], ["weights"], ["data", "fetch"]])
+@pytest.mark.parametrize(
+    "command", [[], ["study"], ["check"], ["weights"], ["data", "fetch"], ["data", "info"]]
+)
 def test_help_for_every_command(command, capsys):
     with pytest.raises(SystemExit) as info:
         main([*command, "--help"])
@@ -42,10 +44,82 @@ def test_bad_option_is_exit_2(capsys):
     assert info.value.code == 2
 
 
+@pytest.fixture
+def no_model(monkeypatch):
+    """Loading a model or running a study fails the test: usage errors come before both."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    import xai_checks.models
+    import xai_checks.study
+
+    monkeypatch.setattr(xai_checks.models, "load_resnet50", refuse)
+    monkeypatch.setattr(xai_checks.study, "run_study", refuse)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--alpha", "0"],
+        ["--alpha", "1.5"],
+        ["--alpha", "nan"],
+        ["--alpha", "-1"],
+        ["--alpha", "inf"],
+        ["--limit", "0"],
+        ["--limit", "-1"],
+        ["--limit", "many"],
+        ["--control", "bogus"],
+        ["--device", "meta"],
+        ["--device", "gpu"],
+        ["--batch-size", "0"],
+        ["--threshold", "1.0"],
+        ["--seed", "-3"],
+        ["--mosaics", "0"],
+        ["--layers", "layer1,,layer2"],
+    ],
+)
+@pytest.mark.parametrize("command", ["study", "check"])
+def test_bad_values_are_exit_2_before_any_model_loads(command, args, no_model, tmp_path, capsys):
+    """Each of these once ran a whole study (or died in a traceback) before complaining."""
+    with pytest.raises(SystemExit) as info:
+        main([command, *args, *(["--out", str(tmp_path / "r")] if command == "study" else [])])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {args[0]}" in err and "Traceback" not in err
+
+
+def test_limit_all_means_every_photo():
+    from xai_checks.options import photo_limit
+
+    assert photo_limit("all") is None
+    assert photo_limit("ALL") is None
+    assert photo_limit("7") == 7
+
+
 def test_unknown_label_exits_2_with_closest_names(capsys):
     assert main(["study", "--label", "walaby", "--out", "unused"]) == 2
     err = capsys.readouterr().err
     assert "walaby" in err and "wallaby" in err
+
+
+def test_label_absent_from_the_folder_exits_2(photo_folder, no_model, tmp_path, capsys):
+    """A valid ImageNet class with no photos in the folder: a traceback before the fix."""
+    assert (
+        main(
+            [
+                "study",
+                "--data",
+                str(photo_folder),
+                "--label",
+                "wallaby",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
+    assert "no photos of 'wallaby'" in capsys.readouterr().err
 
 
 def test_missing_data_folder_exits_2(tmp_path, capsys):
@@ -62,6 +136,85 @@ def test_cuda_without_cuda_is_a_clear_usage_error(capsys):
 def test_unknown_claim_exits_2(capsys):
     assert main(["check", "--claim", "nope"]) == 2
     assert "seed-depth-ratio" in capsys.readouterr().err
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Path:
+    """Six real shared photos (none of them a wallaby) in a folder of their own."""
+    shared = find_imagenet_samples()
+    if shared is None:
+        pytest.skip("shared photos absent (set XAI_CHECKS_IMAGENET_SAMPLES)")
+    root = tmp_path / "photos"
+    root.mkdir()
+    for name in ("n01440764_tench", "n02123045_tabby", "n07747607_orange"):
+        shutil.copy(shared / f"{name}.JPEG", root / f"{name}.JPEG")
+    return root
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["data", "inside", "ancestor"])
+def test_overwrite_never_touches_the_photo_folder(where, photo_folder, no_model, capsys):
+    """`study --data photos --out photos --overwrite` once deleted every photo."""
+    parent = photo_folder.parent
+    before = _tree(parent)
+    out = {"data": photo_folder, "inside": photo_folder / "r", "ancestor": parent}[where]
+    assert main(["study", "--data", str(photo_folder), "--out", str(out), "--overwrite"]) == 2
+    assert "photo folder" in capsys.readouterr().err
+    assert _tree(parent) == before
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_report(photo_folder, no_model, tmp_path, capsys):
+    """`--out notreport --overwrite` once deleted notreport/thesis.txt."""
+    out = tmp_path / "notreport"
+    out.mkdir()
+    (out / "thesis.txt").write_text("keep")
+    assert main(["study", "--data", str(photo_folder), "--out", str(out), "--overwrite"]) == 2
+    assert "not hold (only) an earlier xai-checks report" in capsys.readouterr().err
+    assert (out / "thesis.txt").read_text() == "keep"
+
+
+def test_overwrite_refuses_a_report_folder_with_foreign_files(photo_folder, no_model, tmp_path):
+    from xai_checks.report import REPORT_MARKER
+
+    out = tmp_path / "old-report"
+    out.mkdir()
+    (out / "report.html").write_text("old")
+    (out / REPORT_MARKER).write_text(
+        json.dumps({"schema": "xai-checks/report-folder", "files": ["report.html"]})
+    )
+    from xai_checks.report import is_report_folder
+
+    assert is_report_folder(out)
+    (out / "notes.txt").write_text("mine")
+    assert not is_report_folder(out)
+    assert main(["study", "--data", str(photo_folder), "--out", str(out), "--overwrite"]) == 2
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_write_report_refuses_to_overwrite_a_foreign_folder(tmp_path):
+    """The Python API holds the same line as the CLI."""
+    from xai_checks.report import ReportExistsError, write_report
+
+    out = tmp_path / "notreport"
+    out.mkdir()
+    (out / "thesis.txt").write_text("keep")
+    with pytest.raises(ReportExistsError, match="earlier xai-checks report"):
+        write_report(None, [], out, overwrite=True)
+    assert (out / "thesis.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("kind", ["file", "unwritable"])
+def test_bad_out_is_exit_2_before_the_study(kind, photo_folder, no_model, tmp_path, capsys):
+    if kind == "file":
+        out = tmp_path / "report.txt"
+        out.write_text("a file")
+    else:
+        out = Path("/proc/xai-checks-cannot-write-here/report")
+    assert main(["study", "--data", str(photo_folder), "--out", str(out)]) == 2
+    assert "--out" in capsys.readouterr().err
 
 
 def test_existing_report_folder_is_refused(tmp_path, capsys):
@@ -151,6 +304,53 @@ def test_study_on_a_messy_folder_runs_to_the_end_and_reports_skips(messy_folder,
         "--overwrite",
     )
     assert replaced.returncode == 0, replaced.stderr
+
+
+@pytest.mark.parametrize("source", ["embedded", "folder"])
+def test_data_info_runs_end_to_end(source, photo_folder):
+    """`xai-checks data info` crashed on every input (args.data vs args.source)."""
+    target = "embedded" if source == "embedded" else str(photo_folder)
+    proc = run_cli("data", "info", target)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    expected = "embedded" if source == "embedded" else "3"
+    assert expected in proc.stdout
+
+
+def test_data_info_bad_source_is_exit_2(tmp_path):
+    proc = run_cli("data", "info", str(tmp_path / "nope"))
+    assert proc.returncode == 2
+    assert "no such folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_folder_of_only_broken_photos_is_a_usage_error(tmp_path):
+    """Nothing usable must not become SUPPORTED with n = 0 and exit 0."""
+    root = tmp_path / "broken"
+    root.mkdir()
+    (root / "n01440764_tench.JPEG").write_bytes(b"\xff\xd8\xff truncated")
+    (root / "n02123045_tabby.JPEG").write_bytes(b"")
+    proc = run_cli("check", "--data", str(root), "--phases", "ratio", "agreement", "--quiet")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "no usable photos" in proc.stderr
+    assert "SUPPORTED" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_study_runs_without_pytest(photo_folder, tmp_path):
+    """A plain install has no pytest: the CLI must not import the plugin (it did, to print
+    its table, and crashed after writing the report)."""
+    out = tmp_path / "r"
+    code = (
+        "import sys; sys.modules['pytest'] = None\n"
+        "from xai_checks.cli import main\n"
+        f"sys.exit(main(['study', '--data', {str(photo_folder)!r}, '--out', {str(out)!r},"
+        " '--phases', 'ratio', '--quiet']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr
+    assert "seed-depth-ratio" in proc.stdout
+    assert (out / "report.html").is_file()
 
 
 @pytest.mark.slow

@@ -23,16 +23,24 @@ from xai_checks.report.schema import (
     build_results,
     validate_results,
 )
-from xai_checks.report.writer import REPORT_FILES, ReportExistsError, write_report
+from xai_checks.report.writer import (
+    REPORT_FILES,
+    REPORT_MARKER,
+    ReportExistsError,
+    is_report_folder,
+    write_report,
+)
 
 __all__ = [
     "REPORT_FILES",
+    "REPORT_MARKER",
     "RESULTS_SCHEMA",
     "SCHEMA_ID",
     "SCHEMA_VERSION",
     "ReportExistsError",
     "SchemaError",
     "build_results",
+    "is_report_folder",
     "validate_results",
     "write_report",
 ]

@@ -16,10 +16,26 @@ from xai_checks.report import figures as _figures
 from xai_checks.report.html import render_html
 from xai_checks.report.schema import build_results, validate_results
 
-__all__ = ["REPORT_FILES", "ReportExistsError", "write_report"]
+__all__ = ["REPORT_FILES", "REPORT_MARKER", "ReportExistsError", "is_report_folder", "write_report"]
 
 #: the files every report folder holds (plus one ``<figure>.png`` per figure)
 REPORT_FILES = ("report.html", "results.json")
+
+#: written last into every report folder: the files the writer put there. ``overwrite`` only
+#: replaces a folder that holds this marker and nothing the marker does not list.
+REPORT_MARKER = ".xai-checks-report.json"
+
+
+def is_report_folder(path: str | os.PathLike[str]) -> bool:
+    """True if ``path`` holds an earlier xai-checks report and nothing else."""
+    folder = Path(path)
+    try:
+        marker = json.loads((folder / REPORT_MARKER).read_text())
+        written = set(marker["files"]) | {REPORT_MARKER}
+        present = {entry.name for entry in os.scandir(folder)}
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return marker.get("schema") == "xai-checks/report-folder" and present <= written
 
 
 class ReportExistsError(FileExistsError):
@@ -45,6 +61,10 @@ def _check_target(out: Path, overwrite: bool) -> None:
             "replace it, or choose another folder"
         )
     # Guard against replacing a folder that obviously is not a report.
+    if not is_report_folder(out):
+        raise ReportExistsError(
+            f"refusing to overwrite {out}: it does not hold (only) an earlier xai-checks report"
+        )
     danger = {Path("/"), Path.home().resolve()}
     resolved = out.resolve()
     cwd = Path.cwd().resolve()
@@ -130,6 +150,9 @@ def write_report(
         _write(tmp / "results.json", (text + "\n").encode("utf-8"))
         page = render_html(study, verdicts, rendered, doc)
         _write(tmp / "report.html", page.encode("utf-8"))
+        files = sorted(entry.name for entry in os.scandir(tmp))
+        marker = {"schema": "xai-checks/report-folder", "files": files}
+        _write(tmp / REPORT_MARKER, json.dumps(marker, indent=1).encode("utf-8"))
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         _fsync_dir(tmp)
         _swap_in(tmp, out, overwrite)

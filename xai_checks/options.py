@@ -1,0 +1,686 @@
+"""Every option of the ``xai-checks`` command and the pytest plugin, defined once.
+
+Each :class:`Option` row says its name, how a value is parsed and validated (``type``), its
+default, its help text, its CLI flag (``--alpha``), its plugin flag (``--xai-alpha``) and which
+CLI subcommands take it. :mod:`xai_checks.cli` and :mod:`xai_checks.plugin` both build their
+parsers from :data:`OPTIONS`, so the two front ends share defaults, help and validation.
+
+Validation happens in two steps, both before any model is loaded:
+
+1. ``type`` parses one value and rejects a bad one with :class:`argparse.ArgumentTypeError`
+   (argparse turns that into exit 2 in the CLI; pytest into a usage error).
+2. ``check`` sees the value beside all the others and the machine it runs on (does the folder
+   exist, is the label in it, is CUDA there, can the report be written). :func:`preflight`
+   runs every row's check and raises :class:`OptionError`; the CLI exits 2, the plugin raises
+   :class:`pytest.UsageError`.
+
+Add an option by appending a row to :data:`OPTIONS` (keep the name unique).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = [
+    "ALL",
+    "OPTIONS",
+    "Option",
+    "OptionError",
+    "add_cli_options",
+    "add_plugin_options",
+    "cli_values",
+    "option",
+    "plugin_values",
+    "preflight",
+    "resolve_source",
+]
+
+#: how ``--limit`` / ``--xai-limit`` spell "every photo"
+ALL = "all"
+
+_SAME: Any = object()
+
+
+class OptionError(ValueError):
+    """A bad option value (CLI exit 2, pytest usage error)."""
+
+
+Check = Callable[[Any, Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option, for both front ends.
+
+    ``name`` is the attribute the value lands on (``args.<name>``, ``values[name]``).
+    ``cli`` / ``plugin`` are the flags (``None``: that front end does not have it).
+    ``commands`` are the CLI subcommands that take it. ``type`` parses *and validates* one
+    string (raise :class:`argparse.ArgumentTypeError` with a message that names the fix).
+    ``check(value, values)`` validates against the other values and the machine
+    (raise :class:`OptionError`); it must not load a model. ``plugin_default`` (if given)
+    replaces ``default`` in the plugin; ``env`` names an environment variable that overrides
+    the plugin's default.
+    """
+
+    name: str
+    help: str
+    default: Any = None
+    type: Callable[[str], Any] | None = None
+    cli: str | None = None
+    plugin: str | None = None
+    commands: tuple[str, ...] = ("study", "check")
+    choices: tuple[str, ...] | None = None
+    action: Literal["store", "append", "store_true"] = "store"
+    nargs: str | int | None = None
+    metavar: str | None = None
+    group: str = "options"
+    check: Check | None = None
+    plugin_default: Any = field(default=_SAME)
+    env: str | None = None
+
+    def default_for(self, front: Literal["cli", "plugin"]) -> Any:
+        if front == "plugin":
+            if self.env and os.environ.get(self.env):
+                return os.environ[self.env]
+            if self.plugin_default is not _SAME:
+                return self.plugin_default
+        return self.default
+
+    def dest(self, front: Literal["cli", "plugin"]) -> str:
+        """Where argparse stores the value (pytest's namespace is shared: prefixed there)."""
+        return self.name if front == "cli" else f"xai_{self.name}"
+
+    def _kwargs(self, front: Literal["cli", "plugin"]) -> dict[str, Any]:
+        default = self.default_for(front)
+        if self.action == "append":
+            default = list(default or [])
+        help_text = self.help
+        if self.action == "store" and default not in (None, [], ()):
+            shown = ",".join(map(str, default)) if isinstance(default, list | tuple) else default
+            help_text = f"{help_text} (default: {shown})"
+        kwargs: dict[str, Any] = {
+            "dest": self.dest(front),
+            "default": default,
+            "action": self.action,
+            "help": help_text.replace("%", "%%"),
+        }
+        if self.action != "store_true":
+            for key in ("type", "choices", "nargs", "metavar"):
+                if getattr(self, key) is not None:
+                    kwargs[key] = getattr(self, key)
+        return kwargs
+
+
+# --------------------------------------------------------------------------- value types
+
+
+def _fail(message: str) -> argparse.ArgumentTypeError:
+    return argparse.ArgumentTypeError(message)
+
+
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _fail(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise _fail(f"must be a finite number, not {text!r}")
+    return value
+
+
+def significance(text: str) -> float:
+    """A significance level: a finite number strictly between 0 and 1."""
+    value = _float(text)
+    if not 0.0 < value < 1.0:
+        raise _fail(f"must be strictly between 0 and 1 (e.g. 0.05), not {text}")
+    return value
+
+
+def unit_interval_open_top(text: str) -> float:
+    """A threshold on min-max normalised maps: 0 <= value < 1."""
+    value = _float(text)
+    if not 0.0 <= value < 1.0:
+        raise _fail(f"must be in [0, 1) (maps are normalised to [0, 1]), not {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _float(text)
+    if value < 0:
+        raise _fail(f"must be >= 0, not {text}")
+    return value
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise _fail(f"not a whole number: {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise _fail(f"must be a whole number >= 1, not {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = _int(text)
+    if value < 0:
+        raise _fail(f"must be a whole number >= 0, not {text}")
+    return value
+
+
+def photo_limit(text: str | int | None) -> int | None:
+    """``all`` (every photo, returned as ``None``) or a whole number >= 1."""
+    if text is None or (isinstance(text, str) and text.strip().lower() == ALL):
+        return None
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    value = _int(str(text))
+    if value < 1:
+        raise _fail(f"must be a whole number >= 1, or '{ALL}' for every photo; not {text}")
+    return value
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def device_name(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N``."""
+    text = text.strip()
+    if not _DEVICE.match(text):
+        raise _fail(f"{text!r} is not a device xai-checks runs on: use cpu, cuda or cuda:N")
+    return text
+
+
+def comma_list(text: str) -> tuple[str, ...]:
+    """``a,b,c`` -> ``("a", "b", "c")``; empty items are an error."""
+    items = tuple(part.strip() for part in text.split(","))
+    if not items or any(not item for item in items):
+        raise _fail(f"expected a comma-separated list like a,b,c; got {text!r}")
+    return items
+
+
+_STRICT_KINDS = ("data", "boxes", "cuda")
+
+
+def strict_kinds(text: str) -> tuple[str, ...]:
+    """``all`` or a comma list of data, boxes, cuda."""
+    if text.strip().lower() == ALL:
+        return _STRICT_KINDS
+    kinds = comma_list(text)
+    unknown = [k for k in kinds if k not in _STRICT_KINDS]
+    if unknown:
+        raise _fail(
+            f"unknown kind(s) {', '.join(unknown)}: use all, or a comma list of "
+            + ", ".join(_STRICT_KINDS)
+        )
+    return kinds
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def resolve_source(data: str) -> str | Path:
+    """``auto`` -> ``imagenet-samples`` when found, else ``embedded``; a folder -> Path."""
+    if data == "auto":
+        from xai_checks.data import find_imagenet_samples
+
+        return "imagenet-samples" if find_imagenet_samples() is not None else "embedded"
+    if data in ("embedded", "imagenet-samples"):
+        return data
+    return Path(data)
+
+
+def data_root(data: str) -> Path | None:
+    """The folder a ``--data`` value reads from (``None`` for the embedded photos)."""
+    source = resolve_source(data)
+    if source == "embedded":
+        return None
+    if source == "imagenet-samples":
+        from xai_checks.data import find_imagenet_samples
+
+        return find_imagenet_samples()
+    return Path(source)
+
+
+def _check_data(value: str, values: Mapping[str, Any]) -> None:
+    if value in ("auto", "embedded", "imagenet-samples"):
+        return
+    path = Path(value)
+    if not path.exists():
+        raise OptionError(f"--data {value}: no such folder")
+    if not path.is_dir():
+        raise OptionError(f"--data {value}: not a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise OptionError(f"--data {value}: permission denied")
+
+
+def _check_labels(value: Sequence[str], values: Mapping[str, Any]) -> None:
+    if not value:
+        return
+    from xai_checks.data import DataNotFoundError, LabelError, open_photoset, resolve_label
+
+    wanted: dict[int, str] = {}
+    for label in value:
+        try:
+            wanted[resolve_label(label)] = label
+        except LabelError as exc:
+            raise OptionError(str(exc)) from None
+    data = values.get("data", "auto")
+    try:
+        photos = open_photoset(resolve_source(data), layout=values.get("layout", "auto") or "auto")
+    except DataNotFoundError:
+        return  # reported (or skipped) where the photo set is opened
+    except Exception as exc:  # a layout error: the data check's business
+        raise OptionError(f"--data {data}: {exc}") from None
+    present = {s.label for s in photos.samples}
+    missing = [label for index, label in wanted.items() if index not in present]
+    if missing:
+        raise OptionError(
+            f"no photos of {', '.join(repr(m) for m in missing)} in {photos.name}"
+            f" ({len(photos.samples)} photos of {len(present)} classes)"
+        )
+
+
+def _check_device(value: str, values: Mapping[str, Any]) -> None:
+    if not value.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise OptionError(
+            f"--device {value} was asked for, but no CUDA device is available "
+            "(torch.cuda.is_available() is False); use --device cpu"
+        )
+    if ":" in value and int(value.split(":")[1]) >= torch.cuda.device_count():
+        raise OptionError(f"--device {value}: only {torch.cuda.device_count()} CUDA device(s)")
+
+
+def _check_weights(value: str, values: Mapping[str, Any]) -> None:
+    if value == "msra" or Path(value).is_file():
+        return  # the default needs no torch import to be known good
+    from xai_checks.models import SOURCES
+
+    if value not in SOURCES:
+        raise OptionError(
+            f"--weights {value}: unknown weights source; use one of {', '.join(SOURCES)} "
+            "or a state-dict file that exists"
+        )
+
+
+def _is_within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def _check_out(value: str | None, values: Mapping[str, Any]) -> None:
+    if value is None:
+        return
+    from xai_checks.report import is_report_folder
+
+    out = Path(value).expanduser().absolute()
+    real = Path(os.path.realpath(out))
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {value}: a file of that name exists; choose a folder name")
+    root = data_root(values.get("data", "embedded") or "embedded")
+    if root is not None:
+        data_real = Path(os.path.realpath(root))
+        if _is_within(real, data_real):
+            raise OptionError(
+                f"--out {value} is inside the photo folder {root}; the report would mix with "
+                "the photos: choose a folder outside it"
+            )
+        if _is_within(data_real, real):
+            raise OptionError(
+                f"--out {value} holds the photo folder {root}; refusing to write a report there"
+            )
+    if out.exists() and any(out.iterdir()):
+        if not values.get("overwrite"):
+            raise OptionError(f"{value} exists and is not empty; pass --overwrite to replace it")
+        if not is_report_folder(out):
+            raise OptionError(
+                f"--overwrite: {value} does not hold (only) an earlier xai-checks report; "
+                "refusing to delete it. Choose another --out folder"
+            )
+    # The nearest existing ancestor must be a folder we can write in: try it (permission
+    # bits say nothing for root, or on read-only and special file systems).
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OptionError(f"--out {value}: {probe} is a file, not a folder")
+    try:
+        tempfile.TemporaryDirectory(prefix=".xai-checks-probe-", dir=probe).cleanup()
+    except OSError as exc:
+        raise OptionError(f"--out {value}: cannot write in {probe} ({exc.strerror})") from None
+
+
+# --------------------------------------------------------------------------- the rows
+
+OPTIONS: list[Option] = [
+    Option(
+        "data",
+        "photo set: a folder (flat ImageNet samples, tutorial-10 TinyImageNet, "
+        "TinyImageNet-200, or an ImageFolder), 'embedded' (real photos shipped in installed "
+        "packages), 'imagenet-samples', or 'auto' (the ImageNet samples if found, else "
+        "embedded)",
+        default="embedded",
+        plugin_default="auto",
+        env="XAI_CHECKS_DATA",
+        cli="--data",
+        plugin="--xai-data",
+        commands=("study", "check"),
+        group="photos",
+        check=_check_data,
+    ),
+    Option(
+        "layout",
+        "how the photo folder is laid out",
+        default="auto",
+        choices=("auto", "flat", "tutorial10", "tinyimagenet200", "imagefolder"),
+        cli="--layout",
+        plugin="--xai-layout",
+        commands=("study", "check", "data info"),
+        group="photos",
+    ),
+    Option(
+        "label",
+        "keep only this class: name ('wallaby'), wnid or index; repeatable",
+        default=(),
+        action="append",
+        cli="--label",
+        plugin="--xai-label",
+        commands=("study", "check", "data info"),
+        group="photos",
+        check=_check_labels,
+    ),
+    Option(
+        "limit",
+        f"use a seeded, class-stratified sample of N photos, or '{ALL}'",
+        default=None,
+        plugin_default=200,
+        type=photo_limit,
+        metavar="N|all",
+        cli="--limit",
+        plugin="--xai-limit",
+        group="photos",
+    ),
+    Option(
+        "weights",
+        "weights of the model under test: msra (offline), torchvision-v1, torchvision-v2, "
+        "or a state-dict file",
+        default="msra",
+        cli="--weights",
+        plugin="--xai-weights",
+        group="model and method",
+        check=_check_weights,
+    ),
+    Option(
+        "control",
+        "the null control: 'random' (the same architecture, untrained, seeded) or 'none'",
+        default="random",
+        choices=("random", "none"),
+        cli="--control",
+        plugin="--xai-control",
+        group="model and method",
+    ),
+    Option(
+        "layers",
+        "layers to explain, shallow to deep, comma-separated (e.g. layer1,layer2)",
+        default=None,
+        type=comma_list,
+        metavar="A,B,...",
+        cli="--layers",
+        plugin="--xai-layers",
+        group="model and method",
+    ),
+    Option(
+        "backend",
+        "the Grad-CAM engine",
+        default="native",
+        choices=("native", "captum"),
+        cli="--backend",
+        group="model and method",
+    ),
+    Option(
+        "target",
+        "explain the true label or the predicted class",
+        default="true",
+        choices=("true", "predicted"),
+        cli="--target",
+        group="model and method",
+    ),
+    Option(
+        "device",
+        "cpu, cuda or cuda:N",
+        default="cpu",
+        type=device_name,
+        cli="--device",
+        plugin="--xai-device",
+        group="model and method",
+        check=_check_device,
+    ),
+    Option(
+        "batch_size",
+        "photos per batch",
+        default=8,
+        type=positive_int,
+        cli="--batch-size",
+        plugin="--xai-batch-size",
+        group="model and method",
+    ),
+    Option(
+        "threshold",
+        "a pixel is 'high' above this",
+        default=0.85,
+        type=unit_interval_open_top,
+        cli="--threshold",
+        group="statistics",
+    ),
+    Option(
+        "alpha",
+        "significance level, strictly between 0 and 1",
+        default=0.05,
+        type=significance,
+        cli="--alpha",
+        plugin="--xai-alpha",
+        group="statistics",
+    ),
+    Option(
+        "seed",
+        "seed for sampling, mosaics and the control",
+        default=0,
+        type=non_negative_int,
+        cli="--seed",
+        plugin="--xai-seed",
+        group="statistics",
+    ),
+    Option(
+        "mosaics",
+        "GridPG mosaics",
+        default=48,
+        type=positive_int,
+        cli="--mosaics",
+        group="statistics",
+    ),
+    Option(
+        "phases",
+        "study phases to run (default: all)",
+        default=None,
+        nargs="+",
+        choices=("ratio", "gridpg", "sanity", "agreement"),
+        cli="--phases",
+        group="statistics",
+    ),
+    Option(
+        "quiet",
+        "no progress output",
+        action="store_true",
+        default=False,
+        cli="--quiet",
+        commands=("study", "check"),
+    ),
+    Option(
+        "out",
+        "report folder (default: a new xai-checks-report-<time> folder)",
+        default=None,
+        cli="--out",
+        commands=("study",),
+        group="output",
+        check=_check_out,
+    ),
+    Option(
+        "overwrite",
+        "replace --out when it holds an earlier xai-checks report (and nothing else)",
+        action="store_true",
+        default=False,
+        cli="--overwrite",
+        commands=("study",),
+        group="output",
+    ),
+    # ------------------------------------------------------------------ plugin only
+    Option(
+        "json",
+        "write the claims' verdicts here (default: .xai-checks/claims.json under the "
+        "rootdir, when any claim ran)",
+        default=None,
+        plugin="--xai-json",
+        commands=(),
+    ),
+    Option(
+        "baseline",
+        "compare verdicts and effect sizes with this baseline JSON; a flipped verdict, an "
+        "effect moved by more than --xai-tolerance, or a baseline that is missing, unreadable "
+        "or made with other settings fails the run",
+        default=None,
+        plugin="--xai-baseline",
+        commands=(),
+    ),
+    Option(
+        "update_baseline",
+        "rewrite --xai-baseline from this run instead of comparing",
+        action="store_true",
+        default=False,
+        plugin="--xai-update-baseline",
+        commands=(),
+    ),
+    Option(
+        "baseline_optional",
+        "opt out: a missing, unreadable or incomparable --xai-baseline is reported, not failed",
+        action="store_true",
+        default=False,
+        plugin="--xai-baseline-optional",
+        commands=(),
+    ),
+    Option(
+        "tolerance",
+        "largest allowed |effect - baseline effect|",
+        default=0.15,
+        type=non_negative_float,
+        plugin="--xai-tolerance",
+        commands=(),
+    ),
+    Option(
+        "strict",
+        "fail, instead of skip, a claim that cannot run for lack of: data (photos missing or "
+        "too few), boxes, cuda; 'all' or a comma list",
+        default=(),
+        type=strict_kinds,
+        metavar="all|data,boxes,cuda",
+        plugin="--xai-strict",
+        commands=(),
+    ),
+]
+
+
+def option(name: str) -> Option:
+    """The row called ``name``."""
+    for row in OPTIONS:
+        if row.name == name:
+            return row
+    raise KeyError(name)
+
+
+def _rows(front: Literal["cli", "plugin"], command: str | None = None) -> Iterable[Option]:
+    names: set[str] = set()
+    for row in OPTIONS:
+        if row.name in names:
+            raise RuntimeError(f"option {row.name!r} is defined twice in xai_checks.options")
+        names.add(row.name)
+        in_cli = front == "cli" and row.cli and (command is None or command in row.commands)
+        if in_cli or (front == "plugin" and row.plugin):
+            yield row
+
+
+def add_cli_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """Add the options of CLI subcommand ``command`` to ``parser``, in their groups."""
+    groups: dict[str, Any] = {}
+    for row in _rows("cli", command):
+        if row.group == "options":
+            target: Any = parser
+        else:
+            target = groups.get(row.group) or groups.setdefault(
+                row.group, parser.add_argument_group(row.group)
+            )
+        assert row.cli is not None
+        target.add_argument(row.cli, **row._kwargs("cli"))
+
+
+def add_plugin_options(group: Any) -> None:
+    """Add every plugin option to pytest's option ``group``."""
+    for row in _rows("plugin"):
+        assert row.plugin is not None
+        group.addoption(row.plugin, **row._kwargs("plugin"))
+
+
+def cli_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The option values in ``args`` (only rows the subcommand has)."""
+    return {row.name: getattr(args, row.name) for row in OPTIONS if hasattr(args, row.name)}
+
+
+def plugin_values(config: Any) -> dict[str, Any]:
+    """The option values of a pytest ``config``."""
+    out: dict[str, Any] = {}
+    for row in _rows("plugin"):
+        value = config.getoption(row.dest("plugin"))
+        if row.type is not None and isinstance(value, str) and row.action == "store":
+            # a default from the environment has not been through argparse
+            try:
+                value = row.type(value)
+            except argparse.ArgumentTypeError as exc:
+                raise OptionError(f"{row.plugin}: {exc}") from None
+        out[row.name] = value
+    return out
+
+
+def preflight(
+    values: Mapping[str, Any],
+    *,
+    front: Literal["cli", "plugin"],
+    command: str | None = None,
+) -> None:
+    """Run every check that applies; raise :class:`OptionError` on the first problem.
+
+    Nothing here loads a model. Messages name the flag of the front end that was used.
+    """
+    rows = list(_rows(front, command))
+    for row in rows:
+        if row.check is None or row.name not in values:
+            continue
+        try:
+            row.check(values[row.name], values)
+        except OptionError as exc:
+            message = str(exc)
+            if front == "plugin" and row.cli and row.plugin:
+                message = message.replace(row.cli + " ", row.plugin + " ")
+            raise OptionError(message) from None
