@@ -23,7 +23,6 @@ Fixtures (all session-scoped except ``claim_verdict`` and ``xai_verdict``; overr
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -288,36 +287,6 @@ def _verdicts(config: pytest.Config) -> dict[str, Any]:
     return {k: v for k, v in registry.items() if not k.startswith("_")}
 
 
-def _fmt(x: Any, spec: str = ".2g") -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return format(x, spec) if isinstance(x, float | int) else str(x)
-
-
-def _table_lines(verdicts: dict[str, Any]) -> list[str]:
-    rows = [("claim", "verdict", "n", "p", "effect", "medians by layer (model under test)")]
-    for claim_id, v in verdicts.items():
-        primary = v.primary or {}
-        medians: dict[str, float] = next(iter(v.medians.values()), {})
-        med = " ".join(f"{_fmt(m, '.3g')}" for m in medians.values()) if medians else "-"
-        effect = v.effect
-        name = primary.get("effect_name") or ""
-        rows.append(
-            (
-                claim_id,
-                v.status.value,
-                str(v.n),
-                _fmt(primary.get("pvalue")),
-                f"{_fmt(effect, '.3f')} {name}".strip(),
-                med,
-            )
-        )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return lines
-
-
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     verdicts = _verdicts(config)
     if not verdicts:
@@ -333,10 +302,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         )
         if study.get("note"):
             tr.write_line(f"NOTE: {study['note']}")
-    for line in _table_lines(verdicts):
+    from xai_checks.table import verdict_lines
+
+    for line in verdict_lines(verdicts):
         tr.write_line(line)
-    for claim_id, v in verdicts.items():
-        tr.write_line(f"  {claim_id}: {'; '.join(v.reasons)}")
     for line in config.stash[_REGISTRY_KEY].get("_baseline_report", []):
         tr.write_line(line, red=line.startswith("REGRESSION"))
 

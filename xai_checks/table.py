@@ -1,9 +1,8 @@
 """The verdict table printed by the CLI and at the end of a pytest run.
 
 Plain text, no pytest import: :mod:`xai_checks.cli` and :mod:`xai_checks.plugin` both use it.
-A verdict is read through its public attributes only (``claim.id``, ``status``, ``n``,
-``primary``, ``effect``, ``medians``, ``reasons``, and, when the claim gives them,
-``effect_ci``, ``n_photos`` and ``power``).
+A verdict is read through its flat ``row()`` (the figures claims.json, junit and the report
+also show), its ``medians`` (each set under its own heading) and its ``reasons``.
 """
 
 from __future__ import annotations
@@ -28,47 +27,51 @@ def fmt(x: Any, spec: str = ".2g") -> str:
     return str(x)
 
 
-def _effect(v: Any) -> str:
+def _row(v: Any) -> dict[str, Any]:
+    """The verdict's flat row (``Verdict.row()``), or one built from older verdicts."""
+    if hasattr(v, "row"):
+        return dict(v.row())
     primary = v.primary or {}
-    name = primary.get("effect_name") or ""
-    text = fmt(v.effect, ".3f")
-    ci = getattr(v, "effect_ci", None)
-    if ci is not None and len(ci) == 2 and all(c is not None for c in ci):
-        text += f" [{fmt(ci[0], '.3f')}, {fmt(ci[1], '.3f')}]"
-    return f"{text} {name}".strip()
+    return {
+        "claim": v.claim.id,
+        "status": v.status.value,
+        "n": v.n,
+        "n_unit": "",
+        "effect": v.effect,
+        "effect_name": primary.get("effect_name"),
+        "p": primary.get("pvalue"),
+    }
 
 
-def _reason_texts(v: Any) -> list[str]:
-    out = []
-    for reason in v.reasons:
-        out.append(reason["text"] if isinstance(reason, Mapping) else str(reason))
-    return out
+def _effect(row: Mapping[str, Any]) -> str:
+    text = fmt(row.get("effect"), ".3f")
+    low, high = row.get("ci_low"), row.get("ci_high")
+    if low is not None and high is not None:
+        text += f" [{fmt(low, '.3f')}, {fmt(high, '.3f')}]"
+    return f"{text} {row.get('effect_name') or ''}".strip()
 
 
-def _power(v: Any) -> str:
-    power = getattr(v, "power", None)
-    if power is None:
-        return "-"
-    if isinstance(power, Mapping):
-        return str(power.get("text") or power.get("summary") or fmt(power.get("power")))
-    return fmt(power, ".2f") if isinstance(power, float) else str(power)
+def _power(row: Mapping[str, Any]) -> str:
+    mde = row.get("mde")
+    return "-" if mde is None else f"mde {fmt(mde, '.3g')}"
 
 
 def table_lines(verdicts: Mapping[str, Any]) -> list[str]:
-    """One row per verdict: claim, verdict, n, p, effect [CI], photos, power."""
-    rows = [("claim", "verdict", "n", "photos", "p", "effect [95% CI]", "power")]
+    """One row per verdict: claim, verdict, n (and what it counts), p (Holm), effect [CI],
+    the smallest effect this n could detect."""
+    rows = [("claim", "verdict", "n", "p", "p (Holm)", "effect [CI]", "power")]
     for claim_id, v in verdicts.items():
-        primary = v.primary or {}
-        n_photos = getattr(v, "n_photos", None)
+        row = _row(v)
+        unit = row.get("n_unit") or ""
         rows.append(
             (
                 claim_id,
-                v.status.value,
-                str(v.n),
-                "-" if n_photos is None else str(n_photos),
-                fmt(primary.get("pvalue")),
-                _effect(v),
-                _power(v),
+                str(row["status"]),
+                f"{row['n']} {unit}".strip(),
+                fmt(row.get("p")),
+                fmt(row.get("p_holm")),
+                _effect(row),
+                _power(row),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
@@ -90,7 +93,10 @@ def detail_lines(verdicts: Mapping[str, Any]) -> list[str]:
             cells = "  ".join(f"{key} {fmt(value, '.3g')}" for key, value in numbers.items())
             label = heading if " " in heading else f"medians by layer ({heading})"
             lines.append(f"  {label}: {cells}")
-        for text in _reason_texts(v):
+        statement = _row(v).get("power_statement")
+        if statement:
+            lines.append(f"  power: {statement}")
+        for text in map(str, v.reasons):
             lines.append(f"  - {text}")
     return lines
 
