@@ -39,6 +39,7 @@ from xai_checks.data import (
     precropped_transform,
     standard_transform,
     tinyimagenet200_wnids,
+    transform_photo,
 )
 
 # ----------------------------------------------------------------------------- image makers
@@ -716,3 +717,107 @@ def test_iter_batches_over_a_plain_list(folder_of_15: Path) -> None:
         batches = list(iter_batches(samples, batch_size=2, transform=standard_transform()))
     assert [len(b) for b in batches] == [2, 1]
     assert any(issubclass(w.category, SkippedImageWarning) for w in caught)
+
+
+# ----------------------------------------------------------------------------- boxes (issue 13)
+
+
+def _old_box_in_input(
+    box: tuple[int, int, int, int], image_size: tuple[int, int], kind: str, size: int = 224
+) -> tuple[float, float, float, float]:
+    """study._box_in_input as it was: the mapping worked out by hand, after a second decode."""
+    w, h = image_size
+    x0, y0, x1, y1 = box
+    if kind == "precropped":
+        sx, sy = size / w, size / h
+        return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
+    scale = 256 / min(w, h)
+    nw, nh = w * scale, h * scale
+    left, top = (nw - size) / 2, (nh - size) / 2
+    return (x0 * scale - left, y0 * scale - top, x1 * scale - left, y1 * scale - top)
+
+
+def test_tinyimagenet200_boxes_move_with_the_pixels_in_one_decode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Boxes come out of the same transform as the pixels (torchvision.transforms.v2 on the
+    image and its BoundingBoxes), exactly where the old hand-written mapping put them, and
+    each photo is decoded once (before: the study re-opened and decoded each boxed photo)."""
+    root = make_tinyimagenet200(tmp_path / "tiny")
+    photos = open_photoset(root, split="all")
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counting_open(fp: object, *args: object, **kwargs: object) -> Image.Image:
+        opened.append(str(fp))
+        return real_open(fp, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("xai_checks.data.loading.Image.open", counting_open)
+    batches = list(iter_batches(photos, batch_size=5))
+    assert sorted(opened) == sorted(str(s.path) for s in photos)
+    got = [(s, b) for batch in batches for s, b in zip(batch.samples, batch.boxes, strict=True)]
+    assert len(got) == len(photos) == 12
+    for sample, box in got:
+        assert sample.box is not None and box is not None
+        expected = _old_box_in_input(sample.box, (64, 64), "precropped")
+        assert box == pytest.approx(expected, abs=1e-9), sample.path.name
+
+
+@pytest.mark.parametrize("size", [(300, 200), (200, 300), (333, 517), (256, 256)])
+def test_standard_transform_maps_a_box_exactly(size: tuple[int, int]) -> None:
+    """The standard transform: Resize(256) truncates the long side to an int and CenterCrop
+    rounds its offset, which the old mapping ignored (off by up to a pixel). The v2 box equals
+    the mapping of those very integer sizes, and stays within a pixel of the old one."""
+    w, h = size
+    box = (50, 40, 180, 150)
+    _, moved = standard_transform().with_box(noise(size), box)
+    short = min(w, h)
+    nw, nh = (256, int(256 * h / w)) if w == short else (int(256 * w / h), 256)
+    left, top = round((nw - 224) / 2.0), round((nh - 224) / 2.0)  # as CenterCrop rounds
+    sx, sy = nw / w, nh / h
+    exact = (box[0] * sx - left, box[1] * sy - top, box[2] * sx - left, box[3] * sy - top)
+    clipped = tuple(min(max(v, 0.0), 224.0) for v in exact)
+    # v2 computes the scale factors in float32 (relative error <= 2**-24 each): for coordinates
+    # up to ~600 px that is < 1e-4 px.
+    assert moved == pytest.approx(clipped, abs=1e-4)
+    old = [min(max(v, 0.0), 224.0) for v in _old_box_in_input(box, size, "standard")]
+    assert max(abs(a - b) for a, b in zip(moved, old, strict=True)) < 1.0
+
+
+def test_a_drawn_box_lands_inside_its_mapped_box() -> None:
+    """Oracle on pixels: a white rectangle drawn at the box on black comes out where the
+    mapped box says (its bright pixels inside, the box's interior bright)."""
+    w, h, box = 320, 240, (60, 30, 200, 170)
+    array = np.zeros((h, w, 3), dtype=np.uint8)
+    array[box[1] : box[3], box[0] : box[2]] = 255
+    out, moved = standard_transform().with_box(Image.fromarray(array), box)
+    rgb = out * torch.tensor(IMAGENET_STD).view(3, 1, 1) + torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    bright = rgb.mean(dim=0) > 0.5
+    rows, cols = bright.any(dim=1).nonzero().flatten(), bright.any(dim=0).nonzero().flatten()
+    x0, y0, x1, y1 = moved
+    # Bilinear resampling smears the edge by at most a pixel either way.
+    assert x0 - 1 <= int(cols.min()) <= x0 + 1 and x1 - 1 <= int(cols.max()) + 1 <= x1 + 1
+    assert y0 - 1 <= int(rows.min()) <= y0 + 1 and y1 - 1 <= int(rows.max()) + 1 <= y1 + 1
+    assert bool(bright[int(y0) + 1 : int(y1) - 1, int(x0) + 1 : int(x1) - 1].all())
+
+
+def test_a_transform_that_cannot_map_boxes_says_so(tmp_path: Path) -> None:
+    root = make_tinyimagenet200(tmp_path / "tiny")
+    photos = open_photoset(root)
+    plain = T.Compose([T.Resize((224, 224)), T.ToTensor()])
+    with pytest.warns(DataWarning, match="cannot map boxes"):
+        batches = list(iter_batches(photos, batch_size=8, transform=plain))
+    assert batches[0].boxes == [None] * len(photos)
+    image = noise((64, 64))
+    tensor, box = transform_photo(precropped_transform(), image, None)
+    assert box is None and torch.equal(tensor, precropped_transform()(image))
+
+
+def test_make_transform_takes_size_mean_and_std() -> None:
+    image = noise((300, 200), seed=9)
+    custom = make_transform("standard", size=112, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    reference = T.Compose(
+        [T.Resize(128), T.CenterCrop(112), T.ToTensor(), T.Normalize([0.5] * 3, [0.25] * 3)]
+    )
+    assert torch.equal(custom(image), reference(image))
+    assert make_transform("auto", size=112)(noise((100, 100))).shape == (3, 112, 112)

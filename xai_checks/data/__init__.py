@@ -39,12 +39,15 @@ from xai_checks.data.loading import (
     IMAGENET_STD,
     INPUT_SIZE,
     AutoTransform,
+    BoxF,
     ImageLoadError,
+    PhotoTransform,
     load_image,
     make_transform,
     precropped_transform,
     standard_transform,
     to_rgb,
+    transform_photo,
 )
 from xai_checks.data.photoset import (
     LAYOUTS,
@@ -74,6 +77,7 @@ __all__ = [
     "AmbiguousLabelError",
     "AutoTransform",
     "Batch",
+    "BoxF",
     "DataNotFoundError",
     "DataWarning",
     "EmbeddedPhoto",
@@ -83,6 +87,7 @@ __all__ = [
     "LabelError",
     "LayoutError",
     "PhotoSet",
+    "PhotoTransform",
     "Sample",
     "Skipped",
     "SkippedImageWarning",
@@ -109,5 +114,6 @@ __all__ = [
     "standard_transform",
     "tinyimagenet200_wnids",
     "to_rgb",
+    "transform_photo",
     "wnid_to_index",
 ]

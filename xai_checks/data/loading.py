@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import transforms as T
+from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from xai_checks._util import IMAGENET_MEAN, IMAGENET_STD
 
@@ -20,7 +22,9 @@ __all__ = [
     "IMAGENET_STD",
     "INPUT_SIZE",
     "AutoTransform",
+    "BoxF",
     "ImageLoadError",
+    "PhotoTransform",
     "TransformKind",
     "link_problem",
     "load_image",
@@ -28,6 +32,7 @@ __all__ = [
     "precropped_transform",
     "standard_transform",
     "to_rgb",
+    "transform_photo",
 ]
 
 INPUT_SIZE = 224
@@ -147,45 +152,125 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ImageLoadError(file, reason) from exc
 
 
-def _normalize() -> T.Normalize:
-    return T.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+BoxF = tuple[float, float, float, float]
+"""A box (x0, y0, x1, y1) in pixels, fractional after a transform."""
 
 
-def standard_transform() -> T.Compose:
+class PhotoTransform:
+    """A photo (PIL) -> model input (3, size, size), carrying boxes along exactly.
+
+    ``kind`` ``"standard"``: Resize(resize) on the short side, CenterCrop(size) (ImageNet's
+    eval transform); ``"precropped"``: Resize((size, size)), nothing cropped away. The geometry
+    is a ``torchvision.transforms.v2`` pipeline that moves the image and its
+    ``BoundingBoxes`` together, so a box is mapped by the very resize and crop the pixels went
+    through, from the one decoded image. Then ``ToTensor`` and ``Normalize(mean, std)``, bit for
+    bit as torchvision's v1 eval pipeline (v2's ``ToDtype`` multiplies by 1/255 and differs in
+    the last bit).
+    """
+
+    def __init__(
+        self,
+        kind: Literal["standard", "precropped"] = "standard",
+        *,
+        size: int = INPUT_SIZE,
+        resize: int | None = None,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        if kind == "standard":
+            edge = resize if resize is not None else round(size * RESIZE_SIZE / INPUT_SIZE)
+            self.geometry: v2.Transform = v2.Compose([v2.Resize(edge), v2.CenterCrop(size)])
+        elif kind == "precropped":
+            self.geometry = v2.Resize((size, size))
+        else:
+            raise ValueError(f"unknown transform kind {kind!r}: use 'standard' or 'precropped'")
+        self.kind = kind
+        self.to_tensor = T.ToTensor()
+        self.normalize = T.Normalize(mean=list(mean), std=list(std))
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return self.normalize(self.to_tensor(self.geometry(image)))
+
+    def with_box(self, image: Image.Image, box: Sequence[float]) -> tuple[torch.Tensor, BoxF]:
+        """The model input and ``box`` (x0, y0, x1, y1 in ``image``'s pixels) moved into the
+        input's pixels (clipped to it)."""
+        boxes = tv_tensors.BoundingBoxes(
+            torch.tensor([list(box)], dtype=torch.float64),
+            format=tv_tensors.BoundingBoxFormat.XYXY,
+            canvas_size=(image.height, image.width),
+        )
+        moved_image, moved = self.geometry(image, boxes)
+        x0, y0, x1, y1 = (float(v) for v in moved[0])
+        return self.normalize(self.to_tensor(moved_image)), (x0, y0, x1, y1)
+
+    def __repr__(self) -> str:
+        return f"PhotoTransform({self.kind!r}, {self.geometry}, {self.normalize})"
+
+
+def standard_transform() -> PhotoTransform:
     """torchvision's ImageNet eval transform: Resize(256), CenterCrop(224), ToTensor, Normalize."""
-    return T.Compose([T.Resize(RESIZE_SIZE), T.CenterCrop(INPUT_SIZE), T.ToTensor(), _normalize()])
+    return PhotoTransform("standard")
 
 
-def precropped_transform() -> T.Compose:
+def precropped_transform() -> PhotoTransform:
     """For photos already framed for the model (e.g. 224x224 or 64x64 crops): resize the whole
     image to 224x224 (nothing cropped away), ToTensor, Normalize."""
-    return T.Compose([T.Resize((INPUT_SIZE, INPUT_SIZE)), T.ToTensor(), _normalize()])
+    return PhotoTransform("precropped")
 
 
 class AutoTransform:
-    """Per image: :func:`precropped_transform` for square images no larger than 224x224,
-    :func:`standard_transform` otherwise."""
+    """Per image: the precropped transform for square images no larger than ``size``, the
+    standard one otherwise."""
 
-    def __init__(self) -> None:
-        self.standard = standard_transform()
-        self.precropped = precropped_transform()
+    def __init__(
+        self,
+        *,
+        size: int = INPUT_SIZE,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+    ) -> None:
+        self.size = size
+        self.standard = PhotoTransform("standard", size=size, mean=mean, std=std)
+        self.precropped = PhotoTransform("precropped", size=size, mean=mean, std=std)
+
+    def _pick(self, image: Image.Image) -> PhotoTransform:
+        width, height = image.size
+        return self.precropped if width == height and width <= self.size else self.standard
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        width, height = image.size
-        if width == height and width <= INPUT_SIZE:
-            return self.precropped(image)
-        return self.standard(image)
+        return self._pick(image)(image)
+
+    def with_box(self, image: Image.Image, box: Sequence[float]) -> tuple[torch.Tensor, BoxF]:
+        return self._pick(image).with_box(image, box)
 
     def __repr__(self) -> str:
-        return "AutoTransform(square <= 224: precropped; else standard)"
+        return f"AutoTransform(square <= {self.size}: precropped; else standard)"
 
 
-def make_transform(kind: TransformKind = "standard") -> Transform:
-    """The transform called ``kind``: ``"standard"``, ``"precropped"`` or ``"auto"``."""
-    if kind == "standard":
-        return standard_transform()
-    if kind == "precropped":
-        return precropped_transform()
+def transform_photo(
+    transform: Transform, image: Image.Image, box: Sequence[float] | None
+) -> tuple[torch.Tensor, BoxF | None]:
+    """``transform(image)``, and ``box`` mapped into the result's pixels where the transform
+    can say where it moved them (a :class:`PhotoTransform` or :class:`AutoTransform`);
+    ``None`` for no box or any other callable."""
+    with_box = getattr(transform, "with_box", None)
+    if box is None or with_box is None:
+        return transform(image), None
+    tensor, moved = with_box(image, box)
+    return tensor, moved
+
+
+def make_transform(
+    kind: TransformKind = "standard",
+    *,
+    size: int = INPUT_SIZE,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> PhotoTransform | AutoTransform:
+    """The transform called ``kind``: ``"standard"``, ``"precropped"`` or ``"auto"``, for input
+    ``size`` (the resize edge keeps ImageNet's 256/224 ratio) and normalisation ``mean``/``std``."""
+    if kind in ("standard", "precropped"):
+        return PhotoTransform(kind, size=size, mean=mean, std=std)
     if kind == "auto":
-        return AutoTransform()
+        return AutoTransform(size=size, mean=mean, std=std)
     raise ValueError(f"unknown transform kind {kind!r}: use 'standard', 'precropped' or 'auto'")

@@ -44,11 +44,13 @@ from xai_checks.data.labels import (
     wnid_to_index,
 )
 from xai_checks.data.loading import (
+    BoxF,
     ImageLoadError,
     Transform,
     link_problem,
     load_image,
     make_transform,
+    transform_photo,
 )
 from xai_checks.data.samples import Box, Sample, Skipped, make_sample
 
@@ -549,11 +551,16 @@ def open_photoset(
 
 @dataclass(frozen=True)
 class Batch:
-    """Model-ready images (B, 3, 224, 224), their labels (B,) and the samples they came from."""
+    """Model-ready images (B, 3, 224, 224), their labels (B,) and the samples they came from.
+
+    ``boxes[i]`` is sample ``i``'s box mapped into the model input's pixels (moved by the same
+    transform as the pixels), or ``None`` where it has none.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
     samples: list[Sample]
+    boxes: list[BoxF | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -578,6 +585,8 @@ def iter_batches(
     skipped: list[Skipped] | None = getattr(photoset, "skipped", None)
     images: list[torch.Tensor] = []
     samples: list[Sample] = []
+    boxes: list[BoxF | None] = []
+    warned = False
     for sample in photoset:
         try:
             image = load_image(sample.path)
@@ -586,18 +595,29 @@ def iter_batches(
             if skipped is not None and all(s.path != sample.path for s in skipped):
                 skipped.append(Skipped(sample.path, exc.reason))
             continue
-        images.append(transform(image))
+        tensor, box = transform_photo(transform, image, sample.box)
+        if sample.box is not None and box is None and not warned:
+            warnings.warn(
+                f"the transform {transform!r} cannot map boxes (use make_transform or a "
+                "PhotoTransform): boxes are left out",
+                DataWarning,
+                stacklevel=2,
+            )
+            warned = True
+        images.append(tensor)
         samples.append(sample)
+        boxes.append(box)
         if len(samples) == batch_size:
-            yield _stack(images, samples)
-            images, samples = [], []
+            yield _stack(images, samples, boxes)
+            images, samples, boxes = [], [], []
     if samples:
-        yield _stack(images, samples)
+        yield _stack(images, samples, boxes)
 
 
-def _stack(images: list[torch.Tensor], samples: list[Sample]) -> Batch:
+def _stack(images: list[torch.Tensor], samples: list[Sample], boxes: list[BoxF | None]) -> Batch:
     return Batch(
         images=torch.stack(images),
         labels=torch.tensor([s.label for s in samples], dtype=torch.long),
         samples=samples,
+        boxes=boxes,
     )
