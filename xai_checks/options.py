@@ -211,6 +211,57 @@ def comma_list(text: str) -> tuple[str, ...]:
     return items
 
 
+def float_list(text: str) -> tuple[float, ...]:
+    """``0.5,0.5,0.5`` -> ``(0.5, 0.5, 0.5)``: finite numbers, one per input channel."""
+    return tuple(_float(item) for item in comma_list(text))
+
+
+def positive_floats(text: str) -> tuple[float, ...]:
+    values = float_list(text)
+    if any(v <= 0 for v in values):
+        raise _fail(f"every value must be > 0; got {text!r}")
+    return values
+
+
+def input_size(text: str) -> int:
+    value = _int(text)
+    if value < 8:
+        raise _fail(f"must be a whole number >= 8 (pixels), not {text}")
+    return value
+
+
+def factory_spec(text: str) -> str:
+    """``FILE.py:factory`` or ``package.module:factory`` (the file must exist; nothing is
+    imported here: that happens when the model loads)."""
+    where, sep, name = text.rpartition(":")
+    if not sep or not where or not name.isidentifier():
+        raise _fail(f"expected FILE.py:factory or package.module:factory, not {text!r}")
+    if (where.endswith(".py") or "/" in where or os.sep in where) and not Path(
+        where
+    ).expanduser().is_file():
+        raise _fail(f"{text!r}: no such file {where}")
+    return text
+
+
+def _check_classes(value: str | None, values: Mapping[str, Any]) -> None:
+    if value is None:
+        return
+    from xai_checks.data.classes import ClassListError, read_class_list
+
+    try:
+        read_class_list(value)
+    except ClassListError as exc:
+        raise OptionError(f"--classes {value}: {exc}") from None
+
+
+def _check_preprocess(value: Any, values: Mapping[str, Any]) -> None:
+    mean, std = values.get("mean"), values.get("std")
+    if mean is not None and std is not None and len(mean) != len(std):
+        raise OptionError(
+            f"--mean has {len(mean)} values but --std {len(std)}; give one per channel"
+        )
+
+
 _STRICT_KINDS = ("data", "boxes", "cuda")
 
 
@@ -427,7 +478,8 @@ OPTIONS: list[Option] = [
     ),
     Option(
         "control",
-        "the null control: 'random' (the same architecture, untrained, seeded) or 'none'",
+        "the null control: 'random' (a seeded, re-initialised copy of the model under test: "
+        "the same class) or 'none'",
         default="random",
         choices=("random", "none"),
         cli="--control",
@@ -443,6 +495,89 @@ OPTIONS: list[Option] = [
         cli="--layers",
         plugin="--xai-layers",
         group="model and method",
+    ),
+    Option(
+        "model",
+        "your classifier: FILE.py:factory or package.module:factory, a callable returning an "
+        "nn.Module (default: the ImageNet ResNet-50 of --weights); layers are then picked "
+        "automatically unless --layers names them",
+        default=None,
+        type=factory_spec,
+        metavar="SPEC",
+        cli="--model",
+        plugin="--xai-model",
+        group="model and method",
+    ),
+    Option(
+        "control_model",
+        "give the null control yourself (FILE.py:factory or package.module:factory) instead of "
+        "the seeded, re-initialised copy of the model under test",
+        default=None,
+        type=factory_spec,
+        metavar="SPEC",
+        cli="--control-model",
+        plugin="--xai-control-model",
+        group="model and method",
+    ),
+    Option(
+        "method",
+        "CAM method: gradcam, gradcam++, hirescam, xgradcam, layercam",
+        default="gradcam",
+        cli="--method",
+        plugin="--xai-method",
+        group="model and method",
+    ),
+    Option(
+        "classes",
+        "the model's class names, one per line, in output order; ImageFolder folders are named "
+        "by them (default: ImageNet-1k)",
+        default=None,
+        metavar="FILE",
+        cli="--classes",
+        plugin="--xai-classes",
+        group="photos",
+        check=_check_classes,
+    ),
+    Option(
+        "input_size",
+        "the model's input edge in pixels (default: 224)",
+        default=None,
+        type=input_size,
+        metavar="PX",
+        cli="--input-size",
+        plugin="--xai-input-size",
+        group="photos",
+    ),
+    Option(
+        "mean",
+        "normalisation mean per channel, e.g. 0.5,0.5,0.5 (default: ImageNet's)",
+        default=None,
+        type=float_list,
+        metavar="M,M,M",
+        cli="--mean",
+        plugin="--xai-mean",
+        group="photos",
+        check=_check_preprocess,
+    ),
+    Option(
+        "std",
+        "normalisation std per channel, e.g. 0.5,0.5,0.5 (default: ImageNet's)",
+        default=None,
+        type=positive_floats,
+        metavar="S,S,S",
+        cli="--std",
+        plugin="--xai-std",
+        group="photos",
+    ),
+    Option(
+        "transform",
+        "your preprocessing instead: FILE.py:factory returning a callable PIL image -> tensor",
+        default=None,
+        type=factory_spec,
+        metavar="SPEC",
+        cli="--transform",
+        plugin="--xai-transform",
+        group="photos",
     ),
     Option(
         "backend",

@@ -11,7 +11,10 @@ Fixtures (all session-scoped except ``claim_verdict`` and ``xai_verdict``; overr
 
 ``xai_settings``       the options, resolved
 ``xai_model``          the model under test (default: the ImageNet ResNet-50, ``--xai-weights``)
-``xai_control_model``  the untrained null control (same architecture, seeded); ``None`` to skip
+``xai_control_model``  the null control: a seeded, re-initialised copy of ``xai_model`` (the same
+                       class); ``None`` to skip
+``xai_layers``         the layers to explain (default: layer1..layer4 for the default ResNet-50,
+                       picked automatically for an overridden ``xai_model``)
 ``xai_photoset``       the photo set (``--xai-data``; the shared ImageNet samples if found,
                        else the photos embedded in installed packages -- said in the output)
 ``xai_study``          runs the study once per session and caches its numbers
@@ -153,13 +156,24 @@ def xai_model(xai_settings: Settings, xai_device: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def xai_control_model(xai_settings: Settings, xai_device: Any) -> Any:
-    """The untrained null control (seeded), or ``None`` with ``--xai-control none``."""
+def xai_control_model(xai_settings: Settings, xai_model: Any) -> Any:
+    """The null control: a seeded, re-initialised copy of ``xai_model`` (the same class), or
+    ``None`` with ``--xai-control none``."""
     if xai_settings.control == "none":
         return None
-    from xai_checks.models import load_resnet50
+    from xai_checks.models import reinitialised_copy
 
-    return load_resnet50("random", seed=xai_settings.seed, device=xai_device)
+    return reinitialised_copy(xai_model, seed=xai_settings.seed)
+
+
+@pytest.fixture(scope="session")
+def xai_layers(xai_model: Any) -> Any:
+    """Layers to explain: ResNet-50's layer1..layer4 for the default model; ``None`` (picked
+    automatically, the last module at each spatial resolution) for any other model."""
+    from xai_checks.cam import DEFAULT_LAYERS
+    from xai_checks.models import MSRAResNet50
+
+    return DEFAULT_LAYERS if isinstance(xai_model, MSRAResNet50) else None
 
 
 @pytest.fixture(scope="session")
@@ -182,11 +196,19 @@ class StudyRunner:
     """Runs the study once, lazily, and hands out verdicts."""
 
     def __init__(
-        self, config: pytest.Config, settings: Settings, models: dict[str, Any], photoset: Any
+        self,
+        config: pytest.Config,
+        settings: Settings,
+        model: Any,
+        controls: dict[str, Any],
+        photoset: Any,
+        layers: Any = None,
     ) -> None:
         self._config = config
         self.settings = settings
-        self.models = models
+        self.model = model
+        self.controls = controls
+        self.layers = layers
         self.photoset = photoset
         self._result: Any = None
         # The fallback note only applies when the plugin's own photo set choice was used.
@@ -206,9 +228,14 @@ class StudyRunner:
                     reporter.write_line(f"xai-checks: NOTE {self._note}")
             start = time.perf_counter()
             self._result = run_study(
-                self.models,
+                self.model,
                 self.photoset,
-                config=StudyConfig(batch_size=self.settings.batch_size, seed=self.settings.seed),
+                controls=self.controls,
+                config=StudyConfig(
+                    layers=None if self.layers is None else tuple(self.layers),
+                    batch_size=self.settings.batch_size,
+                    seed=self.settings.seed,
+                ),
             )
             self._config.stash[_REGISTRY_KEY]["_study"] = {
                 "seconds": time.perf_counter() - start,
@@ -236,12 +263,13 @@ def xai_study(
     xai_model: Any,
     xai_control_model: Any,
     xai_photoset: Any,
+    xai_layers: Any,
 ) -> StudyRunner:
     """The study on ``xai_model`` (and the control) over ``xai_photoset``, run once."""
-    models = {"pretrained": xai_model}
-    if xai_control_model is not None:
-        models["untrained"] = xai_control_model
-    return StudyRunner(pytestconfig, xai_settings, models, xai_photoset)
+    controls = {} if xai_control_model is None else {"untrained": xai_control_model}
+    return StudyRunner(
+        pytestconfig, xai_settings, xai_model, controls, xai_photoset, layers=xai_layers
+    )
 
 
 @pytest.fixture

@@ -1,8 +1,11 @@
 """The study engine: stream photos through models -> Grad-CAM -> per-image numbers.
 
-One pass over the photo set serves every model (the pretrained model and its untrained
-control see the same decoded batches). Only per-image numbers are kept, plus a small, fixed
-number of example maps for the report, so memory stays flat in the number of photos.
+One pass over the photo set serves every model (the model under test and its controls see the
+same decoded batches). Roles are explicit: ``StudyResult.under_test`` is the model under test;
+``StudyResult.controls`` the named controls (by default ``"untrained"``: a seeded,
+re-initialised copy of the model under test, the same class and architecture). Only per-image
+numbers are kept, plus a small, fixed number of example maps for the report, so memory stays
+flat in the number of photos.
 
 Phases (each optional):
 
@@ -11,20 +14,28 @@ Phases (each optional):
     after pooling every map to the coarsest layer's grid (the resolution control), a threshold
     sweep, and, where the photo set has boxes, the energy pointing game.
 ``gridpg``
-    the grid pointing game on 2x2 mosaics of photos the *first* model classifies correctly and
-    confidently; every model is scored on the same mosaics.
+    the grid pointing game on 2x2 mosaics of photos the model under test classifies correctly
+    and confidently; every model is scored on the same mosaics.
 ``sanity``
-    cascading parameter randomisation (Adebayo et al. 2018) of the first model, from the top.
+    cascading parameter randomisation (Adebayo et al. 2018) of the model under test: its own
+    parameterised modules, from the output back to the input in traced forward order, in steps
+    grouped by the chosen layers.
 ``agreement``
-    native vs Captum backends on the first photos.
+    native vs Captum backends on the first photos (Grad-CAM).
+
+Distributed: under ``torchrun`` each rank takes a disjoint shard (see
+:mod:`xai_checks.distributed`); every rank ends with the same result.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import os
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -36,9 +47,13 @@ from scipy import stats as sps
 from torch import Tensor, nn
 
 from xai_checks import __version__
-from xai_checks._util import IMAGENET_MEAN, IMAGENET_STD, model_device
+from xai_checks._util import model_device
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
-from xai_checks.data import PhotoSet, Sample, class_name, iter_batches, load_image, make_transform
+from xai_checks.data import PhotoSet, Sample, load_image
+from xai_checks.data.classes import ClassList, ClassListError, Preprocess
+from xai_checks.data.loading import ImageLoadError
+from xai_checks.data.photoset import Skipped, SkippedImageWarning
+from xai_checks.distributed import Shard
 from xai_checks.metrics import (
     DEFAULT_THRESHOLDS,
     box_mask,
@@ -50,6 +65,17 @@ from xai_checks.metrics import (
     sample_mosaic_specs,
     threshold_sweep,
 )
+from xai_checks.models import (
+    ModelTrace,
+    cascade_steps,
+    derived_seed,
+    locate_layers_fallback,
+    model_class,
+    reinitialise_,
+    reinitialised_copy,
+    trace_model,
+    weights_of,
+)
 
 __all__ = [
     "PHASES",
@@ -58,6 +84,7 @@ __all__ = [
     "SanityRun",
     "StudyConfig",
     "StudyResult",
+    "StudyUsageError",
     "run_study",
 ]
 
@@ -65,11 +92,29 @@ PHASES = ("ratio", "gridpg", "sanity", "agreement")
 Progress = Callable[[str, int, int], None]
 
 
+class StudyUsageError(ValueError):
+    """The study was asked for something the model or photos cannot give (checked up front,
+    before any photo is decoded): unknown layers, a class list that does not fit the model..."""
+
+
+def _known_methods() -> tuple[str, ...]:
+    from xai_checks import cam
+
+    return tuple(getattr(cam, "METHODS", ("gradcam",)))
+
+
 @dataclass(frozen=True)
 class StudyConfig:
-    """Everything that decides a study's numbers. Recorded in every result."""
+    """Everything that decides a study's numbers. Recorded in every result.
 
-    layers: tuple[str, ...] = DEFAULT_LAYERS
+    ``layers=None`` picks the layers automatically (the last module at each spatial
+    resolution, traced); the result's config then holds the layers picked and
+    ``layers_auto=True``. ``workers`` is the number of photo-decoding processes (``None``: one
+    per spare core, at most 4); it never changes a number.
+    """
+
+    layers: tuple[str, ...] | None = DEFAULT_LAYERS
+    method: str = "gradcam"
     threshold: float = 0.85
     sweep: tuple[float, ...] = DEFAULT_THRESHOLDS
     target: Literal["true", "predicted"] = "true"
@@ -82,6 +127,9 @@ class StudyConfig:
     sanity_images: int = 8
     agreement_images: int = 8
     phases: tuple[str, ...] = PHASES
+    preprocess: Preprocess = field(default_factory=Preprocess)
+    layers_auto: bool = False
+    workers: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.phases) - set(PHASES)
@@ -93,14 +141,36 @@ class StudyConfig:
             raise ValueError("batch_size must be >= 1")
         if self.target not in ("true", "predicted"):
             raise ValueError("target must be 'true' or 'predicted'")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(self.layers))
+            if not self.layers:
+                raise ValueError("layers is empty: name at least one, or None to pick them")
+        methods = _known_methods()
+        if self.method not in methods:
+            raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(methods)}")
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"workers must be >= 0; got {self.workers}")
+
+    @property
+    def used_layers(self) -> tuple[str, ...]:
+        if self.layers is None:
+            raise ValueError("layers are picked when the study runs; read the result's config")
+        return self.layers
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d.pop("workers", None)
+        d["preprocess"] = self.preprocess.to_dict()
+        return d
 
 
 @dataclass
 class ModelRun:
-    """Per-image numbers for one model over the photo set."""
+    """Per-image numbers for one model over the photo set.
+
+    ``role`` is ``"under_test"`` or ``"control"``; ``model_class`` the model's class name;
+    ``weights["source"]`` where its weights came from (``msra``, ``user``, ``reinitialised``...).
+    """
 
     name: str
     weights: dict[str, Any]
@@ -108,6 +178,8 @@ class ModelRun:
     records: list[dict[str, Any]] = field(default_factory=list)
     #: a few photos' canonical maps (float16, 112x112) and thumbnails, for the report
     examples: list[dict[str, Any]] = field(default_factory=list)
+    role: str = "under_test"
+    model_class: str = ""
 
     def column(self, key: str) -> np.ndarray:
         """(n_images, n_layers) array of a per-layer metric (``ratio``, ``ratio_pooled``...)."""
@@ -132,6 +204,10 @@ class ModelRun:
             return float("nan")
         return float(np.mean([r["correct"] for r in self.records]))
 
+    @property
+    def weights_source(self) -> str:
+        return str((self.weights or {}).get("source", "unknown"))
+
 
 @dataclass
 class GridPGRun:
@@ -147,21 +223,30 @@ class GridPGRun:
 
 @dataclass
 class SanityRun:
-    """Cascading randomisation: ``rho[step]`` is the per-image Spearman rho with the original."""
+    """Cascading randomisation: ``rho[step]`` is the per-image Spearman rho with the original.
+
+    ``modules[step]`` lists the model's own modules randomised at that step (cumulatively).
+    """
 
     layer: str
     steps: list[str] = field(default_factory=list)
     rho: dict[str, list[float]] = field(default_factory=dict)
     examples: list[dict[str, Any]] = field(default_factory=list)
+    modules: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
 class StudyResult:
-    """A study's numbers, ready for claims and the report."""
+    """A study's numbers, ready for claims and the report.
+
+    Roles are explicit: ``under_test`` is the model under test, ``controls`` the named null
+    controls. ``runs`` lists them all (under test first) for code that treats them alike.
+    """
 
     config: StudyConfig
     photoset: dict[str, Any]
-    runs: dict[str, ModelRun]
+    under_test: ModelRun
+    controls: dict[str, ModelRun] = field(default_factory=dict)
     gridpg: GridPGRun | None = None
     sanity: SanityRun | None = None
     agreement: dict[str, float] | None = None
@@ -169,8 +254,22 @@ class StudyResult:
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.under_test.role = "under_test"
+        for run in self.controls.values():
+            run.role = "control"
+        if self.under_test.name in self.controls:
+            raise ValueError(
+                f"a control is named like the model under test: {self.under_test.name!r}"
+            )
 
-def _provenance(device: torch.device) -> dict[str, Any]:
+    @property
+    def runs(self) -> dict[str, ModelRun]:
+        """Every run by name, the model under test first (read-only view)."""
+        return {self.under_test.name: self.under_test, **self.controls}
+
+
+def _provenance(device: torch.device, shard: Shard) -> dict[str, Any]:
     import captum
     import scipy
     import torchvision
@@ -187,6 +286,7 @@ def _provenance(device: torch.device) -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "device": str(device),
+        "ranks": shard.world,
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
@@ -194,18 +294,35 @@ def _provenance(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def _weights_of(model: nn.Module) -> dict[str, Any]:
-    info = getattr(model, "xai_weights", None)
-    if info is not None and hasattr(info, "to_dict"):
-        return dict(info.to_dict())
-    return {"source": "user", "arch": type(model).__name__}
+def _make_cam(
+    model: nn.Module, layers: Sequence[str], config: StudyConfig, backend: str | None = None
+) -> Any:
+    """The CAM engine for ``config.method`` (``xai_checks.cam.CAM`` where it exists)."""
+    from xai_checks import cam
+
+    backend = backend or config.backend
+    factory = getattr(cam, "CAM", None)
+    if factory is not None:
+        return factory(model, layers=list(layers), method=config.method, backend=backend)
+    if config.method != "gradcam":
+        raise StudyUsageError(f"method {config.method!r} needs xai_checks.cam.CAM")
+    return GradCAM(model, layers=list(layers), backend=backend)  # type: ignore[arg-type]
 
 
-def _thumb(images: Tensor, size: int = 112) -> Tensor:
-    """Denormalised RGB thumbnails in [0, 1], uint8, (N, size, size, 3)."""
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    rgb = (images.cpu().float() * std + mean).clamp(0, 1)
+def _thumb(images: Tensor, preprocess: Preprocess, size: int = 112) -> Tensor:
+    """RGB thumbnails, uint8, (N, size, size, 3): denormalised with the study's mean/std (a
+    user transform's output is min-max scaled per image instead)."""
+    x = images.cpu().float()[:, :3]
+    if preprocess.transform is None and len(preprocess.mean) == x.shape[1]:
+        mean = torch.tensor(preprocess.mean).view(1, -1, 1, 1)
+        std = torch.tensor(preprocess.std).view(1, -1, 1, 1)
+        rgb = (x * std + mean).clamp(0, 1)
+    else:
+        lo = x.amin(dim=(1, 2, 3), keepdim=True)
+        hi = x.amax(dim=(1, 2, 3), keepdim=True)
+        rgb = (x - lo) / (hi - lo).clamp_min(1e-8)
+    if rgb.shape[1] == 1:
+        rgb = rgb.expand(-1, 3, -1, -1)
     rgb = F.interpolate(
         rgb, size=(size, size), mode="bilinear", antialias=True, align_corners=False
     )
@@ -222,17 +339,23 @@ def _small(maps: Tensor, size: int = 112) -> Tensor:
     )
 
 
-def _box_in_input(sample: Sample, kind: str, size: int = 224) -> tuple[float, ...] | None:
-    """Map an original-pixel box into the model input's pixels (standard or precropped)."""
-    if sample.box is None:
+def _box_in_input(
+    box: tuple[int, int, int, int], image_size: tuple[int, int], kind: str, preprocess: Preprocess
+) -> tuple[float, ...] | None:
+    """Map an original-pixel box into the model input's pixels (standard or precropped).
+
+    ``None`` under a user transform: we cannot know where it moves pixels.
+    """
+    if preprocess.transform is not None:
         return None
-    with load_image(sample.path) as image:
-        w, h = image.size
-    x0, y0, x1, y1 = sample.box
+    size = preprocess.input_size
+    w, h = image_size
+    x0, y0, x1, y1 = box
     if kind == "precropped":
         sx, sy = size / w, size / h
         return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-    scale = 256 / min(w, h)
+    resize = 256 if preprocess.is_default else round(size * 256 / 224)
+    scale = resize / min(w, h)
     nw, nh = w * scale, h * scale
     left, top = (nw - size) / 2, (nh - size) / 2
     return (x0 * scale - left, y0 * scale - top, x1 * scale - left, y1 * scale - top)
@@ -244,30 +367,138 @@ def _coarsest(raw: Mapping[str, Tensor]) -> tuple[int, int]:
     return int(h), int(w)
 
 
+# ----------------------------------------------------------------------------- decoding
+
+
+class _PhotoData(torch.utils.data.Dataset[tuple[int, Any, Any]]):
+    """Photo ``i`` -> ``(i, tensor or None, box-in-input or failure reason)``.
+
+    Decoding and the transform run here, in DataLoader worker processes, so that they overlap
+    the model's compute. A photo that will not load comes back as ``(i, None, reason)``.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Callable[[Any], Tensor],
+        kind: str,
+        preprocess: Preprocess,
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.kind = kind
+        self.preprocess = preprocess
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> tuple[int, Any, Any]:
+        sample = self.samples[i]
+        try:
+            image = load_image(sample.path)
+        except ImageLoadError as exc:
+            return i, None, exc.reason
+        box = None
+        if sample.box is not None:
+            box = _box_in_input(sample.box, image.size, self.kind, self.preprocess)
+        return i, self.transform(image), box
+
+
+def _collate(
+    items: list[tuple[int, Any, Any]],
+) -> tuple[list[int], Tensor | None, list[Any], list[tuple[int, str]]]:
+    ok = [(i, x, box) for i, x, box in items if x is not None]
+    failed = [(i, str(reason)) for i, x, reason in items if x is None]
+    images = torch.stack([x for _, x, _ in ok]) if ok else None
+    return [i for i, _, _ in ok], images, [box for _, _, box in ok], failed
+
+
+def _workers(config: StudyConfig, shard: Shard) -> int:
+    if config.workers is not None:
+        return config.workers
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
+    spare = cores // max(1, shard.world) - 1
+    return max(1, min(4, spare)) if cores > 1 else 0
+
+
+def _index_batches(n: int, batch_size: int, shard: Shard) -> list[list[int]]:
+    """Fixed batches ``[0, b), [b, 2b)...`` of photo indices; batch ``k`` is rank ``k % world``'s.
+
+    The same batches in one process and over any number of ranks, so each photo is computed
+    in the same batch either way.
+    """
+    batches = [list(range(s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
+    return [b for k, b in enumerate(batches) if shard.mine(k)]
+
+
+def _loader(
+    samples: Sequence[Sample],
+    batches: list[list[int]],
+    transform: Callable[[Any], Tensor],
+    kind: str,
+    config: StudyConfig,
+    shard: Shard,
+    device: torch.device,
+) -> Any:
+    workers = _workers(config, shard) if len(batches) > 1 else 0
+    return torch.utils.data.DataLoader(
+        _PhotoData(samples, transform, kind, config.preprocess),
+        batch_sampler=batches,
+        collate_fn=_collate,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=2 if workers else None,
+    )
+
+
+# ----------------------------------------------------------------------------- ratio phase
+
+
 def _ratio_phase(
     models: Mapping[str, nn.Module],
     photoset: PhotoSet,
     config: StudyConfig,
+    roles: Mapping[str, str],
     progress: Progress | None,
-) -> dict[str, ModelRun]:
-    cams = {
-        name: GradCAM(model, layers=config.layers, backend=config.backend)
-        for name, model in models.items()
-    }
+    shard: Shard,
+) -> tuple[dict[str, ModelRun], list[tuple[int, str]]]:
+    layers = config.used_layers
+    cams = {name: _make_cam(model, layers, config) for name, model in models.items()}
     runs = {
-        name: ModelRun(name, _weights_of(model), tuple(cams[name].layer_names))
+        name: ModelRun(
+            name,
+            weights_of(model),
+            tuple(cams[name].layer_names),
+            role=roles[name],
+            model_class=model_class(model),
+        )
         for name, model in models.items()
     }
     kind = photoset.transform_kind
-    transform = make_transform(kind)
+    transform = config.preprocess.build(kind)
+    samples = list(photoset)
+    total = len(samples)
+    batches = _index_batches(total, config.batch_size, shard)
+    first = next(iter(models.values()))
+    # per model: [(photo index, record, example or None)]
+    found: dict[str, list[tuple[int, dict[str, Any], dict[str, Any] | None]]] = {
+        n: [] for n in models
+    }
+    failed: list[tuple[int, str]] = []
     done = 0
-    total = len(photoset)
-    for batch in iter_batches(photoset, batch_size=config.batch_size, transform=transform):
-        boxes = [
-            _box_in_input(s, "precropped" if kind == "precropped" else "standard")
-            for s in batch.samples
-        ]
-        size = (int(batch.images.shape[-2]), int(batch.images.shape[-1]))
+    for indices, images, boxes, bad in _loader(
+        samples, batches, transform, kind, config, shard, model_device(first)
+    ):
+        failed.extend(bad)
+        done += len(indices) + len(bad)
+        if images is None:
+            continue
+        batch_samples = [samples[i] for i in indices]
+        labels = torch.tensor([s.label for s in batch_samples], dtype=torch.long)
+        size = (int(images.shape[-2]), int(images.shape[-1]))
         masks = None
         if any(b is not None for b in boxes):
             masks = torch.stack(
@@ -277,15 +508,15 @@ def _ratio_phase(
                 ]
             )
         for name, cam in cams.items():
-            run = runs[name]
             device = model_device(models[name])
+            x = images.to(device, non_blocking=True)
             if config.target == "true":
-                result = cam(batch.images.to(device), targets=batch.labels.to(device)).cpu()
+                result = cam(x, targets=labels.to(device)).cpu()
             else:
-                result = cam(batch.images.to(device), targets=None).cpu()
+                result = cam(x, targets=None).cpu()
             probs = result.logits.softmax(dim=1)
             conf, pred = probs.max(dim=1)
-            true_conf = probs.gather(1, batch.labels.view(-1, 1))[:, 0]
+            true_conf = probs.gather(1, labels.view(-1, 1))[:, 0]
             grid = _coarsest(result.raw)
             per_layer: dict[str, dict[str, Tensor]] = {}
             for layer in result.layers:
@@ -299,14 +530,14 @@ def _ratio_phase(
                 }
                 if masks is not None:
                     per_layer[layer]["box_mass"] = mass_in_region(maps, masks)
-            for i, sample in enumerate(batch.samples):
+            for i, sample in enumerate(batch_samples):
                 record: dict[str, Any] = {
                     "file": str(sample.path),
                     "label": int(sample.label),
                     "label_name": sample.name,
                     "target": int(result.targets[i]),
                     "pred": int(pred[i]),
-                    "pred_name": class_name(int(pred[i])),
+                    "pred_name": photoset.class_name(int(pred[i])),
                     "confidence": float(conf[i]),
                     "true_confidence": float(true_conf[i]),
                     "correct": bool(pred[i] == sample.label),
@@ -315,30 +546,33 @@ def _ratio_phase(
                     "sweep": {k: [float(s) for s in v["sweep"][i]] for k, v in per_layer.items()},
                 }
                 if boxes[i] is not None:
-                    record["box"] = [float(c) for c in boxes[i]]  # type: ignore[union-attr]
+                    record["box"] = [float(c) for c in boxes[i]]
                     record["box_mass"] = {k: float(v["box_mass"][i]) for k, v in per_layer.items()}
                     assert masks is not None
                     record["box_area"] = float(masks[i].float().mean())
-                run.records.append(record)
-                if len(run.examples) < config.keep_examples:
-                    run.examples.append(
-                        {
-                            "file": str(sample.path),
-                            "label_name": sample.name,
-                            "pred_name": record["pred_name"],
-                            "confidence": record["confidence"],
-                            "correct": record["correct"],
-                            "thumb": _thumb(batch.images[i : i + 1])[0],
-                            "maps": {
-                                k: _small(result.maps[k][i : i + 1])[0] for k in result.layers
-                            },
-                            "ratio": record["ratio"],
-                        }
-                    )
-        done += len(batch)
+                example = None
+                kept = sum(1 for _, _, e in found[name] if e is not None)
+                if kept < config.keep_examples:  # this rank's first ones; merged below
+                    example = {
+                        "file": str(sample.path),
+                        "label_name": sample.name,
+                        "pred_name": record["pred_name"],
+                        "confidence": record["confidence"],
+                        "correct": record["correct"],
+                        "thumb": _thumb(images[i : i + 1], config.preprocess)[0],
+                        "maps": {k: _small(result.maps[k][i : i + 1])[0] for k in result.layers},
+                        "ratio": record["ratio"],
+                    }
+                found[name].append((indices[i], record, example))
         if progress:
-            progress("ratio", done, total)
-    return runs
+            progress("ratio", min(done * shard.world, total), total)
+    gathered = shard.run("ratio", lambda: (found, failed))
+    all_failed = sorted({f for _, fails in gathered for f in fails})
+    for name, run in runs.items():
+        merged = sorted((item for part, _ in gathered for item in part[name]), key=lambda t: t[0])
+        run.records = [record for _, record, _ in merged]
+        run.examples = [ex for _, _, ex in merged if ex is not None][: config.keep_examples]
+    return runs, all_failed
 
 
 def _load_tensors(samples: Sequence[Sample], transform: Callable[[Any], Tensor]) -> Tensor:
@@ -355,7 +589,9 @@ def _gridpg_phase(
     first_run: ModelRun,
     config: StudyConfig,
     progress: Progress | None,
+    shard: Shard | None = None,
 ) -> GridPGRun:
+    shard = shard or Shard()
     layers = first_run.layers
     out = GridPGRun(layers=layers)
     by_file = {str(s.path): s for s in photoset}
@@ -377,15 +613,17 @@ def _gridpg_phase(
     specs = sample_mosaic_specs(
         [c.label for c in candidates], n=config.gridpg_mosaics, seed=config.seed
     )
-    transform = make_transform(photoset.transform_kind)
-    cams = {name: GradCAM(m, layers=layers, backend=config.backend) for name, m in models.items()}
-    scores: dict[str, list[np.ndarray]] = {name: [] for name in models}
-    for start in range(0, len(specs), config.batch_size):
+    transform = config.preprocess.build(photoset.transform_kind)
+    cams = {name: _make_cam(m, layers, config) for name, m in models.items()}
+    scores: dict[str, list[tuple[int, np.ndarray]]] = {name: [] for name in models}
+    for chunk_index, start in enumerate(range(0, len(specs), config.batch_size)):
         chunk = specs[start : start + config.batch_size]
         mosaics, targets, cells = [], [], []
+        mine = shard.mine(chunk_index)
         for members, cell in chunk:
             photos = [candidates[i] for i in members]
-            mosaics.append(make_mosaic(_load_tensors(photos, transform)))
+            if mine:
+                mosaics.append(make_mosaic(_load_tensors(photos, transform)))
             targets.append(photos[cell].label)
             cells.append(cell)
             out.specs.append(
@@ -396,6 +634,8 @@ def _gridpg_phase(
                     "cell": cell,
                 }
             )
+        if not mine:
+            continue
         x = torch.stack(mosaics)
         t = torch.tensor(targets)
         cell_t = torch.tensor(cells)
@@ -403,95 +643,104 @@ def _gridpg_phase(
             device = model_device(models[name])
             result = cam(x.to(device), targets=t.to(device)).cpu()
             per = torch.stack([grid_pointing_score(result.maps[k], cell_t) for k in layers], dim=1)
-            scores[name].append(per.numpy())
+            scores[name].append((chunk_index, per.numpy()))
             if len(out.examples) < 2 * len(models) and start == 0:
                 out.examples.append(
                     {
                         "model": name,
-                        "thumb": _thumb(x[:1], size=224)[0],
+                        "thumb": _thumb(x[:1], config.preprocess, size=224)[0],
                         "cell": cells[0],
-                        "target_name": class_name(targets[0]),
+                        "target_name": photoset.class_name(targets[0]),
                         "maps": {k: _small(result.maps[k][:1], size=224)[0] for k in layers},
                         "scores": {k: float(per[0, j]) for j, k in enumerate(layers)},
                     }
                 )
         if progress:
             progress("gridpg", min(start + len(chunk), len(specs)), len(specs))
-    out.scores = {name: np.concatenate(v, axis=0) for name, v in scores.items()}
+    gathered = shard.run("gridpg", lambda: (scores, out.examples))
+    out.examples = [ex for _, examples in gathered for ex in examples][: 2 * len(models)]
+    for name in models:
+        parts = sorted((p for part, _ in gathered for p in part[name]), key=lambda t: t[0])
+        out.scores[name] = (
+            np.concatenate([a for _, a in parts], axis=0) if parts else np.empty((0, len(layers)))
+        )
     return out
 
 
-#: Cascade order for ResNet-like models, from the top (Adebayo et al. 2018).
-CASCADE = ("fc", "layer4", "layer3", "layer2", "layer1", "conv1")
-
-
-def _randomise(module: nn.Module, generator: torch.Generator) -> None:
-    """Re-initialise every parameter (and BN statistics) of ``module`` from a seeded generator."""
-    with torch.no_grad():
-        for sub in module.modules():
-            if isinstance(sub, nn.Conv2d | nn.Linear):
-                fan_in = sub.weight[0].numel()
-                std = (2.0 / fan_in) ** 0.5
-                sub.weight.copy_(torch.randn(sub.weight.shape, generator=generator) * std)
-                if sub.bias is not None:
-                    sub.bias.zero_()
-            elif isinstance(sub, nn.BatchNorm2d):
-                sub.weight.fill_(1.0)
-                sub.bias.zero_()
-                if sub.running_mean is not None and sub.running_var is not None:
-                    sub.running_mean.zero_()
-                    sub.running_var.fill_(1.0)
+# ----------------------------------------------------------------------------- sanity phase
 
 
 def _sanity_phase(
     model: nn.Module,
+    trace: ModelTrace,
     photoset: PhotoSet,
     config: StudyConfig,
     progress: Progress | None,
+    shard: Shard,
+    skipped: set[str],
 ) -> SanityRun:
-    layer = config.layers[-1]
+    layers = config.used_layers
+    layer = layers[-1]
     out = SanityRun(layer=layer)
-    samples = _loadable(photoset)[: config.sanity_images]
-    if not samples:
-        return out
-    transform = make_transform(photoset.transform_kind)
-    batches = list(iter_batches(samples, batch_size=len(samples), transform=transform))
-    if not batches:
-        return out
-    x, y = batches[0].images, batches[0].labels
+    steps = cascade_steps(model, trace, layers)
+    out.steps = [name for name, _ in steps]
+    out.modules = {name: list(members) for name, members in steps}
+    samples = [s for s in photoset if str(s.path) not in skipped][: config.sanity_images]
+    mine = [(i, s) for i, s in enumerate(samples) if shard.mine(i)]
+    transform = config.preprocess.build(photoset.transform_kind)
     device = model_device(model)
-    original = GradCAM(model, layers=[layer])(x.to(device), targets=y.to(device)).maps[layer].cpu()
-    steps = [name for name in CASCADE if _has(model, name)]
-    randomised = copy.deepcopy(model)
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    for k, step in enumerate(steps):
-        _randomise(randomised.get_submodule(step), generator)
-        maps = GradCAM(randomised, layers=[layer])(x.to(device), targets=y.to(device))
-        maps_cpu = maps.maps[layer].cpu()
-        out.steps.append(step)
-        out.rho[step] = [_spearman(original[i], maps_cpu[i]) for i in range(len(x))]
-        out.examples.append({"step": step, "map": _small(maps_cpu[:1])[0]})
-        if progress:
-            progress("sanity", k + 1, len(steps))
-    out.examples.insert(
-        0, {"step": "original", "map": _small(original[:1])[0], "thumb": _thumb(x[:1])[0]}
+
+    def work() -> tuple[list[int], dict[str, list[float]], list[dict[str, Any]]]:
+        rho: dict[str, list[float]] = {name: [] for name, _ in steps}
+        examples: list[dict[str, Any]] = []
+        loaded: list[tuple[int, Tensor, int]] = []
+        for i, s in mine:
+            try:
+                with load_image(s.path) as image:
+                    loaded.append((i, transform(image), s.label))
+            except ImageLoadError:
+                continue
+        if not loaded:
+            return [], rho, examples
+        x = torch.stack([t for _, t, _ in loaded]).to(device)
+        y = torch.tensor([label for _, _, label in loaded]).to(device)
+        original = _make_cam(model, [layer], config)(x, targets=y).maps[layer].cpu()
+        randomised = copy.deepcopy(model)
+        modules = dict(randomised.named_modules())
+        for k, (step, members) in enumerate(steps):
+            reinitialise_(
+                randomised,
+                seed=derived_seed(config.seed, f"sanity/{step}"),
+                modules=[modules[m] for m in members],
+            )
+            maps = _make_cam(randomised, [layer], config)(x, targets=y).maps[layer].cpu()
+            rho[step] = [_spearman(original[j], maps[j]) for j in range(len(loaded))]
+            if shard.is_main:
+                examples.append({"step": step, "map": _small(maps[:1])[0]})
+            if progress:
+                progress("sanity", k + 1, len(steps))
+        if shard.is_main:
+            examples.insert(
+                0,
+                {
+                    "step": "original",
+                    "map": _small(original[:1])[0],
+                    "thumb": _thumb(x[:1], config.preprocess)[0],
+                },
+            )
+        del randomised
+        return [i for i, _, _ in loaded], rho, examples
+
+    gathered = shard.run("sanity", work)
+    order = sorted(
+        (i, r, j) for r, (indices, _, _) in enumerate(gathered) for j, i in enumerate(indices)
     )
-    del randomised
+    if not order:
+        out.steps, out.modules = [], {}
+        return out
+    out.rho = {step: [gathered[r][1][step][j] for _, r, j in order] for step in out.steps}
+    out.examples = gathered[0][2]
     return out
-
-
-def _loadable(photoset: PhotoSet) -> list[Sample]:
-    """The photos that loaded in the ratio phase (later phases need not warn again)."""
-    bad = {str(s.path) for s in photoset.skipped}
-    return [s for s in photoset if str(s.path) not in bad]
-
-
-def _has(model: nn.Module, name: str) -> bool:
-    try:
-        model.get_submodule(name)
-    except AttributeError:
-        return False
-    return True
 
 
 def _spearman(a: Tensor, b: Tensor) -> float:
@@ -502,44 +751,171 @@ def _spearman(a: Tensor, b: Tensor) -> float:
     return float(sps.spearmanr(fa, fb).statistic)
 
 
-def _agreement_phase(model: nn.Module, photoset: PhotoSet, config: StudyConfig) -> dict[str, float]:
-    samples = _loadable(photoset)[: config.agreement_images]
-    transform = make_transform(photoset.transform_kind)
-    worst: dict[str, float] = {layer: 0.0 for layer in config.layers}
+def _agreement_phase(
+    model: nn.Module, photoset: PhotoSet, config: StudyConfig, shard: Shard, skipped: set[str]
+) -> dict[str, float]:
+    layers = config.used_layers
+    samples = [s for s in photoset if str(s.path) not in skipped][: config.agreement_images]
+    transform = config.preprocess.build(photoset.transform_kind)
     device = model_device(model)
-    for batch in iter_batches(samples, batch_size=config.batch_size, transform=transform):
-        x, y = batch.images.to(device), batch.labels.to(device)
-        native = GradCAM(model, layers=config.layers, backend="native")(x, targets=y)
-        captum = GradCAM(model, layers=config.layers, backend="captum")(x, targets=y)
-        for layer in native.layers:
-            diff = (native.maps[layer] - captum.maps[layer]).abs().max().item()
-            worst[layer] = max(worst[layer], float(diff))
-    return worst
+    mine = [s for i, s in enumerate(samples) if shard.mine(i)]
+
+    def work() -> dict[str, float]:
+        worst: dict[str, float] = {layer: 0.0 for layer in layers}
+        for start in range(0, len(mine), config.batch_size):
+            part = mine[start : start + config.batch_size]
+            try:
+                x = _load_tensors(part, transform).to(device)
+            except ImageLoadError:
+                continue
+            y = torch.tensor([s.label for s in part]).to(device)
+            native = GradCAM(model, layers=list(layers), backend="native")(x, targets=y)
+            captum = GradCAM(model, layers=list(layers), backend="captum")(x, targets=y)
+            for layer in native.layers:
+                diff = (native.maps[layer] - captum.maps[layer]).abs().max().item()
+                worst[layer] = max(worst[layer], float(diff))
+        return worst
+
+    gathered = shard.run("agreement", work)
+    return {layer: max(w[layer] for w in gathered) for layer in layers}
+
+
+# ----------------------------------------------------------------------------- up-front checks
+
+
+def _input_channels(model: nn.Module) -> int:
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return int(module.in_channels)
+    return 3
+
+
+def _check_layers(model: nn.Module, trace: ModelTrace, layers: Sequence[str], role: str) -> None:
+    names = dict(model.named_modules())
+    spatial = [
+        n for n, shape in trace.shapes.items() if len(shape) == 4 and shape[2] * shape[3] > 1
+    ]
+    unknown = [layer for layer in layers if layer not in names]
+    if unknown:
+        top = [n for n, _ in model.named_children()]
+        shown = ", ".join(top)
+        raise StudyUsageError(
+            f"unknown layer(s) {', '.join(map(repr, unknown))} in {role} "
+            f"{type(model).__name__}. Its top-level modules: {shown}. Modules with a spatial "
+            f"output: {', '.join(spatial[:40])}{', ...' if len(spatial) > 40 else ''}"
+        )
+    bad = [layer for layer in layers if layer not in trace.shapes or len(trace.shapes[layer]) != 4]
+    if bad:
+        raise StudyUsageError(
+            f"layer(s) {', '.join(map(repr, bad))} of {type(model).__name__} do not output a "
+            "(N, C, h, w) feature map in the forward pass (or never run); pick from: "
+            + ", ".join(spatial[:40])
+        )
+
+
+def _locate(model: nn.Module, trace: ModelTrace) -> tuple[str, ...]:
+    from xai_checks import cam
+
+    locate = getattr(cam, "locate_layers", None)
+    if locate is not None:
+        return tuple(locate(model, trace.input_shape))
+    return locate_layers_fallback(trace)
+
+
+def _check_classes(
+    classes: ClassList | None, trace: ModelTrace, model: nn.Module, role: str
+) -> None:
+    what = f"the {role} ({type(model).__name__})"
+    try:
+        if classes is not None:
+            classes.check_outputs(trace.n_outputs, model=what)
+        elif trace.n_outputs != 1000:
+            raise ClassListError(
+                f"{what} has {trace.n_outputs} outputs, but the photo labels are ImageNet-1k's "
+                "1000 classes; give the model's class list (classes file, one name per output)"
+            )
+    except ClassListError as exc:
+        raise StudyUsageError(str(exc)) from None
+
+
+# ----------------------------------------------------------------------------- the study
 
 
 def run_study(
-    models: Mapping[str, nn.Module],
+    model: nn.Module,
     photoset: PhotoSet,
     *,
+    controls: Mapping[str, nn.Module] | None = None,
     config: StudyConfig | None = None,
     progress: Progress | None = None,
+    name: str = "pretrained",
+    shard: Shard | None = None,
 ) -> StudyResult:
-    """Run the study's phases; ``models``' first entry is the model under test.
+    """Run the study's phases on ``model`` (the model under test).
 
-    Typical: ``{"pretrained": load_resnet50(), "untrained": load_resnet50("random")}``.
+    ``controls`` names the null controls; ``None`` (the default) is one control,
+    ``"untrained"``: a seeded (``config.seed``) re-initialised copy of ``model``, the same
+    class and architecture. ``{}`` runs no control. ``shard`` is this process's part of a
+    distributed study (default: the ``torch.distributed`` group if one is initialised).
+
+    Everything that can be checked before decoding a photo is checked first and raises
+    :class:`StudyUsageError`: the layers, the class list against the model's outputs, the method.
     """
+    if isinstance(model, Mapping):
+        raise TypeError(
+            "run_study takes the model under test, and controls=... by name; "
+            "roles are no longer given by the order of a dict"
+        )
     config = config or StudyConfig()
-    if not models:
-        raise ValueError("give at least one model")
+    if shard is None:
+        shard = _current_shard()
     if len(photoset) == 0:
         raise ValueError(f"photo set {photoset.name!r} holds no photos")
-    first_name = next(iter(models))
-    first = models[first_name]
-    device = model_device(first)
-    timings: dict[str, float] = {}
+    if controls is None:
+        controls = {"untrained": reinitialised_copy(model, seed=config.seed)}
+    controls = dict(controls)
+    if name in controls:
+        raise StudyUsageError(f"a control is named like the model under test: {name!r}")
+    device = model_device(model)
     start = time.perf_counter()
-    runs = _ratio_phase(models, photoset, config, progress)
-    timings["ratio"] = time.perf_counter() - start
+    timings: dict[str, float] = {}
+    # up front: one traced forward per model, before any photo is decoded
+    shape = config.preprocess.input_shape(_input_channels(model))
+    try:
+        trace = trace_model(model, shape)
+    except ValueError as exc:
+        raise StudyUsageError(str(exc)) from None
+    if config.layers is None:
+        picked = _locate(model, trace)
+        if not picked:
+            raise StudyUsageError(
+                f"found no layer with a spatial output in {type(model).__name__}; name layers"
+            )
+        config = dataclasses.replace(config, layers=picked, layers_auto=True)
+    layers = config.used_layers
+    _check_layers(model, trace, layers, "model under test")
+    _check_classes(photoset.classes, trace, model, "model under test")
+    for cname, cmodel in controls.items():
+        ctrace = trace if _same_arch(cmodel, model) else _trace_or_usage(cmodel, shape, cname)
+        _check_layers(cmodel, ctrace, layers, f"control {cname!r}")
+        _check_classes(photoset.classes, ctrace, cmodel, f"control {cname!r}")
+    timings["prepare"] = time.perf_counter() - start
+    models = {name: model, **controls}
+    roles = {name: "under_test", **{c: "control" for c in controls}}
+    t0 = time.perf_counter()
+    runs, failed = _ratio_phase(models, photoset, config, roles, progress, shard)
+    timings["ratio"] = time.perf_counter() - t0
+    samples = list(photoset)
+    known = {str(s.path) for s in photoset.skipped}
+    for i, reason in failed:
+        path = samples[i].path
+        if shard.is_main:
+            warnings.warn(f"skipped {path}: {reason}", SkippedImageWarning, stacklevel=2)
+        if str(path) not in known:
+            photoset.skipped.append(Skipped(path, reason))
+            known.add(str(path))
+    skipped_files = {str(samples[i].path) for i, _ in failed}
+    under_test = runs.pop(name)
     result = StudyResult(
         config=config,
         photoset={
@@ -547,25 +923,52 @@ def run_study(
             "layout": photoset.layout,
             "root": str(photoset.root) if photoset.root else None,
             "n_listed": len(photoset),
+            "classes": "imagenet-1k" if photoset.classes is None else photoset.classes.source,
+            "n_classes": 1000 if photoset.classes is None else len(photoset.classes),
         },
-        runs=runs,
-        provenance=_provenance(device),
+        under_test=under_test,
+        controls=runs,
+        provenance=_provenance(device, shard),
     )
     if "gridpg" in config.phases:
         t0 = time.perf_counter()
-        result.gridpg = _gridpg_phase(models, photoset, runs[first_name], config, progress)
+        result.gridpg = _gridpg_phase(models, photoset, under_test, config, progress, shard)
         timings["gridpg"] = time.perf_counter() - t0
     if "sanity" in config.phases:
         t0 = time.perf_counter()
-        result.sanity = _sanity_phase(first, photoset, config, progress)
+        result.sanity = _sanity_phase(
+            model, trace, photoset, config, progress, shard, skipped_files
+        )
         timings["sanity"] = time.perf_counter() - t0
     if "agreement" in config.phases:
         t0 = time.perf_counter()
-        result.agreement = _agreement_phase(first, photoset, config)
+        result.agreement = _agreement_phase(model, photoset, config, shard, skipped_files)
         timings["agreement"] = time.perf_counter() - t0
     result.skipped = [{"file": str(s.path), "reason": s.reason} for s in photoset.skipped]
-    result.photoset["n_used"] = len(runs[first_name].records)
+    result.photoset["n_used"] = len(under_test.records)
     result.photoset["n_skipped"] = len(result.skipped)
     timings["total"] = time.perf_counter() - start
     result.timings = timings
     return result
+
+
+def _same_arch(a: nn.Module, b: nn.Module) -> bool:
+    if type(a) is not type(b):
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape for k in sa)
+
+
+def _trace_or_usage(model: nn.Module, shape: tuple[int, ...], name: str) -> ModelTrace:
+    try:
+        return trace_model(model, shape)
+    except ValueError as exc:
+        raise StudyUsageError(f"control {name!r}: {exc}") from None
+
+
+def _current_shard() -> Shard:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return Shard(rank=dist.get_rank(), world=dist.get_world_size())
+    return Shard()

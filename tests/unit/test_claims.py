@@ -50,11 +50,14 @@ def _flat(n: int, rng: np.random.Generator) -> np.ndarray:
 def _study(
     main: np.ndarray, control: np.ndarray | None = None, pooled: np.ndarray | None = None
 ) -> StudyResult:
-    runs = {"pretrained": _run("pretrained", main, pooled)}
+    controls = {}
     if control is not None:
-        runs["untrained"] = _run("untrained", control, source="random")
+        controls["untrained"] = _run("untrained", control, source="random")
     return StudyResult(
-        config=StudyConfig(), photoset={"name": "synthetic", "n_used": len(main)}, runs=runs
+        config=StudyConfig(),
+        photoset={"name": "synthetic", "n_used": len(main)},
+        under_test=_run("pretrained", main, pooled),
+        controls=controls,
     )
 
 
@@ -118,7 +121,7 @@ def test_alpha_is_honoured(rng):
 
 def _grid_study(main: np.ndarray, control: np.ndarray) -> StudyResult:
     study = _study(np.zeros((len(main), 4)))
-    study.runs["untrained"] = _run("untrained", np.zeros((len(main), 4)), source="random")
+    study.controls["untrained"] = _run("untrained", np.zeros((len(main), 4)), source="random")
     study.gridpg = GridPGRun(layers=LAYERS, scores={"pretrained": main, "untrained": control})
     return study
 

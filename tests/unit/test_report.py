@@ -157,7 +157,8 @@ def make_study(
             "n_used": n,
             "n_skipped": skipped,
         },
-        runs=runs,
+        under_test=runs.pop(next(iter(runs))),
+        controls=runs,
         skipped=[
             {"file": f"/photos/bad{i}.JPEG", "reason": "truncated or corrupt"}
             for i in range(skipped)
@@ -573,7 +574,7 @@ def test_real_study_on_embedded_photos(tmp_path: Path) -> None:
 
     photos = open_photoset("embedded")
     study = run_study(
-        {"pretrained": load_resnet50(), "untrained": load_resnet50("random")},
+        load_resnet50(),
         photos,
         config=StudyConfig(sanity_images=4, agreement_images=2),
     )

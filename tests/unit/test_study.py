@@ -56,7 +56,7 @@ def test_study_records_boxes_skips_and_bounded_examples(tmp_path):
     photos = open_photoset(_tinyimagenet200(tmp_path / "tiny200"))
     config = StudyConfig(batch_size=3, keep_examples=2, phases=("ratio",))
     with pytest.warns(UserWarning, match="val_7"):
-        study = run_study({"pretrained": Tiny(0), "untrained": Tiny(1)}, photos, config=config)
+        study = run_study(Tiny(0), photos, controls={"untrained": Tiny(1)}, config=config)
     assert study.photoset["n_used"] == 7 and study.photoset["n_skipped"] == 1
     assert [s["file"].endswith("val_7.JPEG") for s in study.skipped] == [True]
     for run in study.runs.values():
@@ -79,9 +79,9 @@ def test_study_is_deterministic(tmp_path):
     photos = open_photoset(_tinyimagenet200(tmp_path / "tiny200"))
     config = StudyConfig(batch_size=4, phases=("ratio", "sanity"), sanity_images=3)
     with pytest.warns(UserWarning):
-        a = run_study({"m": Tiny(0)}, photos, config=config)
+        a = run_study(Tiny(0), photos, controls={}, name="m", config=config)
     with pytest.warns(UserWarning):
-        b = run_study({"m": Tiny(0)}, photos, config=config)
+        b = run_study(Tiny(0), photos, controls={}, name="m", config=config)
     assert np.array_equal(a.runs["m"].column("ratio"), b.runs["m"].column("ratio"))
     assert a.sanity is not None and b.sanity is not None
     assert a.sanity.steps == ["fc", "layer4", "layer3", "layer2", "layer1", "conv1"]
@@ -93,3 +93,73 @@ def test_study_is_deterministic(tmp_path):
 def test_unknown_phase_is_rejected():
     with pytest.raises(ValueError, match="unknown phases"):
         StudyConfig(phases=("ratio", "telepathy"))
+
+
+# --------------------------------------------------------------------------- roles and control
+
+
+def test_control_is_the_model_under_tests_own_class_reinitialised():
+    """Issue 9: the control of a resnet18 was silently an untrained ResNet-50."""
+    import torchvision
+
+    from xai_checks.models import reinitialised_copy
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        model = torchvision.models.resnet18(num_classes=10).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    control = reinitialised_copy(model, seed=0)
+    again = reinitialised_copy(model, seed=0)
+    assert type(control) is type(model)
+    assert control.state_dict().keys() == model.state_dict().keys()
+    assert sum(p.numel() for p in control.parameters()) == 11_181_642  # resnet18, 10 classes
+    for key, value in model.state_dict().items():  # the model under test is untouched
+        assert torch.equal(value, before[key])
+    changed = [
+        k
+        for k, v in control.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, before[k])
+    ]
+    convs = [k for k in before if k.endswith("conv1.weight") or k.endswith("fc.weight")]
+    assert set(convs) <= set(changed)
+    for key, value in control.state_dict().items():  # seeded: the same control every time
+        assert torch.equal(value, again.state_dict()[key])
+    assert control.xai_weights.source == "reinitialised"
+    assert control.xai_weights.arch == "ResNet"
+
+
+def test_a_parameterised_module_without_initialiser_is_named():
+    from xai_checks.models import reinitialised_copy
+
+    class Scale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gain = nn.Parameter(torch.ones(1))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * self.gain
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), Scale())
+    with pytest.raises(ValueError, match=r"reset_parameters\(\): 1 \(Scale\)"):
+        reinitialised_copy(model)
+
+
+def test_roles_are_explicit_and_the_default_control_is_the_same_class(tmp_path):
+    photos = open_photoset(_tinyimagenet200(tmp_path / "tiny200"))
+    config = StudyConfig(batch_size=4, phases=("ratio",))
+    with pytest.warns(UserWarning, match="val_7"):
+        study = run_study(Tiny(0), photos, config=config)
+    assert study.under_test.role == "under_test" and study.under_test.model_class == "Tiny"
+    assert list(study.controls) == ["untrained"]
+    control = study.controls["untrained"]
+    assert control.role == "control" and control.model_class == "Tiny"
+    assert control.weights_source == "reinitialised"
+    assert list(study.runs) == ["pretrained", "untrained"]
+    confidence = [[r["confidence"] for r in run.records] for run in study.runs.values()]
+    assert confidence[0] != confidence[1]  # different weights, different outputs
+
+
+def test_run_study_refuses_a_dict_of_models(tmp_path):
+    photos = open_photoset(_tinyimagenet200(tmp_path / "tiny200"))
+    with pytest.raises(TypeError, match="controls="):
+        run_study({"a": Tiny(0)}, photos)  # type: ignore[arg-type]

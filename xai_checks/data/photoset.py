@@ -36,6 +36,7 @@ from typing import Literal, overload
 
 import torch
 
+from xai_checks.data.classes import ClassList
 from xai_checks.data.labels import (
     LabelError,
     describe_class,
@@ -107,6 +108,12 @@ class PhotoSet(Sequence[Sample]):
     samples: tuple[Sample, ...]
     skipped: list[Skipped] = field(default_factory=list)
     transform_kind: Literal["standard", "precropped", "auto"] = "standard"
+    #: the model's classes the labels index into; ``None``: ImageNet-1k
+    classes: ClassList | None = None
+
+    def class_name(self, index: int) -> str:
+        """The name of output ``index`` in this set's label space."""
+        return self.classes.name(index) if self.classes is not None else class_name(index)
 
     @overload
     def __getitem__(self, index: int) -> Sample: ...
@@ -381,6 +388,54 @@ def _read_tinyimagenet200(root: Path, skipped: list[Skipped], split: str) -> lis
     return samples
 
 
+def _read_imagefolder_classes(
+    root: Path, skipped: list[Skipped], classes: ClassList
+) -> list[Sample]:
+    """ImageFolder whose folders are named by the model's own classes; a folder named by no
+    class is a counted skip of each of its photos."""
+    samples: list[Sample] = []
+    for folder in _subdirs(root):
+        label = classes.index(folder.name)
+        for path in _visible(folder.iterdir()):
+            if not _listed(path):
+                continue
+            if not _is_image(path):
+                skipped.append(Skipped(path, "not an image file name"))
+            elif label is None:
+                skipped.append(
+                    Skipped(
+                        path,
+                        f"label {folder.name!r} is not among the model's classes "
+                        f"({classes.source})",
+                    )
+                )
+            else:
+                samples.append(Sample(path=path, label=label, wnid="", name=classes.name(label)))
+    return samples
+
+
+def _to_classes(found: list[Sample], skipped: list[Skipped], classes: ClassList) -> list[Sample]:
+    """ImageNet-labelled samples relabelled into ``classes`` (by wnid, then by name)."""
+    out: list[Sample] = []
+    for s in found:
+        label = classes.index(s.wnid) if s.wnid else None
+        if label is None:
+            label = classes.index(s.name)
+        if label is None:
+            skipped.append(
+                Skipped(
+                    s.path,
+                    f"label {s.name!r} ({s.wnid}) is not among the model's classes "
+                    f"({classes.source})",
+                )
+            )
+            continue
+        out.append(
+            Sample(path=s.path, label=label, wnid=s.wnid, name=classes.name(label), box=s.box)
+        )
+    return out
+
+
 def _read_imagefolder(root: Path, skipped: list[Skipped]) -> list[Sample]:
     samples: list[Sample] = []
     problems: list[str] = []
@@ -415,14 +470,19 @@ def select(
     labels: Iterable[str | int] | None = None,
     limit: int | None = None,
     seed: int = 0,
+    classes: ClassList | None = None,
 ) -> list[Sample]:
-    """Filter ``samples`` to ``labels`` (resolved with :func:`resolve_label`), then take a
-    seeded, class-stratified subset of at most ``limit``; the result is sorted."""
+    """Filter ``samples`` to ``labels`` (resolved with :func:`resolve_label`, or in
+    ``classes``), then take a seeded, class-stratified subset of at most ``limit``; the result
+    is sorted."""
     chosen = list(samples)
     if labels is not None:
         if isinstance(labels, str | int):
             labels = [labels]
-        wanted = {resolve_label(label) for label in labels}
+        wanted = {
+            resolve_label(label) if classes is None else _resolve_in(classes, label)
+            for label in labels
+        }
         if not wanted:
             raise ValueError("labels= is empty: name at least one class, or pass None for all")
         chosen = [s for s in chosen if s.label in wanted]
@@ -430,11 +490,11 @@ def select(
         if missing and not chosen:
             raise ValueError(
                 "no photos of the requested classes: "
-                + ", ".join(describe_class(i) for i in sorted(missing))
+                + ", ".join(_describe(i, classes) for i in sorted(missing))
             )
         if missing:
             warnings.warn(
-                "no photos of " + ", ".join(describe_class(i) for i in sorted(missing)),
+                "no photos of " + ", ".join(_describe(i, classes) for i in sorted(missing)),
                 DataWarning,
                 stacklevel=3,
             )
@@ -443,6 +503,17 @@ def select(
             raise ValueError(f"limit must be a positive int or None, not {limit!r}")
         chosen = _stratified(chosen, limit=limit, seed=seed)
     return sorted(chosen, key=_order)
+
+
+def _describe(index: int, classes: ClassList | None) -> str:
+    return describe_class(index) if classes is None else f"{classes.name(index)!r} ({index})"
+
+
+def _resolve_in(classes: ClassList, label: str | int) -> int:
+    index = classes.index(str(label))
+    if index is None:
+        raise LabelError(f"{label!r} is not among the model's classes ({classes.source})")
+    return index
 
 
 def _stratified(samples: list[Sample], *, limit: int, seed: int) -> list[Sample]:
@@ -483,6 +554,7 @@ def open_photoset(
     limit: int | None = None,
     seed: int = 0,
     split: Literal["val", "train", "all"] = "val",
+    classes: ClassList | None = None,
 ) -> PhotoSet:
     """Open a labelled photo set.
 
@@ -493,19 +565,25 @@ def open_photoset(
 
     ``layout`` is ``"auto"`` or one of :data:`LAYOUTS`; ``labels`` keeps only those classes
     (names, wnids or indices); ``limit`` takes a seeded, class-stratified subset of that size;
-    ``split`` is used by the tinyimagenet200 layout only.
+    ``split`` is used by the tinyimagenet200 layout only. ``classes`` is the model's own class
+    list: labels then index into it (ImageFolder folders are named by its names; other layouts'
+    ImageNet labels are matched by wnid or name), and a photo whose label is not in it is a
+    counted skip. With ``classes``, ``labels=`` names classes of that list.
     """
     if isinstance(source, str) and source == "embedded":
         from xai_checks.data.embedded import embedded_samples
 
         embedded, missing = embedded_samples()
+        if classes is not None:
+            embedded = _to_classes(list(embedded), missing, classes)
         return PhotoSet(
             name="embedded",
             layout="embedded",
             root=None,
-            samples=tuple(select(embedded, labels=labels, limit=limit, seed=seed)),
+            samples=tuple(select(embedded, labels=labels, limit=limit, seed=seed, classes=classes)),
             skipped=missing,
             transform_kind="standard",
+            classes=classes,
         )
     name: str | None = None
     if isinstance(source, str) and source == "imagenet-samples":
@@ -528,21 +606,33 @@ def open_photoset(
     elif chosen == "tinyimagenet200":
         found = _read_tinyimagenet200(root, skipped, split)
     elif chosen == "imagefolder":
-        found = _read_imagefolder(root, skipped)
+        found = (
+            _read_imagefolder(root, skipped)
+            if classes is None
+            else _read_imagefolder_classes(root, skipped, classes)
+        )
     else:
         raise ValueError(f"unknown layout {chosen!r}: use 'auto' or one of {', '.join(LAYOUTS)}")
     broken = {s.path: why for s in found if (why := link_problem(s.path)) is not None}
     skipped.extend(Skipped(path, why) for path, why in broken.items())
     found = [s for s in found if s.path not in broken]
+    if classes is not None and chosen != "imagefolder":
+        found = _to_classes(found, skipped, classes)
     if not found:
-        raise LayoutError(f"no photos found in {root} (layout {chosen})")
+        why = (
+            f"; {len(skipped)} skipped, e.g. {skipped[0].path.name}: {skipped[0].reason}"
+            if skipped
+            else ""
+        )
+        raise LayoutError(f"no photos found in {root} (layout {chosen}){why}")
     return PhotoSet(
         name=name or root.resolve().name,
         layout=chosen,
         root=root,
-        samples=tuple(select(found, labels=labels, limit=limit, seed=seed)),
+        samples=tuple(select(found, labels=labels, limit=limit, seed=seed, classes=classes)),
         skipped=skipped,
         transform_kind="precropped" if chosen in ("tutorial10", "tinyimagenet200") else "standard",
+        classes=classes,
     )
 
 

@@ -180,8 +180,7 @@ def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
 
 
 def _main_and_controls(study: Any) -> tuple[str | None, list[str]]:
-    names = list(study.runs)
-    return (names[0] if names else None), names[1:]
+    return study.under_test.name, list(study.controls)
 
 
 def _model_label(study: Any, name: str) -> str:

@@ -169,7 +169,7 @@ def _header(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]) -> str:
     ps = doc["photoset"]
     counts = ps["counts"]
     classes = ps["classes"]
-    names = list(study.runs)
+    names = [study.under_test.name, *study.controls]
     parts: list[str] = []
     hypothesis = (
         seed.claim.hypothesis
@@ -196,7 +196,9 @@ def _header(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]) -> str:
     cfg = study.config
     models = "<br>".join(
         _weights_line(
-            n + (" (under test)" if i == 0 and len(names) > 1 else " (control)" if i else ""),
+            n
+            + f" [{study.runs[n].model_class or 'model'}]"
+            + (" (under test)" if i == 0 and len(names) > 1 else " (control)" if i else ""),
             study.runs[n].weights or {},
         )
         for i, n in enumerate(names)
@@ -349,7 +351,7 @@ def _skipped(study: Any, doc: Mapping[str, Any]) -> str:
     missing = [p for p in ("gridpg", "sanity", "agreement") if p not in cfg.phases]
     if missing:
         items.append(f"Phases not run (by configuration): {_e(', '.join(missing))}.")
-    if len(study.runs) < 2:
+    if not study.controls:
         items.append("No control model: the untrained-network control could not be run.")
     grid = study.gridpg
     if grid is not None and grid.note:

@@ -478,8 +478,7 @@ def _photo_row(record: Mapping[str, Any]) -> dict[str, Any]:
 
 def _photoset(study: Any) -> dict[str, Any]:
     ps = dict(study.photoset or {})
-    first = next(iter(study.runs.values()), None)
-    records = first.records if first is not None else []
+    records = study.under_test.records
     classes = Counter(str(r.get("label_name", r.get("label"))) for r in records)
     return {
         "name": str(ps.get("name", "unknown")),
@@ -501,6 +500,8 @@ def _photoset(study: Any) -> dict[str, Any]:
 
 def _model(run: Any) -> dict[str, Any]:
     return {
+        "role": run.role,
+        "class": run.model_class,
         "weights": _weights(run.weights),
         "layers": list(run.layers),
         "n_images": len(run.records),
