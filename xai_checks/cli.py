@@ -151,7 +151,7 @@ def _run(
             if getattr(args, key, None) is not None
         }
         config = StudyConfig(
-            layers=layers,
+            layers=layers or (),
             method=args.method,
             threshold=args.threshold,
             target=args.target,

@@ -232,7 +232,7 @@ class StudyRunner:
                 self.photoset,
                 controls=self.controls,
                 config=StudyConfig(
-                    layers=None if self.layers is None else tuple(self.layers),
+                    layers=() if self.layers is None else tuple(self.layers),
                     batch_size=self.settings.batch_size,
                     seed=self.settings.seed,
                 ),

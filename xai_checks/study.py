@@ -107,13 +107,13 @@ def _known_methods() -> tuple[str, ...]:
 class StudyConfig:
     """Everything that decides a study's numbers. Recorded in every result.
 
-    ``layers=None`` picks the layers automatically (the last module at each spatial
+    ``layers=()`` (or ``None``) picks the layers automatically (the last module at each spatial
     resolution, traced); the result's config then holds the layers picked and
     ``layers_auto=True``. ``workers`` is the number of photo-decoding processes (``None``: one
     per spare core, at most 4); it never changes a number.
     """
 
-    layers: tuple[str, ...] | None = DEFAULT_LAYERS
+    layers: tuple[str, ...] = DEFAULT_LAYERS
     method: str = "gradcam"
     threshold: float = 0.85
     sweep: tuple[float, ...] = DEFAULT_THRESHOLDS
@@ -141,10 +141,7 @@ class StudyConfig:
             raise ValueError("batch_size must be >= 1")
         if self.target not in ("true", "predicted"):
             raise ValueError("target must be 'true' or 'predicted'")
-        if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(self.layers))
-            if not self.layers:
-                raise ValueError("layers is empty: name at least one, or None to pick them")
+        object.__setattr__(self, "layers", tuple(self.layers or ()))
         methods = _known_methods()
         if self.method not in methods:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(methods)}")
@@ -153,7 +150,7 @@ class StudyConfig:
 
     @property
     def used_layers(self) -> tuple[str, ...]:
-        if self.layers is None:
+        if not self.layers:
             raise ValueError("layers are picked when the study runs; read the result's config")
         return self.layers
 
@@ -885,7 +882,7 @@ def run_study(
         trace = trace_model(model, shape)
     except ValueError as exc:
         raise StudyUsageError(str(exc)) from None
-    if config.layers is None:
+    if not config.layers:
         picked = _locate(model, trace)
         if not picked:
             raise StudyUsageError(

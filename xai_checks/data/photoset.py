@@ -44,6 +44,7 @@ from xai_checks.data.labels import (
     resolve_label,
     wnid_to_index,
 )
+from xai_checks.data.labels import class_name as imagenet_class_name
 from xai_checks.data.loading import (
     BoxF,
     ImageLoadError,
@@ -113,7 +114,7 @@ class PhotoSet(Sequence[Sample]):
 
     def class_name(self, index: int) -> str:
         """The name of output ``index`` in this set's label space."""
-        return self.classes.name(index) if self.classes is not None else class_name(index)
+        return self.classes.name(index) if self.classes is not None else imagenet_class_name(index)
 
     @overload
     def __getitem__(self, index: int) -> Sample: ...
