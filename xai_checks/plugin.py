@@ -57,6 +57,13 @@ class Settings:
     update_baseline: bool
     tolerance: float
     data_note: str = ""
+    #: the model, its layers, labels and preprocessing (issue 9); None: the defaults
+    model: str | None = None
+    control_model: str | None = None
+    layers: tuple[str, ...] | None = None
+    method: str = "gradcam"
+    classes: str | None = None
+    preprocess: dict[str, Any] | None = None
 
     def key(self) -> dict[str, Any]:
         """What a baseline must match to be comparable."""
@@ -126,6 +133,16 @@ def _settings(config: pytest.Config) -> Settings:
         update_baseline=values["update_baseline"],
         tolerance=values["tolerance"],
         data_note=note,
+        model=values.get("model"),
+        control_model=values.get("control_model"),
+        layers=values.get("layers"),
+        method=values.get("method") or "gradcam",
+        classes=values.get("classes"),
+        preprocess={
+            key: values[key]
+            for key in ("input_size", "mean", "std", "transform")
+            if values.get(key) is not None
+        },
     )
     config.stash[_SETTINGS_KEY] = settings
     return settings
@@ -149,9 +166,15 @@ def xai_device(xai_settings: Settings) -> Any:
 
 @pytest.fixture(scope="session")
 def xai_model(xai_settings: Settings, xai_device: Any) -> Any:
-    """The model under test. Override in your conftest.py to test your own classifier."""
-    from xai_checks.models import load_resnet50
+    """The model under test (``--xai-model FILE.py:factory``, else the ImageNet ResNet-50).
+    Override in your conftest.py to test your own classifier."""
+    from xai_checks.models import ModelSpecError, load_model_spec, load_resnet50
 
+    if xai_settings.model:
+        try:
+            return load_model_spec(xai_settings.model, device=xai_device)
+        except ModelSpecError as exc:
+            raise pytest.UsageError(f"xai-checks: --xai-model: {exc}") from None
     return load_resnet50(xai_settings.weights, device=xai_device)
 
 
@@ -161,18 +184,32 @@ def xai_control_model(xai_settings: Settings, xai_model: Any) -> Any:
     ``None`` with ``--xai-control none``."""
     if xai_settings.control == "none":
         return None
-    from xai_checks.models import reinitialised_copy
+    from xai_checks.models import ModelSpecError, load_model_spec, reinitialised_copy
 
+    if xai_settings.control_model:
+        try:
+            return load_model_spec(xai_settings.control_model, device=_device_of(xai_model))
+        except ModelSpecError as exc:
+            raise pytest.UsageError(f"xai-checks: --xai-control-model: {exc}") from None
     return reinitialised_copy(xai_model, seed=xai_settings.seed)
 
 
+def _device_of(model: Any) -> Any:
+    from xai_checks._util import model_device
+
+    return model_device(model)
+
+
 @pytest.fixture(scope="session")
-def xai_layers(xai_model: Any) -> Any:
-    """Layers to explain: ResNet-50's layer1..layer4 for the default model; ``None`` (picked
-    automatically, the last module at each spatial resolution) for any other model."""
+def xai_layers(xai_settings: Settings, xai_model: Any) -> Any:
+    """Layers to explain: ``--xai-layers``; else ResNet-50's layer1..layer4 for the default
+    model, ``None`` (picked automatically: the last module at each spatial resolution) for
+    any other model."""
     from xai_checks.cam import DEFAULT_LAYERS
     from xai_checks.models import MSRAResNet50
 
+    if xai_settings.layers:
+        return tuple(xai_settings.layers)
     return DEFAULT_LAYERS if isinstance(xai_model, MSRAResNet50) else None
 
 
@@ -181,12 +218,18 @@ def xai_photoset(xai_settings: Settings) -> Any:
     """The photo set claims run on."""
     from xai_checks.data import DataNotFoundError, open_photoset
 
+    classes = None
+    if xai_settings.classes:
+        from xai_checks.data.classes import read_class_list
+
+        classes = read_class_list(xai_settings.classes)
     try:
         return open_photoset(
             xai_settings.data,
             labels=xai_settings.labels or None,
             limit=xai_settings.limit,
             seed=xai_settings.seed,
+            classes=classes,
         )
     except DataNotFoundError as exc:
         pytest.skip(f"photo set unavailable: {exc}")
@@ -218,6 +261,7 @@ class StudyRunner:
     @property
     def result(self) -> Any:
         if self._result is None:
+            from xai_checks.data.classes import Preprocess
             from xai_checks.study import StudyConfig, run_study
 
             reporter = self._config.pluginmanager.get_plugin("terminalreporter")
@@ -233,6 +277,8 @@ class StudyRunner:
                 controls=self.controls,
                 config=StudyConfig(
                     layers=() if self.layers is None else tuple(self.layers),
+                    method=self.settings.method,
+                    preprocess=Preprocess(**(self.settings.preprocess or {})),
                     batch_size=self.settings.batch_size,
                     seed=self.settings.seed,
                 ),
