@@ -51,7 +51,7 @@ from xai_checks._util import model_device
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 from xai_checks.data import PhotoSet, Sample, load_image
 from xai_checks.data.classes import ClassList, ClassListError, Preprocess
-from xai_checks.data.loading import ImageLoadError
+from xai_checks.data.loading import ImageLoadError, transform_photo
 from xai_checks.data.photoset import Skipped, SkippedImageWarning
 from xai_checks.distributed import Shard
 from xai_checks.metrics import (
@@ -336,28 +336,6 @@ def _small(maps: Tensor, size: int = 112) -> Tensor:
     )
 
 
-def _box_in_input(
-    box: tuple[int, int, int, int], image_size: tuple[int, int], kind: str, preprocess: Preprocess
-) -> tuple[float, ...] | None:
-    """Map an original-pixel box into the model input's pixels (standard or precropped).
-
-    ``None`` under a user transform: we cannot know where it moves pixels.
-    """
-    if preprocess.transform is not None:
-        return None
-    size = preprocess.input_size
-    w, h = image_size
-    x0, y0, x1, y1 = box
-    if kind == "precropped":
-        sx, sy = size / w, size / h
-        return (x0 * sx, y0 * sy, x1 * sx, y1 * sy)
-    resize = 256 if preprocess.is_default else round(size * 256 / 224)
-    scale = resize / min(w, h)
-    nw, nh = w * scale, h * scale
-    left, top = (nw - size) / 2, (nh - size) / 2
-    return (x0 * scale - left, y0 * scale - top, x1 * scale - left, y1 * scale - top)
-
-
 def _coarsest(raw: Mapping[str, Tensor]) -> tuple[int, int]:
     shapes = [tuple(v.shape[-2:]) for v in raw.values()]
     h, w = min(shapes, key=lambda s: s[0] * s[1])
@@ -395,10 +373,8 @@ class _PhotoData(torch.utils.data.Dataset[tuple[int, Any, Any]]):
             image = load_image(sample.path)
         except ImageLoadError as exc:
             return i, None, exc.reason
-        box = None
-        if sample.box is not None:
-            box = _box_in_input(sample.box, image.size, self.kind, self.preprocess)
-        return i, self.transform(image), box
+        tensor, box = transform_photo(self.transform, image, sample.box)
+        return i, tensor, box
 
 
 def _collate(

@@ -19,9 +19,8 @@ from typing import Any
 
 import torch
 from PIL import Image
-from torchvision import transforms as T
 
-from xai_checks.data.loading import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE, RESIZE_SIZE
+from xai_checks.data.loading import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
 
 __all__ = ["ClassList", "ClassListError", "Preprocess", "read_class_list"]
 
@@ -95,11 +94,6 @@ def read_class_list(path: str | os.PathLike[str]) -> ClassList:
     return ClassList(tuple(names), source=str(file))
 
 
-def _scaled_resize(size: int) -> int:
-    """The resize edge that keeps ImageNet's 256/224 ratio at ``size``."""
-    return round(size * RESIZE_SIZE / INPUT_SIZE)
-
-
 @dataclass(frozen=True)
 class Preprocess:
     """How photos become model input. The default is ImageNet's eval transform."""
@@ -137,23 +131,14 @@ class Preprocess:
             if not callable(made):
                 raise ValueError(f"transform {self.transform!r} did not return a callable")
             return made
-        if self.is_default:
-            from xai_checks.data.loading import make_transform
+        from xai_checks.data.loading import make_transform
 
-            return make_transform(kind)  # type: ignore[arg-type]
-        size = self.input_size
-        norm = T.Normalize(mean=list(self.mean), std=list(self.std))
-        standard = T.Compose(
-            [T.Resize(_scaled_resize(size)), T.CenterCrop(size), T.ToTensor(), norm]
+        return make_transform(
+            kind,  # type: ignore[arg-type]
+            size=self.input_size,
+            mean=self.mean,
+            std=self.std,
         )
-        precropped = T.Compose([T.Resize((size, size)), T.ToTensor(), norm])
-        if kind == "standard":
-            return standard
-        if kind == "precropped":
-            return precropped
-        if kind == "auto":
-            return _Auto(standard, precropped, size)
-        raise ValueError(f"unknown transform kind {kind!r}")
 
     def input_shape(self, channels: int = 3) -> tuple[int, int, int, int]:
         return (1, channels, self.input_size, self.input_size)
@@ -165,17 +150,6 @@ class Preprocess:
             "std": list(self.std),
             "transform": self.transform,
         }
-
-
-class _Auto:
-    def __init__(self, standard: Any, precropped: Any, size: int) -> None:
-        self.standard, self.precropped, self.size = standard, precropped, size
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        w, h = image.size
-        if w == h and w <= self.size:
-            return self.precropped(image)
-        return self.standard(image)
 
 
 def denormalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
