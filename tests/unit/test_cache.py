@@ -273,3 +273,27 @@ def test_download_checked_http_error_and_unreachable(
     assert not (tmp_path / "m.bin").exists()
     with pytest.raises(ValueError, match="hex digits"):
         download_checked(url + "x", tmp_path / "m.bin", sha256="abc")
+
+
+def test_read_only_cache_with_the_embedded_crops_made_just_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: the lock was taken before looking, so a read-only cache failed even though
+    every crop was already there (the lock file cannot be created)."""
+    import contextlib
+    import errno
+
+    from xai_checks.data import embedded
+
+    monkeypatch.setenv(ENV_CACHE, str(tmp_path / "cache"))
+    made, _ = embedded.embedded_samples()
+    assert made, "scikit-image's photos are installed with the dev extra"
+
+    @contextlib.contextmanager
+    def read_only(path: object, **_kw: object) -> Any:
+        raise PermissionError(errno.EROFS, "Read-only file system", f"{path}.lock")
+        yield  # pragma: no cover
+
+    monkeypatch.setattr(embedded, "cache_lock", read_only)
+    again, _ = embedded.embedded_samples()
+    assert [s.path for s in again] == [s.path for s in made]

@@ -76,6 +76,8 @@ def _cropped(photo: EmbeddedPhoto, source: Path, crop: Box) -> Path:
     digest = sha256_file(source)[:12]
     x0, y0, x1, y1 = crop
     target = cache_dir("embedded") / f"{photo.id}-{digest}-{x0}_{y0}_{x1}_{y1}.png"
+    if target.is_file():  # written atomically: no lock needed to read (a read-only cache works)
+        return target
     with cache_lock(target):
         if not target.is_file():
             image = load_image(source)
