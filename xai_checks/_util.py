@@ -112,7 +112,7 @@ def check_finite(tensor: torch.Tensor, *, what: str) -> None:
         items = (~finite).reshape(tensor.shape[0], -1).any(dim=1).nonzero().flatten().tolist()
         shown = ", ".join(str(i) for i in items[:5]) + (", ..." if len(items) > 5 else "")
         where = f" in {len(items)} of {tensor.shape[0]} items ({shown})"
-    raise NonFiniteError(f"{what} holds {nan} NaN and {inf} infinite values{where}")
+    raise NonFiniteError(f"non-finite values in {what}: {nan} NaN and {inf} infinite{where}")
 
 
 def as_model_input(x: torch.Tensor, model: nn.Module) -> torch.Tensor:

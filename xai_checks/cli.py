@@ -312,6 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xai-checks`` command."""
     parser = _parser()
     args = parser.parse_args(argv)
+    from xai_checks._util import NonFiniteError
     from xai_checks.cache import CacheError
     from xai_checks.data import FetchError
     from xai_checks.models import WeightsError
@@ -326,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CacheError as exc:  # a configuration problem ($XAI_CHECKS_CACHE), like a bad flag
         print(f"xai-checks: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (WeightsError, FetchError) as exc:
+    except (WeightsError, FetchError, NonFiniteError) as exc:
         print(f"xai-checks: {exc}", file=sys.stderr)
         return EXIT_CLAIMS
     except KeyboardInterrupt:
