@@ -166,11 +166,16 @@ _MODELS: dict[str, torch.nn.Module] = {}
 
 
 def resnet50_on(device: str) -> torch.nn.Module:
-    """The real ImageNet ResNet-50 (MSRA weights, cached by xai_checks) on ``device``, shared."""
+    """The real ImageNet ResNet-50 (MSRA weights, cached by xai_checks) on ``device``, shared.
+
+    ``XAI_BENCH_WEIGHTS=random`` uses seeded random weights instead (a machine without the
+    weights, e.g. the offline GPU machine of scripts/device_check.sh); throughput does not
+    depend on the weights' values."""
     if device not in _MODELS:
         from xai_checks.models import load_resnet50
 
-        _MODELS[device] = load_resnet50("msra", device=device)
+        weights = os.environ.get("XAI_BENCH_WEIGHTS", "msra")
+        _MODELS[device] = load_resnet50(weights, device=device)
     return _MODELS[device]
 
 

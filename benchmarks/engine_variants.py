@@ -1,95 +1,29 @@
-"""Engine experiments, proven here by monkeypatching before anyone edits ``xai_checks/``.
+"""Engine experiments, measured beside the shipped engine before anyone moves them into it.
 
 Each variant must give the same maps as the shipped engine (checked in the benchmark before it
-is timed) and is measured in the same run as the shipped engine and plain inference.
+is timed) or report its difference, and is measured in the same run as the shipped engine and
+plain inference. Variants build on the engine (``xai_checks.cam``): none re-implements it.
 
-* ``native_raw_maps_noclone``: the shipped forward hook returns ``act.clone()`` so that an
-  in-place op downstream cannot change the tensor we differentiate against. This variant returns
-  the activation itself, records its autograd version counter, and checks after the backward
-  that no op bumped it; if one did it reruns the call the shipped (cloning) way. Exact.
 * ``layer4_analytic``: at a stage followed only by global average pooling and a linear layer,
   d logit_c / dA = fc.weight[c] / (h*w) everywhere, so the Grad-CAM weights are known without a
-  backward: one ``inference_mode`` forward plus an einsum (DESIGN.md section 3).
+  backward: one ``inference_mode`` forward plus an einsum.
+* ``fold_batchnorm``: a copy of the model with every eval-mode BatchNorm folded into its conv
+  (maps move by ~5e-4, so this stays an experiment).
+
+The former ``native_raw_maps_noclone`` fork is gone: the shipped engine now hands activations
+on uncopied and falls back to copies only when the model changes one in place.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from xai_checks.cam import native as _native
-from xai_checks.cam.pipeline import canonical, channel_weights, weighted_map
-from xai_checks.cam.state import frozen_eval, removing
+from xai_checks.cam.pipeline import canonical, weighted_map
 
-__all__ = ["layer4_analytic", "native_raw_maps_noclone"]
-
-
-def _capture_noclone(store: dict[str, Tensor], versions: dict[str, int], name: str) -> Any:
-    def hook(module: nn.Module, args: Any, output: Any) -> Tensor | None:
-        if not isinstance(output, Tensor) or output.ndim != 4:
-            raise TypeError(f"layer {name!r} does not output an (N, C, h, w) tensor")
-        if output.requires_grad:
-            act = output
-            store[name] = act
-            versions[name] = act._version
-            return None  # the module's own output flows on, uncopied
-        act = output.detach().requires_grad_(True)
-        store[name] = act
-        versions[name] = act._version
-        return act  # a leaf: an in-place op on it downstream would raise, never corrupt
-
-    return hook
-
-
-def native_raw_maps_noclone(
-    model: nn.Module,
-    layers: Mapping[str, nn.Module],
-    x: Tensor,
-    targets: Tensor,
-    *,
-    autocast: torch.dtype | None = None,
-) -> tuple[dict[str, Tensor], Tensor]:
-    """Drop-in for ``xai_checks.cam.native.native_raw_maps`` without the per-layer clone."""
-    acts: dict[str, Tensor] = {}
-    versions: dict[str, int] = {}
-    amp = (
-        torch.autocast(device_type=x.device.type, dtype=autocast)
-        if autocast is not None
-        else contextlib.nullcontext()
-    )
-    names = list(layers)
-    try:
-        with frozen_eval(model), removing() as handles, torch.enable_grad():
-            for name, module in layers.items():
-                handles.append(module.register_forward_hook(_capture_noclone(acts, versions, name)))
-            with amp:
-                logits = model(x)
-            if not isinstance(logits, Tensor) or logits.ndim != 2:
-                raise ValueError("the model must return logits of shape (N, classes)")
-            missing = [n for n in names if n not in acts]
-            if missing:
-                raise ValueError(f"layers {missing} were not run by the model's forward")
-            if any(acts[n]._version != versions[n] for n in names):
-                raise _Modified
-            score = logits.gather(1, targets.view(-1, 1)).sum()
-            grads = torch.autograd.grad(score, [acts[n] for n in names])
-    except (_Modified, RuntimeError):
-        # An in-place op touched a captured activation (or autograd refused because of one):
-        # do it the safe, cloning way.
-        return _native.native_raw_maps(model, layers, x, targets, autocast=autocast)
-    raw = {
-        name: weighted_map(acts[name].detach().float(), channel_weights(grad.float()))
-        for name, grad in zip(names, grads, strict=True)
-    }
-    return raw, logits.detach().float()
-
-
-class _Modified(Exception):
-    pass
+__all__ = ["fold_batchnorm", "layer4_analytic"]
 
 
 def layer4_analytic(model: nn.Module, x: Tensor, targets: Tensor) -> dict[str, Tensor]:

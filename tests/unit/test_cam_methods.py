@@ -272,3 +272,82 @@ def test_memory_format_is_checked():
         CAM(small_cnn(), layers="stem", memory_format=torch.preserve_format)
     with pytest.raises(ValueError, match="native backend"):
         CAM(small_cnn(), layers="stem", backend="captum", memory_format=torch.channels_last)
+
+
+# --------------------------------------------------------------------------------------------
+# hooks without copies, unless the model changes an activation in place
+
+
+class AddsInPlace(nn.Module):
+    """``x += 1`` on its input: an in-place change to whatever tensor the previous layer
+    returned (ResNet's ``out += identity`` pattern)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x += 1.0
+        return x
+
+
+@pytest.mark.parametrize("layer", ["stem", "block_b"])  # the leaf (shallowest) and a non-leaf
+def test_an_in_place_change_downstream_falls_back_to_copies_exactly(layer):
+    model = small_cnn()
+    plain = copy.deepcopy(model)
+    stage = model.get_submodule(STAGES[STAGES.index(layer) + 1])
+    stage.insert(0, AddsInPlace())
+    plain.get_submodule(STAGES[STAGES.index(layer) + 1]).insert(0, nn.Identity())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    cam = CAM(model, layers=STAGES)
+    got = cam(x, targets=[1, 2])
+    assert cam._clone, "the in-place change must have been detected"
+
+    class Plus1(nn.Module):  # the same arithmetic, out of place
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + 1.0
+
+    plain.get_submodule(STAGES[STAGES.index(layer) + 1])[0] = Plus1()
+    ref = CAM(plain, layers=STAGES)(x, targets=[1, 2])
+    for name in STAGES:
+        assert torch.equal(got.raw[name], ref.raw[name]), name
+    assert torch.equal(cam(x, targets=[1, 2]).raw[layer], got.raw[layer])  # remembered
+
+
+def test_resnet_stages_need_no_copies():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18(num_classes=5).eval()
+    cam = CAM(model, layers=["layer1", "layer2", "layer3", "layer4"])
+    cam(torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5)), targets=[0])
+    assert cam._clone is False
+
+
+# --------------------------------------------------------------------------------------------
+# CUDA (skipped without a device; run by scripts/device_check.sh)
+
+
+@pytest.fixture
+def full_fp32():
+    """TF32 off for the comparison (cuDNN convolutions use TF32 by default on Ampere+)."""
+    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
+def test_cuda_matches_cpu_for_every_method(method, fmt, full_fp32):
+    """Every method, default and channels_last on CUDA, against the CPU default. Printed: the
+    channels_last-vs-default difference on CUDA (the rule for making it the CUDA default)."""
+    model = small_cnn()
+    x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    cpu = CAM(model, layers=STAGES, method=method)(x, targets=[1, 2, 3, 4])
+    gpu_model = copy.deepcopy(model).cuda()
+    memory_format = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    gpu = CAM(gpu_model, layers=STAGES, method=method, memory_format=memory_format)
+    got = gpu(x, targets=[1, 2, 3, 4]).cpu()
+    diffs = {n: float((got.maps[n] - cpu.maps[n]).abs().max()) for n in STAGES}
+    print(f"\n{method} {fmt} CUDA vs CPU: {diffs}")
+    for n in STAGES:
+        assert diffs[n] <= 1e-4, (n, diffs[n])

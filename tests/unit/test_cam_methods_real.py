@@ -24,6 +24,8 @@ benchmarks/results/cam-methods-crossvalidation.md.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,50 @@ def test_method_matches_captum_on_real_photos(model, photos, ours, method):  # n
     print(f"\n{method} vs Captum: {diffs}")
     for layer in DEFAULT_LAYERS:
         assert diffs[layer] <= TOL, (method, layer, diffs[layer])
+
+
+# Maps at layer1/layer2 of ResNet-50 are determined only to ~2e-3 in float32: the default
+# engine itself differs from a float64 run by up to 1.6e-3 (layer1) and 1.9e-3 (layer2), against
+# ~2e-6 at layer3/layer4. Backpropagating to an early stage crosses many ReLU gates whose
+# pre-activation is within rounding of 0; a rounding-level change flips a gate and moves the
+# gradient there by a finite amount, so any change of summation order (channels_last kernels,
+# another CPU, a GPU) moves those maps by ~1e-3, while cross-library comparisons on the same
+# kernels agree to 1e-6. Measured: benchmarks/results/channels-last.md.
+SAME_PICTURE = 1e-2
+
+
+@pytest.fixture(scope="module")
+def gradcam_f64(model, photos):  # noqa: F811
+    x, labels, _ = photos
+    return CAM(copy.deepcopy(model).double(), method="gradcam")(x.double(), targets=labels)
+
+
+def test_channels_last_is_as_accurate_as_the_default(model, photos, ours, gradcam_f64):  # noqa: F811
+    """Against float64, channels_last's Grad-CAM error is within 3x the default's (+1e-5): it
+    rounds differently, not worse. The 1e-5 default-on-CUDA rule cannot hold at layer1/2."""
+    x, labels, _ = photos
+    got = CAM(model, memory_format=torch.channels_last)(x, targets=labels)
+    for layer in DEFAULT_LAYERS:
+        exact = gradcam_f64.maps[layer].float()
+        err_default = float((ours["gradcam"].maps[layer] - exact).abs().max())
+        err_cl = float((got.maps[layer] - exact).abs().max())
+        print(f"\n{layer}: vs float64, default {err_default:.2e}, channels_last {err_cl:.2e}")
+        assert err_cl <= 3 * err_default + 1e-5, (layer, err_cl, err_default)
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_channels_last_maps_on_real_photos(model, photos, ours, method):  # noqa: F811
+    """memory_format=torch.channels_last runs other conv kernels on a private copy: maps move
+    by the float32 reproducibility of each stage (above). Measured, and bounded by "the same
+    picture"; the option stays opt-in (the issue allows it as a default only at <= 1e-5)."""
+    x, labels, _ = photos
+    cam = CAM(model, method=method, memory_format=torch.channels_last)
+    got = cam(x, targets=labels)
+    assert next(model.parameters()).is_contiguous()  # the user's model is untouched
+    diffs = {
+        layer: float((got.maps[layer] - ours[method].maps[layer]).abs().max())
+        for layer in DEFAULT_LAYERS
+    }
+    print(f"\n{method}: channels_last vs default, max |diff| of canonical maps: {diffs}")
+    for layer in DEFAULT_LAYERS:
+        assert diffs[layer] <= SAME_PICTURE, (method, layer, diffs[layer])

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from xai_checks._util import as_model_input, check_finite, model_device, model_name
 from xai_checks.cam.captum_backend import CAPTUM_METHODS, captum_raw_maps, captum_upsample
 from xai_checks.cam.methods import CAMMethod, get_method
-from xai_checks.cam.native import native_raw_maps
+from xai_checks.cam.native import InPlaceModified, native_raw_maps
 from xai_checks.cam.pipeline import REL_EPS, canonical, normalise
 from xai_checks.cam.private import PrivateCopy
 from xai_checks.cam.state import LayerSpec, resolve_layers
@@ -138,6 +138,8 @@ class CAM:
         self.fused = fused
         self.autocast = autocast
         self.eps = eps
+        # Hooks hand activations on uncopied until a call finds one modified in place.
+        self._clone = False
         self._private = (
             PrivateCopy(model, memory_format=memory_format)
             if memory_format != torch.contiguous_format
@@ -212,9 +214,27 @@ class CAM:
             logits = torch.empty(0)
             scales = {}
             for group in groups:
-                part, logits, t, part_scales = native_raw_maps(
-                    model, group, x, t, method=self.method, autocast=self.autocast
-                )
+                try:
+                    part, logits, t, part_scales = native_raw_maps(
+                        model,
+                        group,
+                        x,
+                        t,
+                        method=self.method,
+                        autocast=self.autocast,
+                        clone=self._clone,
+                    )
+                except InPlaceModified:
+                    self._clone = True  # this model needs the copies: remember it
+                    part, logits, t, part_scales = native_raw_maps(
+                        model,
+                        group,
+                        x,
+                        t,
+                        method=self.method,
+                        autocast=self.autocast,
+                        clone=True,
+                    )
                 raw.update(part)
                 scales.update(part_scales)
             maps = {

@@ -13,17 +13,29 @@ from xai_checks.cam.methods import CAMMethod, get_method
 from xai_checks.cam.pipeline import check_targets, magnitude, weighted_map
 from xai_checks.cam.state import check_layer_output, check_layers_ran, frozen_eval, removing
 
-__all__ = ["native_raw_maps"]
+__all__ = ["InPlaceModified", "native_raw_maps"]
 
 
-def _capture(store: dict[str, Tensor], name: str) -> Any:
-    def hook(module: nn.Module, args: Any, output: Any) -> Tensor:
+class InPlaceModified(RuntimeError):
+    """A captured activation was changed in place downstream (only raised with ``clone=False``;
+    the caller reruns with ``clone=True``)."""
+
+
+def _capture(store: dict[str, Tensor], versions: dict[str, int], name: str, clone: bool) -> Any:
+    def hook(module: nn.Module, args: Any, output: Any) -> Tensor | None:
         check_layer_output(name, output)
         act = output if output.requires_grad else output.detach().requires_grad_(True)
         store[name] = act
-        # Downstream code gets a copy, so in-place ops after this layer (ReLU(inplace=True),
-        # ``out += identity``) never change the tensor we differentiate against.
-        return act.clone()
+        versions[name] = act._version
+        if clone:
+            # Downstream code gets a copy, so in-place ops after this layer (ReLU(inplace=True),
+            # ``out += identity``) never change the tensor we differentiate against.
+            return act.clone()
+        # No copy (a full activation write saved per layer): downstream gets the tensor itself.
+        # An in-place op on it then bumps its version counter (checked after the forward) or,
+        # on the leaf made for the shallowest layer, raises in autograd; either way the caller
+        # reruns with clone=True. ResNet's stage outputs are never modified in place.
+        return None if act is output else act
 
     return hook
 
@@ -36,16 +48,20 @@ def native_raw_maps(
     *,
     method: str | CAMMethod = "gradcam",
     autocast: torch.dtype | None = None,
+    clone: bool = True,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor, dict[str, Tensor]]:
     """Raw CAM maps for every layer from one forward and one ``autograd.grad``.
 
     Parameters are frozen for the call, so no parameter gradients are computed and the graph
     starts at the shallowest hooked layer: nothing below it is recorded or back-propagated.
     ``targets=None`` explains the predicted class (the argmax of this very forward's logits).
+    ``clone=False`` skips the per-layer copy in the hooks and raises :class:`InPlaceModified`
+    if a captured activation was modified in place (exactness is never traded).
     Returns ``({layer: (N, h, w) raw map}, logits, targets, {layer: (N,) magnitude})``.
     """
     cam_method = get_method(method)
     acts: dict[str, Tensor] = {}
+    versions: dict[str, int] = {}
     amp = (
         torch.autocast(device_type=x.device.type, dtype=autocast)
         if autocast is not None
@@ -53,12 +69,22 @@ def native_raw_maps(
     )
     with frozen_eval(model), removing() as handles, torch.enable_grad():
         for name, module in layers.items():
-            handles.append(module.register_forward_hook(_capture(acts, name)))
+            handles.append(module.register_forward_hook(_capture(acts, versions, name, clone)))
         with amp:
-            logits = model(x)
+            try:
+                logits = model(x)
+            except RuntimeError as exc:
+                if clone or "in-place" not in str(exc):
+                    raise
+                raise InPlaceModified(str(exc)) from exc
         if not isinstance(logits, Tensor) or logits.ndim != 2:
             raise ValueError("the model must return logits of shape (N, classes)")
         check_layers_ran(layers, acts)
+        changed = [n for n in layers if acts[n]._version != versions[n]]
+        if changed:
+            if not clone:
+                raise InPlaceModified(f"layers {changed} were modified in place downstream")
+            raise AssertionError(f"cloned activations of {changed} changed")  # pragma: no cover
         if targets is None:
             targets = logits.detach().argmax(dim=1)
         check_targets(targets, logits.shape[1])
