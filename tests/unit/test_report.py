@@ -31,7 +31,7 @@ from xai_checks.report import (
 )
 from xai_checks.report import figures as report_figures
 from xai_checks.report import writer as report_writer
-from xai_checks.report.schema import RESULTS_SCHEMA
+from xai_checks.report.schema import results_schema
 from xai_checks.study import GridPGRun, ModelRun, SanityRun, StudyConfig, StudyResult
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
@@ -427,9 +427,11 @@ def test_validate_rejects_broken_documents(full_study: tuple[StudyResult, list[A
 
 
 def test_schema_is_valid_json_schema(full_study: tuple[StudyResult, list[Any]]) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
-    jsonschema.Draft202012Validator.check_schema(RESULTS_SCHEMA)
-    jsonschema.validate(build_results(*full_study), RESULTS_SCHEMA)
+    import jsonschema
+
+    schema = results_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(build_results(*full_study), schema)
 
 
 # --------------------------------------------------------------------------- atomicity
@@ -590,3 +592,149 @@ def test_real_study_on_embedded_photos(tmp_path: Path) -> None:
     for v in verdicts:
         assert f'class="badge {v.status.value}"' in html
     assert math.isfinite(doc["provenance"]["run_time_s"])
+
+
+# --------------------------------------------------------------------------- sections, templates
+
+
+def test_schema_file_is_the_one_schema() -> None:
+    """One JSON Schema file ships in the package; validation reads it (no copy in Python)."""
+    from importlib import resources
+
+    from xai_checks.report import schema as schema_module
+
+    text = resources.files("xai_checks.report").joinpath("results.schema.json").read_text()
+    assert json.loads(text) == results_schema()
+    assert not hasattr(schema_module, "RESULTS_SCHEMA")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "where"),
+    [
+        (("verdicts", 0, "status"), "MAYBE", "status"),
+        (("verdicts", 0, "n"), -1, "n"),
+        (("verdicts", 0, "reasons", 0), {"code": "x"}, "reasons"),
+        (("photoset", "counts", "used"), "12", "used"),
+        (("gridpg", "specs", 0, "cell"), 4, "cell"),
+        (("provenance", "models", "pretrained", "sha256"), "not-a-hash", "sha256"),
+        (("config", "threshold"), 1.5, "threshold"),
+    ],
+)
+def test_schema_rejects_broken_core_fields(
+    full_study: tuple[StudyResult, list[Any]], path: tuple[Any, ...], value: Any, where: str
+) -> None:
+    doc = json.loads(json.dumps(build_results(*full_study)))
+    validate_results(doc)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(SchemaError, match=where):
+        validate_results(doc)
+
+
+def test_schema_accepts_structured_reasons_and_new_sub_fields(
+    full_study: tuple[StudyResult, list[Any]],
+) -> None:
+    """Teammates add fields to sub-objects; the core stays strict, the rest stays open."""
+    doc = json.loads(json.dumps(build_results(*full_study)))
+    doc["verdicts"][0]["reasons"] = [{"code": "control-explains", "text": "the control..."}]
+    doc["verdicts"][0]["effect"] = {"value": 0.7, "ci": [0.6, 0.8]}
+    doc["provenance"]["distributed"] = {"world_size": 2}
+    doc["gridpg"]["n_photos"] = 6
+    validate_results(doc)
+    doc["unknown_top_level"] = 1
+    with pytest.raises(SchemaError, match="unknown_top_level"):
+        validate_results(doc)
+
+
+def test_page_escapes_everything(tmp_path: Path, low_dpi: None) -> None:
+    """Autoescape: a hostile class name, file name or reason cannot inject markup."""
+    study = make_study(gridpg=None, sanity=False, agreement=False, examples=False)
+    evil = '<script>alert("x")</script>'
+    for rec in study.runs["pretrained"].records:
+        rec["label_name"] = evil
+    study.skipped = [{"file": f"/p/{evil}.JPEG", "reason": evil}]
+    verdicts = evaluate_all(study)
+    verdicts[0].reasons.append(evil)
+    out = write_report(study, verdicts, tmp_path / "r", extra={"command": evil})
+    html = (out / "report.html").read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;" in html
+
+
+def test_a_claim_plugs_in_its_own_section(tmp_path: Path, low_dpi: None) -> None:
+    """``Claim.report_section`` returns a ReportSection with its own template and figure."""
+    from dataclasses import dataclass
+
+    from matplotlib.figure import Figure
+
+    from xai_checks.claims import Verdict
+    from xai_checks.report import ReportSection
+
+    @dataclass(frozen=True)
+    class MyClaim:
+        id: str = "my-claim"
+        hypothesis: str = "Maps <b>matter</b>."
+        metric: str = "mine"
+        layers: tuple[str, ...] = LAYERS
+        alpha: float = 0.05
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"id": self.id, "hypothesis": self.hypothesis, "alpha": self.alpha}
+
+        def report_section(self, study: Any, verdict: Any) -> ReportSection:
+            fig = Figure(figsize=(2, 1))
+            fig.subplots().plot([0, 1], [1, 0])
+            return ReportSection(
+                id="mine",
+                title="My own check",
+                template="<p class='mine'>{{ section.context.word }}</p>"
+                "{% for stem in section.figures %}"
+                '<img src="{{ png_uri(section.figures[stem]) }}">'
+                "{% endfor %}",
+                context={"word": "<i>hello</i>", "lead": "A third-party claim."},
+                figures={"my_plot": fig},
+            )
+
+    study = make_study(gridpg=None, sanity=False, agreement=False, examples=False)
+    verdicts = [
+        *evaluate_all(study),
+        Verdict(MyClaim(), Status.SUPPORTED, ["because"], 12),  # type: ignore[arg-type]
+    ]
+    out = write_report(study, verdicts, tmp_path / "r")
+    html = (out / "report.html").read_text()
+    assert "<p class='mine'>&lt;i&gt;hello&lt;/i&gt;</p>" in html
+    assert 'id="mine"' in html and "My own check" in html
+    assert (out / "my_plot.png").read_bytes().startswith(PNG_MAGIC)
+    assert len(_imgs(html)) == len(list(out.glob("*.png")))
+    doc = json.loads((out / "results.json").read_text())
+    assert [v["claim"]["id"] for v in doc["verdicts"]][-1] == "my-claim"
+
+
+def test_a_claim_without_a_section_still_shows(tmp_path: Path, low_dpi: None) -> None:
+    from xai_checks.claims import Claim, Verdict
+
+    study = make_study(gridpg=None, sanity=False, agreement=False, examples=False)
+    claim = Claim(id="other-claim", hypothesis="Something else.", metric="other", test="none")
+    verdicts = [*evaluate_all(study), Verdict(claim, Status.REFUTED, ["it failed"], 3)]
+    html = (write_report(study, verdicts, tmp_path / "r") / "report.html").read_text()
+    assert 'id="claim-other-claim"' in html and "it failed" in html
+
+
+def test_duplicate_section_ids_are_refused(low_dpi: None) -> None:
+    from xai_checks.report import sections
+
+    study = make_study(gridpg=None, sanity=False, agreement=False, examples=False)
+    verdicts = evaluate_all(study)
+    doc = build_results(study, verdicts)
+    ids = [s.id for s in sections.collect_sections(study, verdicts, doc)]
+    assert ids[0] == "verdicts" and ids[-2:] == ["skipped", "provenance"]
+    with pytest.raises(ValueError, match="two report sections"):
+        sections.collect_sections(study, [*verdicts, verdicts[0]], doc)
+
+
+def test_numbers_read_well(full_report: Path) -> None:
+    """No raw floats on the page: run time, extra values and p-values are formatted."""
+    html = (full_report / "report.html").read_text()
+    assert re.search(r"\d\.\d{6,}", re.sub(r"base64,[^\"]+", "", html)) is None

@@ -4,10 +4,12 @@
 >>> write_report(study, verdicts, "report/")            # doctest: +SKIP
 PosixPath('.../report')
 
-* :func:`write_report` writes ``report.html`` (figures embedded as base64 PNG, so it can be
-  mailed), ``<figure>.png`` for every figure, and ``results.json`` (schema
-  ``xai-checks/results`` v1, see :mod:`xai_checks.report.schema`), atomically.
+* :func:`write_report` writes ``report.html`` (rendered from Jinja2 templates, figures embedded
+  as base64 PNG, so it can be mailed), ``<figure>.png`` for every figure, and ``results.json``
+  (validated against the packaged JSON Schema ``results.schema.json``), atomically.
 * :func:`build_results` / :func:`validate_results` give and check the JSON document alone.
+* :mod:`xai_checks.report.sections` holds :class:`ReportSection` and the registry that claims
+  and figures fill.
 
 Figures use matplotlib's object API on an Agg canvas; importing this package neither imports
 pyplot nor changes matplotlib's backend.
@@ -16,13 +18,15 @@ pyplot nor changes matplotlib's backend.
 from __future__ import annotations
 
 from xai_checks.report.schema import (
-    RESULTS_SCHEMA,
+    SCHEMA_FILE,
     SCHEMA_ID,
     SCHEMA_VERSION,
     SchemaError,
     build_results,
+    results_schema,
     validate_results,
 )
+from xai_checks.report.sections import ReportSection, register_claim_section, register_section
 from xai_checks.report.writer import (
     REPORT_FILES,
     REPORT_MARKER,
@@ -34,13 +38,17 @@ from xai_checks.report.writer import (
 __all__ = [
     "REPORT_FILES",
     "REPORT_MARKER",
-    "RESULTS_SCHEMA",
+    "SCHEMA_FILE",
     "SCHEMA_ID",
     "SCHEMA_VERSION",
     "ReportExistsError",
+    "ReportSection",
     "SchemaError",
     "build_results",
     "is_report_folder",
+    "register_claim_section",
+    "register_section",
+    "results_schema",
     "validate_results",
     "write_report",
 ]

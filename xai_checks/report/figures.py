@@ -4,7 +4,8 @@ Nothing here touches pyplot or the global backend: every figure is a
 :class:`matplotlib.figure.Figure` bound to its own :class:`FigureCanvasAgg`, rendered to PNG
 bytes and cleared. Each builder takes ``(study, verdicts)`` and returns ``(figure, caption)``,
 or ``None`` when the study holds nothing to draw (a phase that did not run, no control model,
-no mosaics); :func:`render_figures` calls them in page order, by name, so a test can replace one.
+no mosaics); :func:`render_figure` calls one by name (looked up at call time, so a test can
+replace it), and the report's sections pick the figures they show.
 
 Colours are fixed per layer (:data:`LAYER_COLORS`, Okabe-Ito, colour-blind safe) in every
 figure; the model under test is drawn solid/filled, controls dashed/hatched.
@@ -18,17 +19,22 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 
 import numpy as np
+from markupsafe import escape
+
+from xai_checks.fmt import number as fmt
+from xai_checks.fmt import pvalue as fmt_p
+from xai_checks.report.naming import method_name, model_roles, reason_texts
 
 __all__ = [
     "FIGURES",
     "LAYER_COLORS",
+    "NARROW",
     "RenderedFigure",
     "layer_color",
-    "render_figures",
+    "render_figure",
 ]
 
 DPI = 110
@@ -70,7 +76,6 @@ class RenderedFigure:
     """One figure of the report: ``name`` is the PNG's file stem; ``caption`` is HTML."""
 
     name: str
-    section: str
     title: str
     caption: str
     png: bytes
@@ -141,38 +146,9 @@ def _quantile(values: Any, q: float) -> float:
     return float(np.quantile(a, q)) if a.size else math.nan
 
 
-def fmt(x: Any, digits: int = 3) -> str:
-    """A short number: 0.0123, 0.000733, 1.2e-05, or an en dash for missing values."""
-    if x is None:
-        return "–"
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return str(x)
-    if not math.isfinite(v):
-        return "–"
-    if v == 0:
-        return "0"
-    if abs(v) < 1e-4 or abs(v) >= 1e5:
-        return f"{v:.{max(digits - 2, 1)}e}"
-    text = f"{v:.{digits}g}"
-    if "e" in text:  # e.g. 1.23e+04 from 'g' formatting
-        text = f"{v:.0f}"
-    return text
-
-
-def fmt_p(p: Any) -> str:
-    if p is None:
-        return "–"
-    try:
-        v = float(p)
-    except (TypeError, ValueError):
-        return "–"
-    if not math.isfinite(v):
-        return "–"
-    if v < 1e-3:
-        return f"{v:.1e}"
-    return f"{v:.2g}"
+def _e(value: Any) -> str:
+    """HTML-escaped text as a plain ``str`` (so it concatenates with caption markup as is)."""
+    return str(escape(value))
 
 
 def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
@@ -180,7 +156,9 @@ def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
 
 
 def _main_and_controls(study: Any) -> tuple[str | None, list[str]]:
-    return study.under_test.name, list(study.controls)
+    """The model under test and the controls, by their recorded roles."""
+    names = [name for name, _, _ in model_roles(study)]
+    return (names[0] if names else None), names[1:]
 
 
 def _model_label(study: Any, name: str) -> str:
@@ -370,7 +348,8 @@ def ratio_boxplots(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | Non
     caption = (
         f"<b>How to read:</b> each box is one layer over {n} photos (dots are photos; the number "
         f"above a box is its median). The left panel is the original study's measurement "
-        f"&mdash; the share of Grad-CAM pixels above {threshold:g}. The other panels repeat it "
+        f"&mdash; the share of {method_name(study)} pixels above {threshold:g}. "
+        "The other panels repeat it "
         "where the claim predicts <i>no</i> rise: a network that never learned anything, and "
         "the same maps pooled to one common resolution. "
         f"<b>What to conclude:</b> {_ratio_conclusion(seed_v)}"
@@ -379,31 +358,17 @@ def ratio_boxplots(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | Non
 
 
 def _ratio_conclusion(v: Any) -> str:
+    """The claim's own verdict and reasons (the report does not re-derive them)."""
     if v is None:
         return "no verdict was computed for this claim."
-    un = v.controls.get("untrained") or {}
-    pooled = v.controls.get("pooled") or {}
-    bits = []
-    if v.status.value == "CONFOUNDED":
-        bits.append(
-            "the rise with depth is real in the numbers, but it is not evidence of "
-            "focus on the label:"
-        )
-        if un.get("ran") and un.get("passes"):
-            bits.append("an untrained network shows the same rise;")
-        if pooled.get("ran") and not pooled.get("passes"):
-            bits.append(
-                "and it disappears once every layer is compared at the same "
-                "resolution &mdash; coarser maps simply put more pixels above any "
-                "fixed threshold."
-            )
-    elif v.status.value == "SUPPORTED":
-        bits.append("the ratio rises with depth, and neither control reproduces the rise.")
-    elif v.status.value == "REFUTED":
-        bits.append("the ratio does not rise with depth here: " + escape("; ".join(v.reasons)))
-    else:
-        bits.append("the evidence is not enough to decide: " + escape("; ".join(v.reasons)))
-    return " ".join(bits)
+    reasons = _e("; ".join(reason_texts(v)))
+    status = str(getattr(v.status, "value", v.status))
+    lead = {
+        "CONFOUNDED": "the rise with depth is in the numbers, but a control explains it",
+        "SUPPORTED": "the ratio rises with depth, and no control reproduces the rise",
+        "REFUTED": "the ratio does not rise with depth here",
+    }.get(status, "the evidence is not enough to decide")
+    return f"{lead} ({status}: {reasons})." if reasons else f"{lead} ({status})."
 
 
 def threshold_sweep(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
@@ -469,8 +434,8 @@ def threshold_sweep(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | No
     names = [r.name for r in runs]
     caption = (
         "<b>How to read:</b> for each layer, the median share of pixels above a threshold, as "
-        f"the threshold moves; solid lines are <b>{escape(names[0])}</b>"
-        + (f", dashed lines <b>{escape(', '.join(names[1:]))}</b>" if len(names) > 1 else "")
+        f"the threshold moves; solid lines are <b>{_e(names[0])}</b>"
+        + (f", dashed lines <b>{_e(', '.join(names[1:]))}</b>" if len(names) > 1 else "")
         + ". The dotted line marks the study's choice. Zero medians are not drawn (log axis). "
         "<b>What to conclude:</b> if the layers keep the same order at every threshold, for "
         "the trained <i>and</i> the untrained network, the ordering is a property of the map "
@@ -526,18 +491,22 @@ def overlays(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
         return None
     run = study.runs[main]
     fig = _overlay_grid(
-        study, run, title=f"{_model_label(study, main)}: Grad-CAM for the true class at each layer"
+        study,
+        run,
+        title=f"{_model_label(study, main)}: {method_name(study)} for the "
+        f"{study.config.target} class at each layer",
     )
     if fig is None:
         return None
     t = study.config.threshold
     caption = (
         "<b>How to read:</b> each row is a photo (title: true class, the model's prediction and "
-        "its confidence; green when right). Each column overlays one layer's Grad-CAM map on the "
+        "its confidence; green when right). Each column overlays one layer's "
+        f"{method_name(study)} map on the "
         "photo (red = high, blue = low); the white outline encloses the pixels above "
         f"{t:g}, whose share is the ratio written underneath. "
         "<b>What to conclude:</b> deeper layers give fewer, larger blobs &mdash; the deepest map "
-        "is the coarsest (7&times;7 for ResNet-50 at 224 px) and is upsampled, so its outlined "
+        "is the coarsest and is upsampled to the photo, so its outlined "
         "area is large by construction. Whether a blob "
         "sits on the labelled object is judged by eye here; the grid pointing game below "
         "measures it."
@@ -560,25 +529,14 @@ def overlays_control(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | N
     )
     if fig is None:
         return None
-    seed_v = _verdict(verdicts, "ratio")
-    ctrl = (seed_v.controls.get("untrained") or {}) if seed_v is not None else {}
-    if ctrl.get("ran") and ctrl.get("passes"):
-        conclusion = (
-            "these maps carry no knowledge of the classes, yet over all photos the control "
-            "passes the study's test too (ratio rising with depth, Kruskal-Wallis p = "
-            f"{fmt_p((ctrl.get('test') or {}).get('pvalue'))}): the ratio tracks the maps' "
-            "resolution, not what the network learned."
-        )
-    elif ctrl.get("ran"):
-        conclusion = (
-            "these maps carry no knowledge of the classes, and over all photos the control "
-            "does not pass the study's test: the trained network's rise is not reproduced here."
-        )
-    else:
-        conclusion = "compare the shapes with the trained network's maps above."
+    conclusion = (
+        "these maps come from a network that learned nothing about the classes; where they "
+        "look like the trained network's maps above, the maps' shape comes from the "
+        "architecture and the photo, not from what the network learned."
+    )
     caption = (
         f"<b>How to read:</b> the same grid for the control network "
-        f"<b>{escape(run.name)}</b> (first {min(CONTROL_ROWS, len(run.examples))} photos). "
+        f"<b>{_e(run.name)}</b> (first {min(CONTROL_ROWS, len(run.examples))} photos). "
         f"<b>What to conclude:</b> {conclusion}"
     )
     return fig, caption
@@ -614,7 +572,7 @@ def box_mass(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
     caption = (
         f"<b>How to read:</b> for the {n} photos with an object box, the share of each map's "
         "mass (energy) inside the box, per layer; filled boxes are "
-        f"{escape(runs[0].name)}, hatched ones the control. "
+        f"{_e(runs[0].name)}, hatched ones the control. "
         "<b>What to conclude:</b> higher is better localisation; compare it with the box's own "
         "share of the image, which is what a uniform map would score."
     )
@@ -684,8 +642,8 @@ def gridpg_scores(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None
     caption = (
         f"<b>How to read:</b> {n} mosaics of four photos of different classes; the map explains "
         "one cell's class, and the score is the share of the map's mass inside that cell "
-        f"(dashed line: chance, {chance:g}). Filled boxes: <b>{escape(names[0])}</b>"
-        + (f"; hatched: <b>{escape(', '.join(names[1:]))}</b>" if len(names) > 1 else "")
+        f"(dashed line: chance, {chance:g}). Filled boxes: <b>{_e(names[0])}</b>"
+        + (f"; hatched: <b>{_e(', '.join(names[1:]))}</b>" if len(names) > 1 else "")
         + ". <b>What to conclude:</b> this is the direct test of &lsquo;deeper layers focus on "
         "the label&rsquo;: the trained network should climb well above chance with depth while "
         "the untrained one stays near it. " + _gridpg_conclusion(v)
@@ -702,8 +660,8 @@ def _gridpg_conclusion(v: Any) -> str:
         if m:
             vals = list(m.items())
             bits.append(
-                f"{escape(name)}: median {fmt(vals[0][1])} at {vals[0][0]} &rarr; "
-                f"{fmt(vals[-1][1])} at {vals[-1][0]}"
+                f"{_e(name)}: median {fmt(vals[0][1])} at {_e(vals[0][0])} &rarr; "
+                f"{fmt(vals[-1][1])} at {_e(vals[-1][0])}"
             )
     return ("Here: " + "; ".join(bits) + ".") if bits else ""
 
@@ -841,7 +799,7 @@ def sanity_cascade(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | Non
         ax.legend(loc="upper right")
     n = max((len(sanity.rho.get(s, [])) for s in steps), default=0)
     caption = (
-        f"<b>How to read:</b> the {escape(sanity.layer)} map of {n} photos is recomputed after "
+        f"<b>How to read:</b> the {_e(sanity.layer)} map of {n} photos is recomputed after "
         "re-initialising the network's weights block by block, from the classifier down; each "
         "point is how similar (rank correlation) a photo's map stays to its original. "
         f"<b>What to conclude:</b> an explanation that depends on what the network learned must "
@@ -855,7 +813,7 @@ def _sanity_conclusion(v: Any, steps: Sequence[str], med: np.ndarray) -> str:
         return ""
     if v.status.value == "SUPPORTED":
         return "here it does, at every step."
-    return escape("; ".join(v.reasons)) + "."
+    return _e("; ".join(reason_texts(v))) + "."
 
 
 def sanity_examples(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
@@ -946,7 +904,8 @@ def agreement(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
         ax.grid(False, axis="y")
         ax.set_xlabel("largest |native − Captum| over all pixels and photos (log)")
     caption = (
-        "<b>How to read:</b> the largest pixel difference between this package's Grad-CAM and "
+        f"<b>How to read:</b> the largest pixel difference between this package's "
+        f"{method_name(study)} and "
         "Captum's on the same photos, per layer, against the tolerance (dashed). "
         "<b>What to conclude:</b> bars left of the line mean the numbers above do not depend on "
         "which implementation computed the maps."
@@ -954,39 +913,41 @@ def agreement(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
     return fig, caption
 
 
-#: (builder name, file stem, section, title), in page order.
-FIGURES: tuple[tuple[str, str, str, str], ...] = (
-    ("ratio_boxplots", "ratio_boxplots", "ratio", "The study's measurement, with its controls"),
-    ("threshold_sweep", "threshold_sweep", "ratio", "Does the choice of 0.85 matter?"),
-    ("overlays", "overlays", "ratio", "What the maps look like"),
-    ("overlays_control", "overlays_control", "ratio", "The same photos, untrained network"),
-    ("box_mass", "box_mass", "ratio", "Map mass inside the object box"),
-    ("gridpg_scores", "gridpg_scores", "gridpg", "Grid pointing game scores"),
-    ("gridpg_examples", "gridpg_examples", "gridpg", "Example mosaics"),
-    ("sanity_cascade", "sanity_cascade", "sanity", "Cascading randomisation"),
-    ("sanity_examples", "sanity_examples", "sanity", "One photo through the cascade"),
-    ("agreement", "agreement", "agreement", "Native vs Captum"),
-)
+#: file stem (= builder name) -> title; the sections pick the figures they show
+FIGURES: dict[str, str] = {
+    "ratio_boxplots": "The study's measurement, with its controls",
+    "threshold_sweep": "Does the choice of threshold matter?",
+    "overlays": "What the maps look like",
+    "overlays_control": "The same photos, control network",
+    "box_mass": "Map mass inside the object box",
+    "gridpg_scores": "Grid pointing game scores",
+    "gridpg_examples": "Example mosaics",
+    "sanity_cascade": "Cascading randomisation",
+    "sanity_examples": "One photo through the cascade",
+    "agreement": "Native vs Captum",
+}
+#: figures drawn narrower than the page (plots rather than photo grids)
+NARROW = frozenset({"threshold_sweep", "gridpg_scores", "sanity_cascade", "agreement", "box_mass"})
 
 
-def render_figures(study: Any, verdicts: Sequence[Any]) -> list[RenderedFigure]:
-    """Every applicable figure, rendered to PNG, in page order."""
-    out: list[RenderedFigure] = []
-    module = globals()
-    for builder_name, stem, section, title in FIGURES:
-        builder = module[builder_name]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            built = builder(study, verdicts)
-        if built is None:
-            continue
-        fig, caption = built
-        if stem == "threshold_sweep":
-            title = f"Does the choice of {study.config.threshold:g} matter?"
-        if stem == "overlays_control":
-            names = list(study.runs)
-            title = f"The same photos, {names[1]} network" if len(names) > 1 else title
-        with _style():
-            png = _png(fig)
-        out.append(RenderedFigure(stem, section, title, caption, png))
-    return out
+def _title(name: str, study: Any) -> str:
+    if name == "threshold_sweep":
+        return f"Does the choice of {study.config.threshold:g} matter?"
+    if name == "overlays_control":
+        _, controls = _main_and_controls(study)
+        return f"The same photos, {controls[0]} network" if controls else FIGURES[name]
+    return FIGURES[name]
+
+
+def render_figure(name: str, study: Any, verdicts: Sequence[Any]) -> RenderedFigure | None:
+    """The figure ``name`` rendered to PNG, or ``None`` when the study has nothing to draw."""
+    builder = globals()[name]  # looked up at call time, so a test can replace a builder
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        built = builder(study, verdicts)
+    if built is None:
+        return None
+    fig, caption = built
+    with _style():
+        png = _png(fig)
+    return RenderedFigure(name, _title(name, study), caption, png)

@@ -1,333 +1,67 @@
 """``results.json``: the machine-readable twin of ``report.html``.
 
-Schema ``"xai-checks/results"``, version 1. One JSON object (UTF-8, no NaN: every NaN or
-infinity is written as ``null``)::
-
-    {
-      "schema": "xai-checks/results",
-      "schema_version": 1,
-      "generated": "2025-01-31T12:00:00+00:00",    # when the report was written (UTC)
-      "provenance": {
-        "versions": {"xai_checks": ..., "python": ..., "torch": ..., "torchvision": ...,
-                     "captum": ..., "numpy": ..., "scipy": ...},
-        "platform": str | null, "processor": str | null,
-        "device": "cpu" | "cuda:0" | ..., "gpu": str | null, "cuda": str | null,
-        "threads": int | null,
-        "seed": int,                                 # StudyConfig.seed
-        "run_time_s": float | null,                  # the study's total wall time
-        "timings_s": {"ratio": float, "gridpg": float, ...},
-        "command": str | null,                       # extra["command"], when given
-        "models": {"<model>": {"source": ..., "arch": ..., "path": ..., "sha256": ...,
-                               "seed": ..., "detail": ...}}
-      },
-      "config": {...},                               # StudyConfig.to_dict()
-      "photoset": {
-        "name": str, "layout": str | null, "root": str | null,
-        "counts": {"listed": int | null, "used": int, "skipped": int, "classes": int},
-        "classes": {"<class name>": int},            # photos used per true class
-        "skipped": [{"file": str, "reason": str}]
-      },
-      "models": {
-        "<model>": {
-          "weights": {...},                          # as in provenance.models
-          "layers": ["layer1", ...],
-          "n_images": int, "accuracy": float | null,
-          "photos": [                                # one row per photo, in study order
-            {"file": str, "label": int, "label_name": str, "pred": int, "pred_name": str,
-             "confidence": float, "true_confidence": float | null, "correct": bool,
-             "target": int | null,
-             "ratio": {"<layer>": float | null},            # the study's metric
-             "ratio_pooled": {"<layer>": float | null},     # after pooling to coarsest grid
-             "sweep": {"<layer>": [float | null, ...]},     # ratio at config.sweep thresholds
-             "box": [x0, y0, x1, y1] | null,                # in model-input pixels, if any
-             "box_mass": {"<layer>": float | null} | null}  # Grad-CAM mass inside the box
-          ]
-        }
-      },
-      "gridpg": null | {                             # null: the phase did not run
-        "layers": [...], "n_candidates": int, "n_mosaics": int, "note": str,
-        "specs": [{"files": [4 x str], "labels": [4 x int], "names": [4 x str], "cell": int}],
-        "scores": {"<model>": [[float | null per layer] per mosaic]}
-      },
-      "sanity": null | {"layer": str, "steps": [str],
-                        "rho": {"<step>": [float | null per image]}},
-      "agreement": null | {"<layer>": float | null},  # max |native - captum| per layer
-      "tests": [                                     # every statistical test that was run
-        {"claim": str, "name": str, "model": str | null, "result": {...}}
-      ],
-      "verdicts": [Verdict.to_dict(), ...],
-      "extra": {...}                                 # whatever the caller passed as ``extra``
-    }
-
-``tests[*].name`` is the key in the verdict's ``tests`` (``primary``, ``page_trend``,
-``friedman``, ``wilcoxon_holm``, ``last_layer_above_chance``...) or ``control:<name>`` for a
-control's own run of the claim's test.
-
-:data:`RESULTS_SCHEMA` says the same as a JSON-schema (draft 2020-12 subset) dict, and
-:func:`validate_results` checks a loaded document against it without needing ``jsonschema``
-(it implements the keywords used here: ``type``, ``const``, ``enum``, ``required``,
-``properties``, ``additionalProperties``, ``items``, ``minItems``, ``maxItems``, ``minimum``).
-Version bumps: adding an optional field keeps ``schema_version``; renaming, removing or changing
-the meaning of a field bumps it.
+The document's schema is one JSON Schema file shipped in the package,
+``xai_checks/report/results.schema.json`` (draft 2020-12, ``xai-checks/results`` v1); read it
+for every field's meaning. :func:`validate_results` checks a document against it with
+``jsonschema``; :func:`build_results` builds the document from a study and its verdicts.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import math
+import functools
+import json
+import platform
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 
 from xai_checks._util import jsonable
 
 __all__ = [
-    "RESULTS_SCHEMA",
+    "SCHEMA_FILE",
     "SCHEMA_ID",
     "SCHEMA_VERSION",
     "SchemaError",
     "build_results",
+    "cpu_model",
     "jsonable",
+    "results_schema",
     "validate_results",
 ]
 
 SCHEMA_ID = "xai-checks/results"
 SCHEMA_VERSION = 1
-
-# --------------------------------------------------------------------------- the schema
-
-_NUM = {"type": ["number", "null"]}
-_STR = {"type": "string"}
-_OSTR = {"type": ["string", "null"]}
-_INT = {"type": "integer"}
-_OINT = {"type": ["integer", "null"]}
-_LAYER_NUMS = {"type": "object", "additionalProperties": _NUM}
-_WEIGHTS = {
-    "type": "object",
-    "required": ["source"],
-    "properties": {
-        "source": _STR,
-        "arch": _OSTR,
-        "path": _OSTR,
-        "sha256": _OSTR,
-        "seed": _OINT,
-        "detail": _OSTR,
-    },
-}
-_PHOTO = {
-    "type": "object",
-    "required": [
-        "file",
-        "label",
-        "label_name",
-        "pred",
-        "pred_name",
-        "confidence",
-        "correct",
-        "ratio",
-        "ratio_pooled",
-    ],
-    "properties": {
-        "file": _STR,
-        "label": _INT,
-        "label_name": _STR,
-        "pred": _INT,
-        "pred_name": _STR,
-        "confidence": _NUM,
-        "true_confidence": _NUM,
-        "correct": {"type": "boolean"},
-        "target": _OINT,
-        "ratio": _LAYER_NUMS,
-        "ratio_pooled": _LAYER_NUMS,
-        "sweep": {"type": "object", "additionalProperties": {"type": "array", "items": _NUM}},
-        "box": {"type": ["array", "null"], "items": _NUM, "minItems": 4, "maxItems": 4},
-        "box_mass": {"type": ["object", "null"], "additionalProperties": _NUM},
-    },
-}
-_TEST = {
-    "type": "object",
-    "required": ["claim", "name", "result"],
-    "properties": {"claim": _STR, "name": _STR, "model": _OSTR, "result": {"type": "object"}},
-}
-_VERDICT = {
-    "type": "object",
-    "required": ["claim", "status", "reasons", "n", "tests", "medians", "controls"],
-    "properties": {
-        "claim": {
-            "type": "object",
-            "required": ["id", "hypothesis", "metric", "test", "layers", "alpha"],
-            "properties": {"id": _STR, "hypothesis": _STR, "alpha": {"type": "number"}},
-        },
-        "status": {"enum": ["SUPPORTED", "REFUTED", "INCONCLUSIVE", "CONFOUNDED"]},
-        "reasons": {"type": "array", "items": _STR},
-        "n": _INT,
-        "tests": {"type": "object"},
-        "medians": {"type": "object"},
-        "controls": {"type": "object"},
-    },
-}
-
-RESULTS_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "$id": "https://xai-checks/schemas/results-1.json",
-    "title": "xai-checks study results",
-    "type": "object",
-    "required": [
-        "schema",
-        "schema_version",
-        "generated",
-        "provenance",
-        "config",
-        "photoset",
-        "models",
-        "gridpg",
-        "sanity",
-        "agreement",
-        "tests",
-        "verdicts",
-        "extra",
-    ],
-    "additionalProperties": False,
-    "properties": {
-        "schema": {"const": SCHEMA_ID},
-        "schema_version": {"const": SCHEMA_VERSION},
-        "generated": _STR,
-        "provenance": {
-            "type": "object",
-            "required": [
-                "versions",
-                "device",
-                "threads",
-                "seed",
-                "run_time_s",
-                "timings_s",
-                "command",
-                "models",
-            ],
-            "properties": {
-                "versions": {"type": "object", "additionalProperties": _OSTR},
-                "platform": _OSTR,
-                "processor": _OSTR,
-                "device": _OSTR,
-                "gpu": _OSTR,
-                "cuda": _OSTR,
-                "threads": _OINT,
-                "seed": _OINT,
-                "run_time_s": _NUM,
-                "timings_s": _LAYER_NUMS,
-                "command": _OSTR,
-                "models": {"type": "object", "additionalProperties": _WEIGHTS},
-            },
-        },
-        "config": {
-            "type": "object",
-            "required": ["layers", "threshold", "seed"],
-            "properties": {
-                "layers": {"type": "array", "items": _STR},
-                "threshold": {"type": "number"},
-                "sweep": {"type": "array", "items": {"type": "number"}},
-                "seed": _INT,
-            },
-        },
-        "photoset": {
-            "type": "object",
-            "required": ["name", "layout", "root", "counts", "classes", "skipped"],
-            "properties": {
-                "name": _STR,
-                "layout": _OSTR,
-                "root": _OSTR,
-                "counts": {
-                    "type": "object",
-                    "required": ["listed", "used", "skipped", "classes"],
-                    "properties": {
-                        "listed": _OINT,
-                        "used": _INT,
-                        "skipped": _INT,
-                        "classes": _INT,
-                    },
-                },
-                "classes": {"type": "object", "additionalProperties": _INT},
-                "skipped": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["file", "reason"],
-                        "properties": {"file": _STR, "reason": _STR},
-                    },
-                },
-            },
-        },
-        "models": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "required": ["weights", "layers", "n_images", "accuracy", "photos"],
-                "properties": {
-                    "weights": _WEIGHTS,
-                    "layers": {"type": "array", "items": _STR},
-                    "n_images": _INT,
-                    "accuracy": _NUM,
-                    "photos": {"type": "array", "items": _PHOTO},
-                },
-            },
-        },
-        "gridpg": {
-            "type": ["object", "null"],
-            "required": ["layers", "n_candidates", "n_mosaics", "note", "specs", "scores"],
-            "properties": {
-                "layers": {"type": "array", "items": _STR},
-                "n_candidates": _INT,
-                "n_mosaics": _INT,
-                "note": _STR,
-                "specs": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["files", "labels", "names", "cell"],
-                        "properties": {
-                            "files": {"type": "array", "items": _STR},
-                            "labels": {"type": "array", "items": _INT},
-                            "names": {"type": "array", "items": _STR},
-                            "cell": {"type": "integer", "minimum": 0},
-                        },
-                    },
-                },
-                "scores": {
-                    "type": "object",
-                    "additionalProperties": {
-                        "type": "array",
-                        "items": {"type": "array", "items": _NUM},
-                    },
-                },
-            },
-        },
-        "sanity": {
-            "type": ["object", "null"],
-            "required": ["layer", "steps", "rho"],
-            "properties": {
-                "layer": _STR,
-                "steps": {"type": "array", "items": _STR},
-                "rho": {
-                    "type": "object",
-                    "additionalProperties": {"type": "array", "items": _NUM},
-                },
-            },
-        },
-        "agreement": {"type": ["object", "null"], "additionalProperties": _NUM},
-        "tests": {"type": "array", "items": _TEST},
-        "verdicts": {"type": "array", "items": _VERDICT},
-        "extra": {"type": "object"},
-    },
-}
+#: the schema's file name inside the ``xai_checks.report`` package
+SCHEMA_FILE = "results.schema.json"
 
 
-# --------------------------------------------------------------------------- validation
+@functools.cache
+def _schema_text() -> str:
+    return resources.files("xai_checks.report").joinpath(SCHEMA_FILE).read_text("utf-8")
+
+
+def results_schema() -> dict[str, Any]:
+    """The JSON Schema of ``results.json`` (a fresh copy of the packaged file)."""
+    schema: dict[str, Any] = json.loads(_schema_text())
+    return schema
+
+
+@functools.cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = results_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
 
 
 class SchemaError(ValueError):
-    """A results document that does not follow :data:`RESULTS_SCHEMA`; ``errors`` lists why."""
+    """A results document that does not follow the schema; ``errors`` lists why."""
 
     def __init__(self, errors: Sequence[str]):
         self.errors = list(errors)
@@ -336,78 +70,35 @@ class SchemaError(ValueError):
         super().__init__(f"results do not follow {SCHEMA_ID} v{SCHEMA_VERSION}: {shown}{more}")
 
 
-def _type_ok(value: Any, name: str) -> bool:
-    if name == "null":
-        return value is None
-    if name == "boolean":
-        return isinstance(value, bool)
-    if name == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if name == "number":
-        return (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(float(value))
-        )
-    if name == "string":
-        return isinstance(value, str)
-    if name == "array":
-        return isinstance(value, list)
-    if name == "object":
-        return isinstance(value, dict)
-    raise ValueError(f"schema uses unknown type {name!r}")
+def validate_results(doc: Any) -> None:
+    """Raise :class:`SchemaError` unless ``doc`` (a loaded ``results.json``) follows the schema.
 
-
-def _check(value: Any, schema: Mapping[str, Any], where: str, errors: list[str]) -> None:
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{where}: expected {schema['const']!r}, got {value!r}")
-        return
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{where}: {value!r} is not one of {schema['enum']}")
-        return
-    if "type" in schema:
-        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_type_ok(value, n) for n in names):
-            errors.append(f"{where}: expected {' or '.join(names)}, got {type(value).__name__}")
-            return
-    if value is None:
-        return
-    if "minimum" in schema and isinstance(value, int | float) and value < schema["minimum"]:
-        errors.append(f"{where}: {value} < minimum {schema['minimum']}")
-    if isinstance(value, dict):
-        for key in schema.get("required", ()):
-            if key not in value:
-                errors.append(f"{where}: missing required key {key!r}")
-        props = schema.get("properties", {})
-        extra = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            if not isinstance(key, str):
-                errors.append(f"{where}: non-string key {key!r}")
-            elif key in props:
-                _check(item, props[key], f"{where}.{key}", errors)
-            elif extra is False:
-                errors.append(f"{where}: unexpected key {key!r}")
-            elif isinstance(extra, dict):
-                _check(item, extra, f"{where}.{key}", errors)
-    if isinstance(value, list):
-        if "minItems" in schema and len(value) < schema["minItems"]:
-            errors.append(f"{where}: {len(value)} items < {schema['minItems']}")
-        if "maxItems" in schema and len(value) > schema["maxItems"]:
-            errors.append(f"{where}: {len(value)} items > {schema['maxItems']}")
-        if "items" in schema:
-            for i, item in enumerate(value):
-                _check(item, schema["items"], f"{where}[{i}]", errors)
-
-
-def validate_results(doc: Any, *, schema: Mapping[str, Any] = RESULTS_SCHEMA) -> None:
-    """Raise :class:`SchemaError` unless ``doc`` (a loaded ``results.json``) follows ``schema``."""
-    errors: list[str] = []
-    _check(doc, schema, "$", errors)
+    Also refuses NaN and infinity, which JSON cannot hold (the schema's ``number`` cannot say so).
+    """
+    errors = [
+        f"{e.json_path}: {e.message}"
+        for e in sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path))
+    ]
+    try:
+        json.dumps(doc, allow_nan=False)
+    except ValueError:
+        errors.append("$: holds NaN or infinity (write null for a missing number)")
+    except TypeError as exc:
+        errors.append(f"$: not JSON data ({exc})")
     if errors:
         raise SchemaError(errors)
 
 
-# --------------------------------------------------------------------------- building
+def cpu_model() -> str | None:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or None
 
 
 _VERSION_KEYS = ("xai_checks", "python", "torch", "torchvision", "captum", "numpy", "scipy")
@@ -430,6 +121,7 @@ def _provenance(study: Any, extra: Mapping[str, Any]) -> dict[str, Any]:
         "versions": {k: None if v is None else str(v) for k, v in versions.items()},
         "platform": prov.get("platform"),
         "processor": prov.get("processor"),
+        "cpu": prov.get("cpu") or cpu_model(),
         "device": prov.get("device"),
         "gpu": prov.get("gpu"),
         "cuda": prov.get("cuda"),

@@ -1,23 +1,157 @@
-"""Report sections: what one part of the page shows (interface 5 of the team brief).
+"""The report's sections: one dataclass, one registry, one place to add a section.
 
-A claim's ``report_section(study, verdict)`` returns one of these; the report renders every
-section of the claims a run evaluated (the registry and the Jinja2 templates live with the
-report).
+A page is a list of :class:`ReportSection` records, each rendered by its own Jinja2 template
+(autoescape on) from ``xai_checks/report/templates/``. They come from three places, in order:
+
+1. page sections registered with ``order < 500`` (the verdict table);
+2. one section per evaluated claim, in the order the claims were evaluated: the claim's own
+   ``Claim.report_section(study, verdict)`` when it has one, else the built-in section
+   registered for its metric with :func:`register_claim_section`, else a generic section that
+   shows the verdict and its reasons (so every claim a run evaluated is on the page);
+3. page sections registered with ``order >= 500`` (what was skipped, provenance).
+
+A third-party claim adds its section by returning a :class:`ReportSection` from
+``report_section``; its ``template`` is either the name of a template here (``"claim.html.j2"``
+is a generic one that shows ``context["lead"]``, the figures and ``context["html"]``) or
+Jinja2 source text of its own. ``figures`` maps a file stem to PNG bytes or a matplotlib
+``Figure``; each is written as ``<stem>.png`` beside the report and embedded in the page,
+with ``context["figure_text"][stem] = {"title": ..., "caption": ...}`` when given.
 """
 
 from __future__ import annotations
 
+import io
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+__all__ = [
+    "ReportSection",
+    "SectionBuilder",
+    "collect_sections",
+    "figure_png",
+    "register_claim_section",
+    "register_section",
+]
 
 
 @dataclass
 class ReportSection:
-    """One section of the report page: a template under ``report/templates/`` and its data."""
+    """One section of the page.
+
+    ``id`` is the HTML anchor (and must be unique on a page); ``template`` a template name under
+    ``xai_checks/report/templates/`` or inline Jinja2 source; ``context`` what the template reads
+    (as ``section.context``); ``figures`` file stem -> PNG bytes or matplotlib ``Figure``.
+    """
 
     id: str
     title: str
     template: str
     context: dict[str, Any] = field(default_factory=dict)
-    #: name -> PNG bytes or a matplotlib Figure
     figures: dict[str, Any] = field(default_factory=dict)
+
+
+#: ``builder(study, verdicts, doc) -> ReportSection | None`` for a page section
+SectionBuilder = Callable[[Any, Sequence[Any], Mapping[str, Any]], "ReportSection | None"]
+#: ``builder(study, verdict, verdicts, doc) -> ReportSection | None`` for a claim's section
+ClaimSectionBuilder = Callable[[Any, Any, Sequence[Any], Mapping[str, Any]], "ReportSection | None"]
+
+_PAGE: dict[str, tuple[float, SectionBuilder]] = {}
+_CLAIM: dict[str, ClaimSectionBuilder] = {}
+_STEM = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+#: page sections with an order below this come before the claims' sections
+CLAIMS_AT = 500.0
+
+
+def register_section(
+    section_id: str, *, order: float
+) -> Callable[[SectionBuilder], SectionBuilder]:
+    """Register a page section (not tied to a claim); ``order`` places it on the page."""
+
+    def wrap(builder: SectionBuilder) -> SectionBuilder:
+        _PAGE[section_id] = (order, builder)
+        return builder
+
+    return wrap
+
+
+def register_claim_section(
+    metric: str,
+) -> Callable[[ClaimSectionBuilder], ClaimSectionBuilder]:
+    """Register the built-in section of claims whose ``metric`` is ``metric``.
+
+    Used only when the claim does not provide its own ``report_section``.
+    """
+
+    def wrap(builder: ClaimSectionBuilder) -> ClaimSectionBuilder:
+        _CLAIM[metric] = builder
+        return builder
+
+    return wrap
+
+
+def _claim_section(
+    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+) -> ReportSection | None:
+    claim = verdict.claim
+    own = getattr(claim, "report_section", None)
+    if callable(own):
+        section = own(study, verdict)
+        if section is not None:
+            section.context.setdefault("verdict", verdict)
+            return section
+    builder = _CLAIM.get(str(getattr(claim, "metric", "")))
+    if builder is None:
+        builder = _CLAIM["*"]
+    return builder(study, verdict, verdicts, doc)
+
+
+def collect_sections(
+    study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+) -> list[ReportSection]:
+    """Every section of the page, in page order."""
+    from xai_checks.report import builtin  # noqa: F401  (registers the built-in sections)
+
+    page = sorted(_PAGE.items(), key=lambda item: item[1][0])
+    out: list[ReportSection] = []
+    for _, (order, builder) in page:
+        if order < CLAIMS_AT:
+            section = builder(study, verdicts, doc)
+            if section is not None:
+                out.append(section)
+    for verdict in verdicts:
+        section = _claim_section(study, verdict, verdicts, doc)
+        if section is not None:
+            out.append(section)
+    for _, (order, builder) in page:
+        if order >= CLAIMS_AT:
+            section = builder(study, verdicts, doc)
+            if section is not None:
+                out.append(section)
+    seen: set[str] = set()
+    stems: set[str] = set()
+    for section in out:
+        if section.id in seen:
+            raise ValueError(f"two report sections have the id {section.id!r}")
+        seen.add(section.id)
+        for stem in section.figures:
+            if not _STEM.fullmatch(stem) or stem in stems:
+                raise ValueError(
+                    f"section {section.id!r}: figure name {stem!r} is not a unique file stem "
+                    "of letters, digits, '_', '-' and '.'"
+                )
+            stems.add(stem)
+    return out
+
+
+def figure_png(figure: Any, *, dpi: float | None = None) -> bytes:
+    """PNG bytes of a section's figure: bytes pass through, a matplotlib ``Figure`` is saved."""
+    if isinstance(figure, bytes | bytearray):
+        return bytes(figure)
+    if hasattr(figure, "savefig"):
+        buffer = io.BytesIO()
+        kwargs = {} if dpi is None else {"dpi": dpi}
+        figure.savefig(buffer, format="png", **kwargs)
+        return buffer.getvalue()
+    raise TypeError(f"a report figure must be PNG bytes or a matplotlib Figure, not {figure!r}")

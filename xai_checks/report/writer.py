@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from xai_checks.report import figures as _figures
 from xai_checks.report.html import render_html
 from xai_checks.report.schema import build_results, validate_results
+from xai_checks.report.sections import collect_sections, figure_png
 
 __all__ = ["REPORT_FILES", "REPORT_MARKER", "ReportExistsError", "is_report_folder", "write_report"]
 
@@ -141,14 +141,17 @@ def write_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
-        rendered = _figures.render_figures(study, verdicts)
-        for fig in rendered:
-            _write(tmp / f"{fig.name}.png", fig.png)
         doc = build_results(study, verdicts, extra=extra)
         validate_results(doc)
+        sections = collect_sections(study, verdicts, doc)
+        for section in sections:
+            for stem, figure in section.figures.items():
+                png = figure_png(figure)
+                section.figures[stem] = png  # a matplotlib Figure is saved once
+                _write(tmp / f"{stem}.png", png)
         text = json.dumps(doc, indent=1, allow_nan=False, ensure_ascii=False)
         _write(tmp / "results.json", (text + "\n").encode("utf-8"))
-        page = render_html(study, verdicts, rendered, doc)
+        page = render_html(study, verdicts, sections, doc)
         _write(tmp / "report.html", page.encode("utf-8"))
         files = sorted(entry.name for entry in os.scandir(tmp))
         marker = {"schema": "xai-checks/report-folder", "files": files}

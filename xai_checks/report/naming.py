@@ -1,0 +1,68 @@
+"""How the report names things: the CAM method, each model's role and class, a claim's reasons.
+
+Read from what the study and the claims recorded, never assumed (no "Grad-CAM" or "ResNet-50"
+written into text that could describe another run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["METHOD_NAMES", "method_name", "model_class", "model_roles", "reason_texts"]
+
+#: how a CAM method's name is written for a reader
+METHOD_NAMES = {
+    "gradcam": "Grad-CAM",
+    "gradcam++": "Grad-CAM++",
+    "hirescam": "HiResCAM",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "LayerCAM",
+}
+
+
+def method_name(study: Any) -> str:
+    """The CAM method the study used, as a reader knows it (``Grad-CAM`` unless recorded)."""
+    method = str(getattr(study.config, "method", None) or "gradcam")
+    return METHOD_NAMES.get(method.lower(), method)
+
+
+def model_roles(study: Any) -> list[tuple[str, str, Any]]:
+    """``(name, role, run)`` for every model: ``under test`` first, then each control.
+
+    Reads the explicit roles (``study.under_test`` / ``study.controls``) where the study records
+    them; an older result falls back to its run order.
+    """
+    under = getattr(study, "under_test", None)
+    controls = getattr(study, "controls", None)
+    if under is not None and isinstance(controls, Mapping):
+        out = [(under.name, "under test", under)]
+        out += [(run.name, f"control: {role}", run) for role, run in controls.items()]
+        return out
+    names = list(study.runs)
+    return [
+        (name, "under test" if i == 0 else "control", study.runs[name])
+        for i, name in enumerate(names)
+    ]
+
+
+def model_class(run: Any) -> str | None:
+    """The model's class name, where the study recorded it."""
+    for attr in ("model_class", "class_name", "arch"):
+        value = getattr(run, attr, None)
+        if value:
+            return str(value)
+    weights = getattr(run, "weights", None) or {}
+    return weights.get("model_class") or weights.get("class_name")
+
+
+def reason_texts(verdict: Any) -> list[str]:
+    """A verdict's reasons as text: structured reasons (``{"code", "text"}``) or plain strings."""
+    out = []
+    for reason in getattr(verdict, "reasons", None) or []:
+        if isinstance(reason, Mapping):
+            out.append(str(reason.get("text") or reason.get("code") or ""))
+        else:
+            text = getattr(reason, "text", None)
+            out.append(str(text if text is not None else reason))
+    return [r for r in out if r]
