@@ -663,27 +663,32 @@ def test_page_escapes_everything(tmp_path: Path, low_dpi: None) -> None:
     assert "&lt;script&gt;" in html
 
 
-def test_a_claim_plugs_in_its_own_section(tmp_path: Path, low_dpi: None) -> None:
-    """``Claim.report_section`` returns a ReportSection with its own template and figure."""
-    from dataclasses import dataclass
-
-    from matplotlib.figure import Figure
-
-    from xai_checks.claims import Verdict
+def _third_party_claim(section: bool) -> Any:
+    from xai_checks.claims import Claim
     from xai_checks.report import ReportSection
 
-    @dataclass(frozen=True)
-    class MyClaim:
-        id: str = "my-claim"
-        hypothesis: str = "Maps <b>matter</b>."
-        metric: str = "mine"
-        layers: tuple[str, ...] = LAYERS
-        alpha: float = 0.05
+    class MyClaim(Claim):
+        id = "my-claim" if section else "other-claim"
+        title = "A third-party claim"
+        metric = "mine"
+        test = "none"
 
-        def to_dict(self) -> dict[str, Any]:
-            return {"id": self.id, "hypothesis": self.hypothesis, "alpha": self.alpha}
+        def hypothesis_for(self, study: Any) -> str:
+            return "Maps <b>matter</b>."
 
+        def evaluate(self, study: Any) -> Any:
+            verdict = self.verdict(study, 12)
+            verdict.status = Status.SUPPORTED if section else Status.REFUTED
+            verdict.add("because", "because <i>so</i>" if section else "it failed")
+            return verdict
+
+    if not section:
+        return MyClaim()
+
+    class WithSection(MyClaim):
         def report_section(self, study: Any, verdict: Any) -> ReportSection:
+            from matplotlib.figure import Figure
+
             fig = Figure(figsize=(2, 1))
             fig.subplots().plot([0, 1], [1, 0])
             return ReportSection(
@@ -693,19 +698,27 @@ def test_a_claim_plugs_in_its_own_section(tmp_path: Path, low_dpi: None) -> None
                 "{% for stem in section.figures %}"
                 '<img src="{{ png_uri(section.figures[stem]) }}">'
                 "{% endfor %}",
-                context={"word": "<i>hello</i>", "lead": "A third-party claim."},
+                context={
+                    "word": "<i>hello</i>",
+                    "lead": "A third-party claim.",
+                    "verdict": verdict,
+                },
                 figures={"my_plot": fig},
             )
 
+    return WithSection()
+
+
+def test_a_claim_plugs_in_its_own_section(tmp_path: Path, low_dpi: None) -> None:
+    """``Claim.report_section`` returns a ReportSection with its own template and figure."""
     study = make_study(gridpg=None, sanity=False, agreement=False, examples=False)
-    verdicts = [
-        *evaluate_all(study),
-        Verdict(MyClaim(), Status.SUPPORTED, ["because"], 12),  # type: ignore[arg-type]
-    ]
+    claim = _third_party_claim(section=True)
+    verdicts = [*evaluate_all(study), claim.evaluate(study)]
     out = write_report(study, verdicts, tmp_path / "r")
     html = (out / "report.html").read_text()
     assert "<p class='mine'>&lt;i&gt;hello&lt;/i&gt;</p>" in html
     assert 'id="mine"' in html and "My own check" in html
+    assert "because &lt;i&gt;so&lt;/i&gt;" in html  # its structured reason, escaped
     assert (out / "my_plot.png").read_bytes().startswith(PNG_MAGIC)
     assert len(_imgs(html)) == len(list(out.glob("*.png")))
     doc = json.loads((out / "results.json").read_text())
@@ -713,13 +726,13 @@ def test_a_claim_plugs_in_its_own_section(tmp_path: Path, low_dpi: None) -> None
 
 
 def test_a_claim_without_a_section_still_shows(tmp_path: Path, low_dpi: None) -> None:
-    from xai_checks.claims import Claim, Verdict
-
+    """The base class's default section (verdict row and reasons) is rendered as is."""
     study = make_study(gridpg=None, sanity=False, agreement=False, examples=False)
-    claim = Claim(id="other-claim", hypothesis="Something else.", metric="other", test="none")
-    verdicts = [*evaluate_all(study), Verdict(claim, Status.REFUTED, ["it failed"], 3)]
+    claim = _third_party_claim(section=False)
+    verdicts = [*evaluate_all(study), claim.evaluate(study)]
     html = (write_report(study, verdicts, tmp_path / "r") / "report.html").read_text()
-    assert 'id="claim-other-claim"' in html and "it failed" in html
+    assert 'id="other-claim"' in html and "it failed" in html
+    assert "Maps &lt;b&gt;matter&lt;/b&gt;." in html
 
 
 def test_duplicate_section_ids_are_refused(low_dpi: None) -> None:

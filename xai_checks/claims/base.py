@@ -355,7 +355,7 @@ class Claim:
         return ReportSection(
             id=self.id,
             title=self.title or self.id,
-            template="claim.html",
+            template="claim.html.j2",
             context={
                 "claim": self.to_dict(),
                 "hypothesis": verdict.hypothesis or self.hypothesis_for(study),

@@ -91,10 +91,10 @@ def _claim_context(
     return {"verdict": verdict, "lead": lead, "toc": toc, "note": note, **extra}
 
 
-def _medians_table(verdict: Any) -> dict[str, Any] | None:
+def _medians_table(verdict: Any, study: Any) -> dict[str, Any] | None:
     if verdict is None or not verdict.medians:
         return None
-    layers = list(verdict.claim.layers)
+    layers = list(verdict.claim.layers or study.config.layers)
     return {
         "caption": "median ratio",
         "columns": [
@@ -132,11 +132,12 @@ def _effect_cell(verdict: Any) -> tuple[str, str, str]:
     return fmt.MISSING, "", ""
 
 
-def _n_unit(verdict: Any, study: Any) -> str:
+def _n_unit(verdict: Any, study: Any, row: Mapping[str, Any] | None = None) -> str:
     """What a claim's n counts, in words."""
-    unit = getattr(verdict, "unit", None)
+    # the row's unit is the claim's own statement once it records an effect size
+    unit = (row or {}).get("n_unit") if getattr(verdict, "effect_size", None) else None
     if unit:
-        return str(unit)
+        return str(unit).replace("_", " ")
     metric = getattr(verdict.claim, "metric", "")
     if metric == "gridpg":
         return "mosaics" if _gridpg_counts_mosaics(study) else "target photos"
@@ -162,29 +163,53 @@ def _distinct_targets(grid: Any) -> int:
     return len(targets)
 
 
+def verdict_row(verdict: Any, study: Any) -> dict[str, Any]:
+    """The verdict's row for the table: the claim's own ``row()`` (effect with its CI, n and
+    what n counts, the decisive p, power) where it has one, else the primary test's numbers."""
+    row = dict(verdict.row()) if callable(getattr(verdict, "row", None)) else {}
+    primary = verdict.tests.get("primary") or {}
+    if row.get("effect") is not None:
+        key = str(row.get("effect_name") or "")
+        value = fmt.number(row["effect"])
+        name = EFFECT_NAMES.get(key, (key.replace("_", " ") or "effect", ""))[0]
+        if row.get("ci_low") is not None and row.get("ci_high") is not None:
+            level = row.get("confidence")
+            value += f" [{fmt.number(row['ci_low'])}, {fmt.number(row['ci_high'])}]" + (
+                f" {fmt.number(100 * float(level), 2)}% CI" if level else " CI"
+            )
+    else:
+        value, name, key = _effect_cell(verdict)
+    p = row.get("p")
+    p_method = ""
+    if p is None and "pvalue" in primary:
+        p, p_method = primary.get("pvalue"), str(primary.get("method", ""))
+    p_text = fmt.pvalue(p)
+    if row.get("p_holm") is not None:
+        p_text += f" (Holm {fmt.pvalue(row['p_holm'])})"
+    return {
+        "id": verdict.claim.id,
+        "hypothesis": getattr(verdict, "hypothesis", "") or verdict.claim.hypothesis,
+        "status": _status(verdict),
+        "n": verdict.n,
+        "n_unit": _n_unit(verdict, study, row),
+        "p": p_text,
+        "p_method": p_method,
+        "effect": value,
+        "effect_name": name,
+        "effect_key": key,
+        "power": row.get("power_statement") or "",
+        "reasons": reason_texts(verdict),
+    }
+
+
 @register_section("verdicts", order=10)
 def verdicts_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]) -> ReportSection:
-    rows = []
-    glossary: dict[str, tuple[str, str]] = {}
-    for v in verdicts:
-        primary = v.tests.get("primary") or {}
-        value, name, key = _effect_cell(v)
-        if key in EFFECT_NAMES:
-            glossary[key] = EFFECT_NAMES[key]
-        rows.append(
-            {
-                "id": v.claim.id,
-                "hypothesis": v.claim.hypothesis,
-                "status": _status(v),
-                "n": v.n,
-                "n_unit": _n_unit(v, study),
-                "p": fmt.pvalue(primary.get("pvalue")) if "pvalue" in primary else fmt.MISSING,
-                "p_method": primary.get("method", "") if "pvalue" in primary else "",
-                "effect": value,
-                "effect_name": name,
-                "reasons": reason_texts(v),
-            }
-        )
+    rows = [verdict_row(v, study) for v in verdicts]
+    glossary = {
+        r["effect_key"]: EFFECT_NAMES[r["effect_key"]]
+        for r in rows
+        if r["effect_key"] in EFFECT_NAMES
+    }
     return ReportSection(
         id="verdicts",
         title="Verdicts",
@@ -194,8 +219,25 @@ def verdicts_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
             "whether the evidence supports it.",
             "rows": rows,
             "glossary": list(glossary.values()),
+            "gridpg_n": _gridpg_n_text(study),
         },
     )
+
+
+def _gridpg_n_text(study: Any) -> str:
+    """What GridPG's n counts on this run, in words (shown under the table)."""
+    grid = getattr(study, "gridpg", None)
+    if grid is None or not grid.specs:
+        return ""
+    targets = _distinct_targets(grid)
+    mosaics = len(grid.specs)
+    text = (
+        f"GridPG's n: {fmt.count(mosaics, 'mosaic')} of four photos each, explaining "
+        f"{fmt.count(targets, 'distinct target photo')}"
+    )
+    if targets < mosaics:
+        return text + " (a target photo used in several mosaics counts more than once)."
+    return text + " (each photo is the target of one mosaic, so n counts independent photos)."
 
 
 @register_section("skipped", order=900)
@@ -343,7 +385,7 @@ def ratio_section(
             toc="Original measurement",
             lead=lead,
             note="" if figures else "The ratio phase recorded no photos.",
-            tables_after={"ratio_boxplots": _medians_table(verdict)},
+            tables_after={"ratio_boxplots": _medians_table(verdict, study)},
             figure_text=text,
         ),
         figures=figures,

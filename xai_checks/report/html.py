@@ -58,7 +58,11 @@ def _template(source: str) -> jinja2.Template:
 
 
 def _status(verdict: Any) -> str:
-    return "" if verdict is None else str(getattr(verdict.status, "value", verdict.status))
+    if verdict is None:
+        return ""
+    if isinstance(verdict, Mapping):
+        return str(verdict.get("status") or "")
+    return str(getattr(verdict.status, "value", verdict.status))
 
 
 def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
@@ -76,7 +80,7 @@ class _Rendered:
 
 def _render_section(section: ReportSection) -> _Rendered:
     context = dict(section.context)
-    context.setdefault("lead", "")
+    context.setdefault("lead", context.get("hypothesis", ""))
     context.setdefault("verdict", None)
     html = _template(section.template).render(section=section)
     return _Rendered(section.id, section.title, context, _status(context["verdict"]), Markup(html))

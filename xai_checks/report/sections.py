@@ -91,20 +91,35 @@ def register_claim_section(
     return wrap
 
 
+def _overrides_report_section(claim: Any) -> bool:
+    """The claim's class defines its own ``report_section`` (not just the base default)."""
+    own = getattr(type(claim), "report_section", None)
+    if own is None:
+        return False
+    try:
+        from xai_checks.claims.base import Claim
+    except ImportError:  # pragma: no cover - claims always ship with the report
+        return True
+    return own is not getattr(Claim, "report_section", None)
+
+
 def _claim_section(
     study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
 ) -> ReportSection | None:
+    """The claim's own section; else the built-in one for its metric; else the claim's default."""
     claim = verdict.claim
-    own = getattr(claim, "report_section", None)
-    if callable(own):
-        section = own(study, verdict)
+    if _overrides_report_section(claim):
+        return claim.report_section(study, verdict)
+    builder = _CLAIM.get(str(getattr(claim, "metric", "")))
+    if builder is not None:
+        return builder(study, verdict, verdicts, doc)
+    default = getattr(claim, "report_section", None)
+    if callable(default):
+        section = default(study, verdict)
         if section is not None:
             section.context.setdefault("verdict", verdict)
             return section
-    builder = _CLAIM.get(str(getattr(claim, "metric", "")))
-    if builder is None:
-        builder = _CLAIM["*"]
-    return builder(study, verdict, verdicts, doc)
+    return _CLAIM["*"](study, verdict, verdicts, doc)
 
 
 def collect_sections(
