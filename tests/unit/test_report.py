@@ -446,13 +446,16 @@ def test_refuses_non_empty_folder_unless_overwrite(
     (out / "keep.txt").write_text("mine")
     with pytest.raises(ReportExistsError, match="not empty"):
         write_report(study, verdicts, out)
+    # --overwrite replaces only an earlier report, never a folder of someone else's files
+    with pytest.raises(ReportExistsError, match="earlier xai-checks report"):
+        write_report(study, verdicts, out, overwrite=True)
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
-    write_report(study, verdicts, out, overwrite=True)
-    assert not (out / "keep.txt").exists()
-    assert (out / "report.html").exists()
-    write_report(study, verdicts, out, overwrite=True)  # replacing a report works too
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]  # old one deleted
+    report = tmp_path / "report"
+    write_report(study, verdicts, report)
+    write_report(study, verdicts, report, overwrite=True)  # replacing a report works
+    assert (report / "report.html").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "report"]  # old one deleted
 
 
 def test_empty_folder_is_used_and_files_refused(
