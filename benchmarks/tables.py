@@ -16,7 +16,7 @@ file (same machine, same run). Throughput is ``batch / time`` of one call, using
 right before every round of every case (see README). The gate uses paired ratios when a run has
 them (``--gate-ratios times`` for the ``--stat`` times).
 
-Targets live in ``benchmarks/targets.toml``.
+Implementations, ratios and targets are data in ``benchmarks/targets.toml``.
 """
 
 from __future__ import annotations
@@ -34,40 +34,6 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_TARGETS = HERE / "targets.toml"
 
 LAYER_SETS = ("-", "layer1", "layer2", "layer3", "layer4", "all")
-IMPL_ORDER = (
-    "plain",
-    "ours_fused",
-    "ours_loop",
-    "captum",
-    "gradcam",
-    "plain_cl",
-    "ours_fused_cl",
-    "plain_bf16",
-    "ours_fused_bf16",
-    "ours_fused_noclone",
-    "plain_bnfold",
-    "ours_fused_bnfold",
-    "plain_fast",
-    "ours_fused_fast",
-    "ours_analytic",
-)
-IMPL_LABEL = {
-    "plain": "plain inference",
-    "ours_fused": "ours (fused)",
-    "ours_loop": "ours (per-layer loop)",
-    "captum": "Captum loop",
-    "gradcam": "grad-cam loop",
-    "plain_cl": "plain, channels_last",
-    "ours_fused_cl": "ours, channels_last",
-    "plain_bf16": "plain, bf16 autocast",
-    "ours_fused_bf16": "ours, bf16 autocast",
-    "ours_fused_noclone": "ours, no hook clone",
-    "plain_bnfold": "plain, BN folded",
-    "ours_fused_bnfold": "ours, BN folded",
-    "plain_fast": "plain, BN folded + channels_last",
-    "ours_fused_fast": "ours, BN folded + channels_last",
-    "ours_analytic": "ours, layer4 analytic",
-}
 
 Key = tuple[str, str]  # (layer_set, impl)
 
@@ -80,169 +46,58 @@ class Ratio:
     meaning: str
 
 
-def _ratios() -> dict[str, Ratio]:
-    r: dict[str, Ratio] = {
-        "fused_all/plain": Ratio(
-            "ours fused (4 layers) / plain inference",
-            ("all", "ours_fused"),
-            ("-", "plain"),
-            "share of inference throughput kept when explaining all four layers in one pass",
-        ),
-        "fused_all/captum_loop": Ratio(
-            "ours fused (4 layers) / Captum loop",
-            ("all", "ours_fused"),
-            ("all", "captum"),
-            "speed-up over LayerGradCam called once per layer",
-        ),
-        "fused_all/gradcam_loop": Ratio(
-            "ours fused (4 layers) / grad-cam loop",
-            ("all", "ours_fused"),
-            ("all", "gradcam"),
-            "speed-up over pytorch_grad_cam.GradCAM called once per layer",
-        ),
-        "fused_all/ours_loop": Ratio(
-            "ours fused / ours per-layer loop (4 layers)",
-            ("all", "ours_fused"),
-            ("all", "ours_loop"),
-            "what fusing the layers into one pass buys by itself",
-        ),
-        "layer4/plain": Ratio(
-            "ours layer4 / plain inference",
-            ("layer4", "ours_fused"),
-            ("-", "plain"),
-            "cost of the most common single-layer Grad-CAM over inference",
-        ),
-    }
-    for layer in ("layer1", "layer2", "layer3", "layer4"):
-        r[f"{layer}/captum"] = Ratio(
-            f"ours {layer} / Captum {layer}",
-            (layer, "ours_fused"),
-            (layer, "captum"),
-            "single layer, same work: overheads only",
-        )
-        r[f"{layer}/gradcam"] = Ratio(
-            f"ours {layer} / grad-cam {layer}",
-            (layer, "ours_fused"),
-            (layer, "gradcam"),
-            "single layer: grad-cam also computes parameter gradients down to conv1",
-        )
-    # Engine experiments (batch 8 only by default).
-    r.update(
-        {
-            "cl/plain_cl": Ratio(
-                "ours fused, channels_last / plain, channels_last",
-                ("all", "ours_fused_cl"),
-                ("-", "plain_cl"),
-                "the 0.75x target if both run channels_last",
-            ),
-            "cl/plain": Ratio(
-                "ours fused, channels_last / plain inference (default format)",
-                ("all", "ours_fused_cl"),
-                ("-", "plain"),
-                "the 0.75x target when only the engine switches format",
-            ),
-            "cl/fused": Ratio(
-                "ours fused: channels_last / default format",
-                ("all", "ours_fused_cl"),
-                ("all", "ours_fused"),
-                "gain from channels_last",
-            ),
-            "bf16/plain_bf16": Ratio(
-                "ours fused, bf16 / plain, bf16",
-                ("all", "ours_fused_bf16"),
-                ("-", "plain_bf16"),
-                "the 0.75x target at bf16 on both sides",
-            ),
-            "bf16/fused": Ratio(
-                "ours fused: bf16 autocast / float32",
-                ("all", "ours_fused_bf16"),
-                ("all", "ours_fused"),
-                "gain from autocast=torch.bfloat16",
-            ),
-            "noclone/fused": Ratio(
-                "ours fused: no hook clone / shipped",
-                ("all", "ours_fused_noclone"),
-                ("all", "ours_fused"),
-                "gain from dropping the clone in the forward hook",
-            ),
-            "layer4_noclone/plain": Ratio(
-                "ours layer4, no hook clone / plain inference",
-                ("layer4", "ours_fused_noclone"),
-                ("-", "plain"),
-                "layer4 with the no-clone hook",
-            ),
-            "layer4_analytic/plain": Ratio(
-                "ours layer4, analytic / plain inference",
-                ("layer4", "ours_analytic"),
-                ("-", "plain"),
-                "layer4 from fc.weight, no backward",
-            ),
-            "bnfold/plain": Ratio(
-                "ours fused, BN folded / plain inference",
-                ("all", "ours_fused_bnfold"),
-                ("-", "plain"),
-                "the 0.75x target when only the engine folds BatchNorm",
-            ),
-            "bnfold/plain_bnfold": Ratio(
-                "ours fused, BN folded / plain, BN folded",
-                ("all", "ours_fused_bnfold"),
-                ("-", "plain_bnfold"),
-                "the 0.75x target if both fold BatchNorm",
-            ),
-            "bnfold/fused": Ratio(
-                "ours fused: BN folded / shipped",
-                ("all", "ours_fused_bnfold"),
-                ("all", "ours_fused"),
-                "gain from folding BatchNorm into the convs",
-            ),
-            "fast/plain": Ratio(
-                "ours fused, BN folded + channels_last / plain inference",
-                ("all", "ours_fused_fast"),
-                ("-", "plain"),
-                "the 0.75x target when only the engine does both",
-            ),
-            "fast/plain_fast": Ratio(
-                "ours fused, BN folded + channels_last / plain, same",
-                ("all", "ours_fused_fast"),
-                ("-", "plain_fast"),
-                "the 0.75x target if plain inference does both too",
-            ),
-            "fast/fused": Ratio(
-                "ours fused: BN folded + channels_last / shipped",
-                ("all", "ours_fused_fast"),
-                ("all", "ours_fused"),
-                "gain from both",
-            ),
-            "bf16/plain": Ratio(
-                "ours fused, bf16 / plain inference (float32)",
-                ("all", "ours_fused_bf16"),
-                ("-", "plain"),
-                "the 0.75x target with the existing autocast option (maps differ, see diff)",
-            ),
-            "fast/captum_loop": Ratio(
-                "ours fused, BN folded + channels_last / Captum loop",
-                ("all", "ours_fused_fast"),
-                ("all", "captum"),
-                "the 5x target if the engine did both",
-            ),
-            "fast/gradcam_loop": Ratio(
-                "ours fused, BN folded + channels_last / grad-cam loop",
-                ("all", "ours_fused_fast"),
-                ("all", "gradcam"),
-                "the 7x target if the engine did both",
-            ),
-            "layer4_cl/plain_cl": Ratio(
-                "ours layer4, channels_last / plain, channels_last",
-                ("layer4", "ours_fused_cl"),
-                ("-", "plain_cl"),
-                "layer4 with both in channels_last",
-            ),
-        }
-    )
-    return r
+@dataclass(frozen=True)
+class Definitions:
+    """What ``targets.toml`` defines: implementation labels (in column order), ratios, targets."""
+
+    impls: dict[str, str]
+    ratios: dict[str, Ratio]
+    targets: list[dict[str, Any]]
 
 
-RATIOS = _ratios()
+def _key(value: Any, where: str) -> Key:
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        raise SystemExit(f"{where}: a case is [layer set, impl], got {value!r}")
+    return (value[0], value[1])
+
+
+def load_definitions(path: str | Path = DEFAULT_TARGETS) -> Definitions:
+    """Read and check ``targets.toml``: every ratio names known cases, every target a ratio."""
+    with open(path, "rb") as fh:
+        data = tomllib.load(fh)
+    impls = {str(k): str(v) for k, v in data.get("impls", {}).items()}
+    ratios: dict[str, Ratio] = {}
+    for row in data.get("ratio", []):
+        layers = row.get("for_each_layer") or [None]
+        for layer in layers:
+
+            def fill(text: str, layer: str | None = layer) -> str:
+                return text if layer is None else text.replace("{layer}", layer)
+
+            rid = fill(row["id"])
+            where = f"{path}: ratio {rid!r}"
+            num = _key([fill(v) for v in row["num"]], where)
+            den = _key([fill(v) for v in row["den"]], where)
+            for layer_set, impl in (num, den):
+                if layer_set not in LAYER_SETS or impl not in impls:
+                    raise SystemExit(
+                        f"{where}: unknown case [{layer_set!r}, {impl!r}]; layer sets "
+                        f"{LAYER_SETS}, impls from [impls]"
+                    )
+            if rid in ratios:
+                raise SystemExit(f"{where}: defined twice")
+            ratios[rid] = Ratio(fill(row["label"]), num, den, fill(row.get("meaning", "")))
+    targets: list[dict[str, Any]] = data.get("target", [])
+    for t in targets:
+        if t["ratio"] not in ratios:
+            raise SystemExit(f"{path}: unknown ratio {t['ratio']!r}; known: {sorted(ratios)}")
+        if t.get("status", "required") not in ("required", "aspirational"):
+            raise SystemExit(f"{path}: status must be 'required' or 'aspirational'")
+    return Definitions(impls, ratios, targets)
+
+
+DEFS = load_definitions()
+RATIOS = DEFS.ratios
 
 
 # --------------------------------------------------------------------------- loading
@@ -369,10 +224,10 @@ def machine_lines(run: Run, stat: str) -> list[str]:
     return lines
 
 
-def throughput_table(cases: dict[Key, Entry], stat: str) -> list[str]:
-    impls = [i for i in IMPL_ORDER if any(k[1] == i for k in cases)]
+def throughput_table(cases: dict[Key, Entry], stat: str, defs: Definitions = DEFS) -> list[str]:
+    impls = [i for i in defs.impls if any(k[1] == i for k in cases)]
     impls += sorted({k[1] for k in cases} - set(impls))
-    header = "| layer set | " + " | ".join(IMPL_LABEL.get(i, i) for i in impls) + " |"
+    header = "| layer set | " + " | ".join(defs.impls.get(i, i) for i in impls) + " |"
     lines = [header, "|" + "---|" * (len(impls) + 1)]
     for ls in LAYER_SETS:
         row = [cases.get((ls, i)) for i in impls]
@@ -386,12 +241,12 @@ def throughput_table(cases: dict[Key, Entry], stat: str) -> list[str]:
     return lines
 
 
-def ratio_table(cases: dict[Key, Entry], stat: str) -> list[str]:
+def ratio_table(cases: dict[Key, Entry], stat: str, defs: Definitions = DEFS) -> list[str]:
     lines = [
         f"| ratio (images/s over images/s) | {stat} times | paired | meaning |",
         "|---|---|---|---|",
     ]
-    for ratio in RATIOS.values():
+    for ratio in defs.ratios.values():
         v = ratio_value(cases, ratio, stat)
         if v is None:
             continue
@@ -401,7 +256,9 @@ def ratio_table(cases: dict[Key, Entry], stat: str) -> list[str]:
     return lines
 
 
-def gpu_cpu_table(idx: dict[tuple[str, int], dict[Key, Entry]], stat: str) -> list[str]:
+def gpu_cpu_table(
+    idx: dict[tuple[str, int], dict[Key, Entry]], stat: str, defs: Definitions = DEFS
+) -> list[str]:
     lines: list[str] = []
     for (device, batch), cases in sorted(idx.items()):
         if device != "cuda" or ("cpu", batch) not in idx:
@@ -414,7 +271,7 @@ def gpu_cpu_table(idx: dict[tuple[str, int], dict[Key, Entry]], stat: str) -> li
                 lines = ["| batch | layer set | implementation | GPU / CPU |", "|---|---|---|---|"]
             ratio = e.ips(stat) / cpu[key].ips(stat)
             lines.append(
-                f"| {batch} | {key[0]} | {IMPL_LABEL.get(key[1], key[1])} | {ratio:.1f}x |"
+                f"| {batch} | {key[0]} | {defs.impls.get(key[1], key[1])} | {ratio:.1f}x |"
             )
     return lines
 
@@ -445,23 +302,23 @@ class GateResult:
 
 
 def load_targets(path: str | Path) -> list[dict[str, Any]]:
-    with open(path, "rb") as fh:
-        data = tomllib.load(fh)
-    targets: list[dict[str, Any]] = data.get("target", [])
-    for t in targets:
-        if t["ratio"] not in RATIOS:
-            raise SystemExit(f"{path}: unknown ratio {t['ratio']!r}; known: {sorted(RATIOS)}")
-        if t.get("status", "required") not in ("required", "aspirational"):
-            raise SystemExit(f"{path}: status must be 'required' or 'aspirational'")
-    return targets
+    """The ``[[target]]`` rows of a targets file (checked against its ratios)."""
+    return load_definitions(path).targets
 
 
-def gate(runs: list[Run], targets: list[dict[str, Any]], how: str, stat: str) -> list[GateResult]:
+def gate(
+    runs: list[Run],
+    targets: list[dict[str, Any]],
+    how: str,
+    stat: str,
+    ratios: dict[str, Ratio] | None = None,
+) -> list[GateResult]:
     """Every target in every run that measured its cases (MISSING if none did)."""
+    ratios = RATIOS if ratios is None else ratios
     results = []
     for t in targets:
         device, batch = t.get("device", "cpu"), int(t.get("batch", 8))
-        ratio = RATIOS[t["ratio"]]
+        ratio = ratios[t["ratio"]]
         found = False
         for run in runs:
             cases = run.index().get((device, batch), {})
@@ -524,12 +381,17 @@ def gate_lines(
     return lines, ok
 
 
-def render_run(run: Run, stat: str, heading: str) -> list[str]:
+def render_run(run: Run, stat: str, heading: str, defs: Definitions = DEFS) -> list[str]:
     idx = run.index()
     out = [f"## {heading}", "", *machine_lines(run, stat), ""]
     for (device, batch), cases in sorted(idx.items()):
-        out += [f"### {device}, batch {batch}: images/s", "", *throughput_table(cases, stat), ""]
-        rt = ratio_table(cases, stat)
+        out += [
+            f"### {device}, batch {batch}: images/s",
+            "",
+            *throughput_table(cases, stat, defs),
+            "",
+        ]
+        rt = ratio_table(cases, stat, defs)
         if len(rt) > 2:
             out += [f"### {device}, batch {batch}: same-run ratios", "", *rt, ""]
     diffs = [e for e in run.entries if e.map_diff is not None]
@@ -543,11 +405,11 @@ def render_run(run: Run, stat: str, heading: str) -> list[str]:
         ]
         for e in diffs:
             out.append(
-                f"| {e.device}, {e.batch} | {e.layer_set} | {IMPL_LABEL.get(e.impl, e.impl)} | "
+                f"| {e.device}, {e.batch} | {e.layer_set} | {defs.impls.get(e.impl, e.impl)} | "
                 f"{e.map_diff:.2g} |"
             )
         out.append("")
-    gc = gpu_cpu_table(idx, stat)
+    gc = gpu_cpu_table(idx, stat, defs)
     if gc:
         out += ["### GPU / CPU", "", *gc, ""]
     return out
@@ -578,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--append", action="append", default=[], help="Markdown appended at the end")
     args = p.parse_args(argv)
 
+    defs = load_definitions(args.targets)
     runs = [load_run(j) for j in args.json]
     runs = [r for r in runs if r.entries]
     if not runs:
@@ -588,11 +451,11 @@ def main(argv: list[str] | None = None) -> int:
         out += [Path(extra).read_text(encoding="utf-8").rstrip(), ""]
     for i, run in enumerate(runs, 1):
         heading = f"Run {i}: {Path(run.path).name}" if len(runs) > 1 else "Run"
-        out += render_run(run, args.stat, heading)
+        out += render_run(run, args.stat, heading, defs)
     ok = True
     if not args.no_gate:
         how = "paired" if args.gate_ratios == "paired" else args.stat
-        results = gate(runs, load_targets(args.targets), how, args.stat)
+        results = gate(runs, defs.targets, how, args.stat, defs.ratios)
         gl, ok = gate_lines(results, args.strict, args.allow_missing)
         out += ["## Speed gate (benchmarks/targets.toml)", "", *gl, ""]
         out += [f"**gate: {'PASS' if ok else 'FAIL'}**" + (" (strict)" if args.strict else ""), ""]
