@@ -245,6 +245,10 @@ def _cmd_study(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
         _print_table(study, verdicts)
         print(f"\nreport: {Path(path) / 'report.html'}")
+        from xai_checks.report.naming import see_more
+
+        for line in see_more(verdicts):
+            print(line)
     return EXIT_OK
 
 

@@ -321,7 +321,9 @@ def provenance_section(
     ]
     for k, v in (doc.get("extra") or {}).items():
         if k != "command":
-            rows.append((str(k), _readable(v)))
+            timed = str(k).endswith(("_seconds", "_s")) and isinstance(v, int | float)
+            name = str(k).removesuffix("_seconds").removesuffix("_s").replace("_", " ")
+            rows.append((name if timed else str(k), fmt.seconds(v) if timed else _readable(v)))
     models = []
     roles = {name: role for name, role, _ in model_roles(study)}
     for name, w in prov["models"].items():

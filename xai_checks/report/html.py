@@ -21,7 +21,13 @@ from markupsafe import Markup
 
 from xai_checks import fmt
 from xai_checks.report.figures import layer_color
-from xai_checks.report.naming import method_name, model_class, model_roles, reason_texts
+from xai_checks.report.naming import (
+    method_name,
+    model_class,
+    model_roles,
+    reason_texts,
+    see_more,
+)
 from xai_checks.report.sections import ReportSection, figure_png
 
 __all__ = ["STATUS_COLORS", "environment", "render_html"]
@@ -208,21 +214,6 @@ def _method_fact(study: Any) -> Markup:
     ).format(method_name(study), cfg.backend, cfg.target, chips, f"{cfg.threshold:g}")
 
 
-def _next_steps(study: Any, verdicts: Sequence[Any]) -> list[str]:
-    """What a user should run to see the claims that had too little data here."""
-    starved = [v.claim.id for v in verdicts if getattr(v, "insufficient", False)]
-    if not starved:
-        return []
-    return [
-        f"Too little data here for: {', '.join(starved)}. To see "
-        + ("it" if len(starved) == 1 else "them")
-        + " on more real photos, run: xai-checks data fetch imagenet-samples && "
-        "xai-checks study --data imagenet-samples --limit 200 --out report-200. "
-        "The box claim needs photos with object boxes, e.g. a TinyImageNet-200 tree: "
-        "xai-checks study --data PATH/tiny-imagenet-200 --layout tinyimagenet200."
-    ]
-
-
 def render_html(
     study: Any,
     verdicts: Sequence[Any],
@@ -255,7 +246,7 @@ def render_html(
             ("Method", _method_fact(study)),
         ],
         bottom=_bottom_line(verdicts),
-        next_steps=_next_steps(study, verdicts),
+        next_steps=see_more(verdicts),
         sections=[_render_section(s) for s in sections],
         schema=f"{doc['schema']} v{doc['schema_version']}",
     )

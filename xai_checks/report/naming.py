@@ -9,7 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["METHOD_NAMES", "method_name", "model_class", "model_roles", "reason_texts"]
+__all__ = [
+    "METHOD_NAMES",
+    "method_name",
+    "model_class",
+    "model_roles",
+    "reason_texts",
+    "see_more",
+]
 
 #: how a CAM method's name is written for a reader
 METHOD_NAMES = {
@@ -66,3 +73,28 @@ def reason_texts(verdict: Any) -> list[str]:
             text = getattr(reason, "text", None)
             out.append(str(text if text is not None else reason))
     return [r for r in out if r]
+
+
+def see_more(verdicts: Any) -> list[str]:
+    """What to run to see the claims that had too little data here (empty when none did).
+
+    Shown in the report's header and printed by ``xai-checks study`` after its table.
+    """
+    starved = [v.claim.id for v in verdicts if getattr(v, "insufficient", False)]
+    if not starved:
+        return []
+    lines = [
+        f"Too little data in this photo set for: {', '.join(starved)}.",
+    ]
+    if any("box" not in c for c in starved):
+        lines.append(
+            "To see every claim on real photos, fetch the 1000 ImageNet sample photos once and "
+            "run the study on 200 of them: xai-checks data fetch imagenet-samples && "
+            "xai-checks study --data imagenet-samples --limit 200"
+        )
+    if any("box" in c for c in starved):
+        lines.append(
+            "The box claim needs photos with object boxes, e.g. a TinyImageNet-200 tree: "
+            "xai-checks study --data PATH/tiny-imagenet-200 --layout tinyimagenet200"
+        )
+    return lines
