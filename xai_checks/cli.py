@@ -153,6 +153,7 @@ def _run(
         config = StudyConfig(
             layers=layers or (),
             method=args.method,
+            channels_last=args.channels_last,
             threshold=args.threshold,
             target=args.target,
             backend=args.backend,

@@ -46,6 +46,10 @@ __all__ = [
 #: how ``--limit`` / ``--xai-limit`` spell "every photo"
 ALL = "all"
 
+#: ``xai_checks.cam.METHODS``, spelled out so that parsing options imports no torch
+#: (tests/unit/test_cam_methods.py checks that the two agree)
+CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam")
+
 _SAME: Any = object()
 
 
@@ -523,8 +527,19 @@ OPTIONS: list[Option] = [
         "method",
         "CAM method: gradcam, gradcam++, hirescam, xgradcam, layercam",
         default="gradcam",
+        choices=CAM_METHODS,
         cli="--method",
         plugin="--xai-method",
+        group="model and method",
+    ),
+    Option(
+        "channels_last",
+        "run the CAM engine on a private channels_last copy of the model (faster on CPU; maps "
+        "move by float32 rounding, up to ~7e-3 at ResNet-50's layer1/layer2, so opt-in)",
+        default=False,
+        action="store_true",
+        cli="--channels-last",
+        plugin="--xai-channels-last",
         group="model and method",
     ),
     Option(

@@ -62,6 +62,7 @@ class Settings:
     control_model: str | None = None
     layers: tuple[str, ...] | None = None
     method: str = "gradcam"
+    channels_last: bool = False
     classes: str | None = None
     preprocess: dict[str, Any] | None = None
 
@@ -137,6 +138,7 @@ def _settings(config: pytest.Config) -> Settings:
         control_model=values.get("control_model"),
         layers=values.get("layers"),
         method=values.get("method") or "gradcam",
+        channels_last=bool(values.get("channels_last")),
         classes=values.get("classes"),
         preprocess={
             key: values[key]
@@ -278,6 +280,7 @@ class StudyRunner:
                 config=StudyConfig(
                     layers=() if self.layers is None else tuple(self.layers),
                     method=self.settings.method,
+                    channels_last=self.settings.channels_last,
                     preprocess=Preprocess(**(self.settings.preprocess or {})),
                     batch_size=self.settings.batch_size,
                     seed=self.settings.seed,

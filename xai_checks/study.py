@@ -115,6 +115,8 @@ class StudyConfig:
 
     layers: tuple[str, ...] = DEFAULT_LAYERS
     method: str = "gradcam"
+    #: the native CAM engine on a private channels_last copy (maps move by float32 rounding)
+    channels_last: bool = False
     threshold: float = 0.85
     sweep: tuple[float, ...] = DEFAULT_THRESHOLDS
     target: Literal["true", "predicted"] = "true"
@@ -300,7 +302,15 @@ def _make_cam(
     backend = backend or config.backend
     factory = getattr(cam, "CAM", None)
     if factory is not None:
-        return factory(model, layers=list(layers), method=config.method, backend=backend)
+        fast = config.channels_last and backend == "native"
+        memory_format = torch.channels_last if fast else torch.contiguous_format
+        return factory(
+            model,
+            layers=list(layers),
+            method=config.method,
+            backend=backend,
+            memory_format=memory_format,
+        )
     if config.method != "gradcam":
         raise StudyUsageError(f"method {config.method!r} needs xai_checks.cam.CAM")
     return GradCAM(model, layers=list(layers), backend=backend)  # type: ignore[arg-type]

@@ -351,3 +351,35 @@ def test_cuda_matches_cpu_for_every_method(method, fmt, full_fp32):
     print(f"\n{method} {fmt} CUDA vs CPU: {diffs}")
     for n in STAGES:
         assert diffs[n] <= 1e-4, (n, diffs[n])
+
+
+# --------------------------------------------------------------------------------------------
+# options: --method / --xai-method and --channels-last / --xai-channels-last
+
+
+def test_method_option_choices_are_the_registry():
+    from xai_checks.options import CAM_METHODS
+
+    assert tuple(METHODS) == CAM_METHODS
+
+
+def test_cli_options_reach_the_cam_engine():
+    import argparse
+
+    from xai_checks.options import add_cli_options
+    from xai_checks.study import StudyConfig, _make_cam
+
+    parser = argparse.ArgumentParser()
+    add_cli_options(parser, "study")
+    args = parser.parse_args(["--method", "layercam", "--channels-last"])
+    assert args.method == "layercam" and args.channels_last is True
+    assert parser.parse_args([]).channels_last is False
+    with pytest.raises(SystemExit) as exc:  # argparse: exit 2, naming the choices
+        parser.parse_args(["--method", "gradcam+"])
+    assert exc.value.code == 2
+    config = StudyConfig(layers=("stem",), method=args.method, channels_last=args.channels_last)
+    cam = _make_cam(small_cnn(), ["stem"], config)
+    assert cam.method.name == "layercam" and cam.memory_format == torch.channels_last
+    # the Captum backend (the agreement phase) never gets the channels_last copy
+    captum = _make_cam(small_cnn(), ["stem"], StudyConfig(channels_last=True), backend="captum")
+    assert captum.memory_format == torch.contiguous_format
