@@ -2,7 +2,7 @@
 """Screenshot a report page with headless Chromium (for eyeballing the layout).
 
 Usage: python scripts/screenshot_report.py REPORT_DIR_OR_HTML [OUT.png] [--width 1400]
-       [--height 4000] [--full]
+       [--height 4000] [--full] [--phone] [--slice 1800]
 
 Chromium comes from Debian's ``chromium`` package (``apt-get install -y chromium``). With
 ``--full`` the page height is measured first (a headless ``--dump-dom`` run is not enough, so
@@ -80,6 +80,19 @@ def crop_blank_bottom(png: Path, margin: int = 24) -> None:
         Image.fromarray(rgb[: rows[-1] + margin]).save(png)
 
 
+def slice_png(png: Path, height: int) -> list[Path]:
+    """Cut a tall screenshot into ``png``-1.png, -2.png ... of ``height`` pixels (to view them)."""
+    from PIL import Image
+
+    out = []
+    with Image.open(png) as img:
+        for i, top in enumerate(range(0, img.height, height), 1):
+            part = png.with_name(f"{png.stem}-{i}{png.suffix}")
+            img.crop((0, top, img.width, min(top + height, img.height))).save(part)
+            out.append(part)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path, help="report folder or its report.html")
@@ -91,7 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="take a very tall shot (20000 px) and crop the blank bottom",
     )
+    parser.add_argument(
+        "--phone", action="store_true", help="a phone-width viewport (390 CSS px), full page"
+    )
+    parser.add_argument(
+        "--slice", type=int, default=0, help="also cut the shot into pieces of this height"
+    )
     args = parser.parse_args(argv)
+    if args.phone:
+        args.width, args.full = 390, True
     html = args.report / "report.html" if args.report.is_dir() else args.report
     if not html.exists():
         raise SystemExit(f"{html} does not exist")
@@ -100,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.full:
         crop_blank_bottom(out)
     print(out)
+    if args.slice:
+        for part in slice_png(out, args.slice):
+            print(part)
     return 0
 
 

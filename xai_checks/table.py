@@ -11,6 +11,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from xai_checks.fmt import pvalue
+
 __all__ = ["detail_lines", "fmt", "table_lines", "verdict_lines"]
 
 
@@ -68,8 +70,8 @@ def table_lines(verdicts: Mapping[str, Any]) -> list[str]:
                 claim_id,
                 str(row["status"]),
                 f"{row['n']} {unit}".strip(),
-                fmt(row.get("p")),
-                fmt(row.get("p_holm")),
+                pvalue(row.get("p"), missing="-"),
+                pvalue(row.get("p_holm"), missing="-"),
                 _effect(row),
                 _power(row),
             )

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import stats as sps
 
 from xai_checks import stats
+from xai_checks.fmt import pvalue
 
 if TYPE_CHECKING:
     from xai_checks.claims.base import Claim, Verdict
@@ -110,9 +111,8 @@ def significant(result: dict[str, Any], alpha: float) -> bool:
 
 
 def fmt_p(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "n/a"
-    return f"{p:.2g}" if p >= 1e-3 else f"{p:.1e}"
+    """A p-value in a reason's text (the one formatter, :func:`xai_checks.fmt.pvalue`)."""
+    return pvalue(p, missing="n/a")
 
 
 def fmt_list(values: dict[str, float]) -> str:

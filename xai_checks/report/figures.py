@@ -444,45 +444,109 @@ def threshold_sweep(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | No
     return fig, caption
 
 
+@dataclass
+class _Cell:
+    """One panel of a photo grid: a photo, optionally a map over it, a contour, an outline."""
+
+    thumb: Any
+    heat: Any = None
+    threshold: float | None = None
+    xlabel: str = ""
+    outline: tuple[float, float, float, float] | None = None  # x, y, w, h as image fractions
+
+
+@dataclass
+class _Row:
+    title: str
+    cells: list[_Cell]
+    color: str = "#222"
+
+
+def _photo_grid(
+    rows: Sequence[_Row],
+    columns: Sequence[tuple[str, str]],
+    *,
+    cell: float,
+    title: str | None = None,
+) -> Any:
+    """The one builder of photo grids (overlays, mosaics, the sanity cascade).
+
+    ``columns`` are (heading, colour) shown over the first row; each row has its own title.
+    """
+    titled = any(r.title for r in rows)
+    ncols = len(columns)
+    fig = _figure(
+        cell * ncols + 0.2,
+        (cell + (0.62 if titled else 0.45)) * len(rows) + (0.35 if title else 0.1),
+    )
+    fig.get_layout_engine().set(h_pad=0.02, w_pad=0.02, hspace=0.0, wspace=0.0)
+    subfigs = fig.subfigures(len(rows), 1, squeeze=False)[:, 0]
+    from matplotlib.patches import Rectangle
+
+    for r, (sub, row) in enumerate(zip(subfigs, rows, strict=True)):
+        axes = sub.subplots(1, ncols, squeeze=False)[0]
+        if row.title:
+            sub.suptitle(
+                row.title, x=0.01, ha="left", fontsize=9.5, fontweight="bold", color=row.color
+            )
+        for j, (ax, c) in enumerate(zip(axes, row.cells, strict=False)):
+            _overlay(ax, c.thumb, c.heat, threshold=c.threshold)
+            if c.outline is not None:
+                h, w = _image(c.thumb).shape[:2]
+                x0, y0, cw, ch = c.outline
+                xy, size = (x0 * w + 1.5, y0 * h + 1.5), (cw * w - 3, ch * h - 3)
+                ax.add_patch(Rectangle(xy, *size, fill=False, edgecolor="white", linewidth=2.6))
+                ax.add_patch(
+                    Rectangle(
+                        xy, *size, fill=False, edgecolor="black", linewidth=1.0, linestyle="--"
+                    )
+                )
+            if r == 0:
+                heading, color = columns[j]
+                ax.set_title(heading, fontsize=9.5, color=color)
+            if c.xlabel:
+                ax.set_xlabel(c.xlabel, fontsize=8.5, labelpad=2)
+    if title:
+        fig.suptitle(title, x=0.01, ha="left", fontsize=10.5, color="#333")
+    return fig
+
+
+def _layer_columns(layers: Sequence[str], first: str) -> list[tuple[str, str]]:
+    return [(first, "#222")] + [(lay, layer_color(lay, j)) for j, lay in enumerate(layers)]
+
+
 def _overlay_grid(study: Any, run: Any, *, title: str, rows: int | None = None) -> Any | None:
     examples = [e for e in run.examples if e.get("thumb") is not None][:rows]
     if not examples:
         return None
     layers = list(run.layers)
     threshold = study.config.threshold
-    ncols = 1 + len(layers)
-    cell = 1.75
-    with _style():
-        fig = _figure(cell * ncols + 0.2, (cell + 0.62) * len(examples) + 0.35)
-        fig.get_layout_engine().set(h_pad=0.02, w_pad=0.02, hspace=0.0, wspace=0.0)
-        subfigs = fig.subfigures(len(examples), 1, squeeze=False)[:, 0]
-        for r, (sub, ex) in enumerate(zip(subfigs, examples, strict=True)):
-            axes = sub.subplots(1, ncols, squeeze=False)[0]
-            conf = ex.get("confidence")
-            correct = ex.get("correct")
-            mark = "✓" if correct else "✗" if correct is not None else ""
-            sub.suptitle(
+    grid_rows = []
+    for ex in examples:
+        conf = ex.get("confidence")
+        correct = ex.get("correct")
+        mark = "✓" if correct else "✗" if correct is not None else ""
+        maps = ex.get("maps") or {}
+        ratios = ex.get("ratio") or {}
+        grid_rows.append(
+            _Row(
                 f"true: {ex.get('label_name', '?')}   ·   predicted: {ex.get('pred_name', '?')}"
                 f" ({fmt(100 * conf, 3) + '%' if conf is not None else '?'}) {mark}",
-                x=0.01,
-                ha="left",
-                fontsize=9.5,
-                fontweight="bold",
+                [_Cell(ex["thumb"])]
+                + [
+                    _Cell(
+                        ex["thumb"],
+                        maps.get(layer),
+                        threshold,
+                        f"ratio {fmt(ratios.get(layer))}",
+                    )
+                    for layer in layers
+                ],
                 color="#1a7f37" if correct else "#b42318" if correct is not None else "#222",
             )
-            _overlay(axes[0], ex["thumb"], None, threshold=None)
-            if r == 0:
-                axes[0].set_title("photo", fontsize=9.5)
-            maps = ex.get("maps") or {}
-            ratios = ex.get("ratio") or {}
-            for j, layer in enumerate(layers):
-                ax = axes[1 + j]
-                _overlay(ax, ex["thumb"], maps.get(layer), threshold=threshold)
-                if r == 0:
-                    ax.set_title(layer, fontsize=9.5, color=layer_color(layer, j))
-                ax.set_xlabel(f"ratio {fmt(ratios.get(layer))}", fontsize=8.5, labelpad=2)
-        fig.suptitle(title, x=0.01, ha="left", fontsize=10.5, color="#333")
-    return fig
+        )
+    with _style():
+        return _photo_grid(grid_rows, _layer_columns(layers, "photo"), cell=1.75, title=title)
 
 
 def overlays(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
@@ -671,69 +735,25 @@ def gridpg_examples(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | No
     if grid is None or not grid.examples:
         return None
     layers = list(grid.layers)
-    examples = grid.examples
-    ncols = 1 + len(layers)
-    cell = 1.9
-    with _style():
-        fig = _figure(cell * ncols + 0.2, (cell + 0.62) * len(examples) + 0.1)
-        fig.get_layout_engine().set(h_pad=0.02, w_pad=0.02, hspace=0.0, wspace=0.0)
-        subfigs = fig.subfigures(len(examples), 1, squeeze=False)[:, 0]
-        from matplotlib.patches import Rectangle
-
-        for r, (sub, ex) in enumerate(zip(subfigs, examples, strict=True)):
-            axes = sub.subplots(1, ncols, squeeze=False)[0]
-            sub.suptitle(
+    rows = []
+    for ex in grid.examples:
+        cy, cx = divmod(int(ex.get("cell", 0)), 2)
+        outline = (cx / 2, cy / 2, 0.5, 0.5)
+        maps = ex.get("maps") or {}
+        scores = ex.get("scores") or {}
+        cells = [_Cell(ex["thumb"], outline=outline)]
+        for layer in layers:
+            score = scores.get(layer)
+            text = fmt(score) if score is not None and math.isfinite(score) else "n/a (empty map)"
+            cells.append(_Cell(ex["thumb"], maps.get(layer), None, f"in cell: {text}", outline))
+        rows.append(
+            _Row(
                 f"{ex.get('model', '?')}: explain “{ex.get('target_name', '?')}” (outlined cell)",
-                x=0.01,
-                ha="left",
-                fontsize=9.5,
-                fontweight="bold",
+                cells,
             )
-            img = _image(ex["thumb"])
-            h, w = img.shape[:2]
-            cell_idx = int(ex.get("cell", 0))
-            cy, cx = divmod(cell_idx, 2)
-            maps = ex.get("maps") or {}
-            scores = ex.get("scores") or {}
-            for j in range(ncols):
-                ax = axes[j]
-                layer = None if j == 0 else layers[j - 1]
-                _overlay(ax, img, None if layer is None else maps.get(layer), threshold=None)
-                ax.add_patch(
-                    Rectangle(
-                        (cx * w / 2 + 1.5, cy * h / 2 + 1.5),
-                        w / 2 - 3,
-                        h / 2 - 3,
-                        fill=False,
-                        edgecolor="white",
-                        linewidth=2.6,
-                    )
-                )
-                ax.add_patch(
-                    Rectangle(
-                        (cx * w / 2 + 1.5, cy * h / 2 + 1.5),
-                        w / 2 - 3,
-                        h / 2 - 3,
-                        fill=False,
-                        edgecolor="black",
-                        linewidth=1.0,
-                        linestyle="--",
-                    )
-                )
-                if r == 0:
-                    ax.set_title(
-                        "mosaic" if layer is None else layer,
-                        fontsize=9.5,
-                        color="#222" if layer is None else layer_color(layer, j - 1),
-                    )
-                if layer is not None:
-                    score = scores.get(layer)
-                    text = (
-                        fmt(score)
-                        if score is not None and math.isfinite(score)
-                        else ("n/a (empty map)")
-                    )
-                    ax.set_xlabel(f"in cell: {text}", fontsize=8.5, labelpad=2)
+        )
+    with _style():
+        fig = _photo_grid(rows, _layer_columns(layers, "mosaic"), cell=1.9)
     caption = (
         "<b>How to read:</b> example mosaics with the explained cell outlined; each column "
         "overlays one layer's map, and the number under it is the share of the map's mass "
@@ -822,27 +842,20 @@ def sanity_examples(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | No
         return None
     examples = sanity.examples
     thumb = next((e.get("thumb") for e in examples if e.get("thumb") is not None), None)
-    ncols = len(examples) + (1 if thumb is not None else 0)
-    cell = 1.55
+    cells: list[_Cell] = []
+    columns: list[tuple[str, str]] = []
+    if thumb is not None:
+        cells.append(_Cell(thumb))
+        columns.append(("photo", "#222"))
+    for i, ex in enumerate(examples):
+        base = thumb if thumb is not None else np.zeros((*_arr(ex["map"]).shape, 3))
+        step = ex.get("step", "?")
+        rho = sanity.rho.get(step)
+        label = f"ρ = {fmt(rho[0], 2)}" if rho else ("reference" if step == "original" else "")
+        cells.append(_Cell(base, ex.get("map"), None, label))
+        columns.append((step if step == "original" or i <= 1 else f"+ {step}", "#222"))
     with _style():
-        fig = _figure(cell * ncols + 0.2, cell + 0.75)
-        axes = fig.subplots(1, ncols, squeeze=False)[0]
-        k = 0
-        if thumb is not None:
-            _overlay(axes[0], thumb, None, threshold=None)
-            axes[0].set_title("photo", fontsize=9.5)
-            k = 1
-        for i, ex in enumerate(examples):
-            ax = axes[k + i]
-            base = thumb if thumb is not None else np.zeros((*_arr(ex["map"]).shape, 3))
-            _overlay(ax, base, ex.get("map"), threshold=None)
-            step = ex.get("step", "?")
-            ax.set_title(step if step == "original" or i <= 1 else f"+ {step}", fontsize=9.5)
-            rho = sanity.rho.get(step)
-            if rho:
-                ax.set_xlabel(f"ρ = {fmt(rho[0], 2)}", fontsize=8.5, labelpad=2)
-            elif step == "original":
-                ax.set_xlabel("reference", fontsize=8.5, labelpad=2)
+        fig = _photo_grid([_Row("", cells)], columns, cell=1.55)
     caption = (
         "<b>How to read:</b> one photo's map, original then after each cumulative "
         "randomisation step; ρ is its rank correlation with the original. "

@@ -223,10 +223,9 @@ def render_html(
     """The whole page as a string."""
     env = environment()
     seed = _verdict(verdicts, "ratio")
+    first = seed if seed is not None else (verdicts[0] if verdicts else None)
     hypothesis = (
-        seed.claim.hypothesis
-        if seed is not None
-        else (verdicts[0].claim.hypothesis if verdicts else "")
+        (getattr(first, "hypothesis", "") or first.claim.hypothesis) if first is not None else ""
     )
     title = (
         f"Do deeper layers' {method_name(study)} maps focus on the label?"

@@ -44,7 +44,10 @@ def model_roles(study: Any) -> list[tuple[str, str, Any]]:
     controls = getattr(study, "controls", None)
     if under is not None and isinstance(controls, Mapping):
         out = [(under.name, "under test", under)]
-        out += [(run.name, f"control: {role}", run) for role, run in controls.items()]
+        out += [
+            (run.name, "control" if role == run.name else f"control: {role}", run)
+            for role, run in controls.items()
+        ]
         return out
     names = list(study.runs)
     return [
