@@ -49,6 +49,20 @@ def test_entries_are_well_formed() -> None:
     assert len(from_required) >= 6, "at least 6 classes from the runtime dependencies alone"
 
 
+def test_every_photo_records_its_licence_and_source() -> None:
+    """The photo list says where each photo comes from and under what terms."""
+    import json
+    from importlib import resources
+
+    text = resources.files("xai_checks.data").joinpath("embedded_photos.json").read_text()
+    doc = json.loads(text)
+    for entry in doc["photos"]:
+        assert entry["licence"].strip(), entry["id"]
+        assert entry["source"].strip(), entry["id"]
+    # what was searched for more photos, so the next person does not search again
+    assert doc["searched"]["installed"] and doc["searched"]["pypi_wheels_inspected"]
+
+
 def test_required_files_are_on_disk_inside_the_packages() -> None:
     for photo in embedded_photos():
         if photo.package not in REQUIRED:
