@@ -170,3 +170,137 @@ def test_tinyimagenet200_wnids_all_map_into_imagenet1k() -> None:
         assert wnid_to_index(wnid) == index
         assert categories[index] == name
         assert class_name(index) == name
+
+
+# --------------------------------------------------------------------------- a model's own classes
+
+
+def _digit_folder(root, names=("zero", "one", "dog")):
+    from PIL import Image
+
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for k in range(2):
+            Image.new("RGB", (16, 16), (k * 40, 0, 0)).save(root / name / f"{name}{k}.png")
+    return root
+
+
+def test_class_list_reads_names_in_output_order(tmp_path):
+    from xai_checks.data.classes import read_class_list
+
+    path = tmp_path / "classes.txt"
+    path.write_text("# my digits\nzero\n\nOne\ngreat_white shark\n")
+    classes = read_class_list(path)
+    assert classes.names == ("zero", "One", "great_white shark")
+    assert classes.index("one") == 1 and classes.index("great white_shark") == 2
+    assert classes.index("2") == 2 and classes.index("ten") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "match"), [("a\nb\nA\n", "repeats line 1"), ("# nothing\n\n", "is empty")]
+)
+def test_bad_class_lists_are_clear_errors(tmp_path, text, match):
+    from xai_checks.data.classes import ClassListError, read_class_list
+
+    path = tmp_path / "classes.txt"
+    path.write_text(text)
+    with pytest.raises(ClassListError, match=match):
+        read_class_list(path)
+
+
+def test_a_photo_whose_label_is_not_a_model_class_is_a_counted_skip(tmp_path):
+    from xai_checks.data import open_photoset
+    from xai_checks.data.classes import ClassList
+
+    classes = ClassList(("zero", "one"), source="classes.txt")
+    photos = open_photoset(_digit_folder(tmp_path / "p"), classes=classes)
+    assert [s.label for s in photos] == [0, 0, 1, 1]
+    assert {s.name for s in photos} == {"zero", "one"}
+    assert photos.class_name(1) == "one"
+    assert len(photos.skipped) == 2
+    assert all("'dog' is not among the model's classes" in s.reason for s in photos.skipped)
+
+
+def test_imagenet_labels_map_onto_a_class_list_or_are_skipped(tmp_path):
+    from PIL import Image
+
+    from xai_checks.data import open_photoset
+    from xai_checks.data.classes import ClassList
+
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for wnid in ("n01440764", "n01443537", "n01514859"):  # tench, goldfish, hen
+        Image.new("RGB", (16, 16)).save(folder / f"{wnid}_1.JPEG")
+    photos = open_photoset(folder, classes=ClassList(("hen", "tench")))
+    assert sorted((s.name, s.label) for s in photos) == [("hen", 0), ("tench", 1)]
+    assert [s.path.name for s in photos.skipped] == ["n01443537_1.JPEG"]
+
+
+def test_class_list_length_must_match_the_model_before_any_photo(tmp_path, monkeypatch):
+    import torch
+
+    from xai_checks.data import open_photoset
+    from xai_checks.data.classes import ClassList
+    from xai_checks.study import StudyConfig, StudyUsageError, run_study
+
+    photos = open_photoset(_digit_folder(tmp_path / "p"), classes=ClassList(("zero", "one")))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 10),
+    )
+    decoded = []
+    monkeypatch.setattr("xai_checks.study.load_image", lambda p: decoded.append(p))
+    with pytest.raises(StudyUsageError, match=r"names 2 classes, but .* has 10 outputs"):
+        run_study(model, photos, config=StudyConfig(layers=("0",)))
+    assert decoded == []  # refused before any photo was read
+
+
+def test_cli_class_list_mismatch_is_exit_2(tmp_path, capsys):
+    from xai_checks.cli import main
+
+    (tmp_path / "net.py").write_text(
+        "import torch\n"
+        "def make():\n"
+        "    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),"
+        " torch.nn.Flatten(), torch.nn.Linear(4, 10))\n"
+    )
+    (tmp_path / "classes.txt").write_text("zero\none\n")
+    _digit_folder(tmp_path / "p")
+    code = main(
+        [
+            "study",
+            "--model",
+            f"{tmp_path}/net.py:make",
+            "--classes",
+            str(tmp_path / "classes.txt"),
+            "--data",
+            str(tmp_path / "p"),
+            "--out",
+            str(tmp_path / "r"),
+            "--quiet",
+        ]
+    )
+    assert code == 2
+    assert "names 2 classes" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_10_class_model_without_a_class_list_is_a_usage_error(tmp_path):
+    import torch
+    from PIL import Image
+
+    from xai_checks.data import open_photoset
+    from xai_checks.study import StudyConfig, StudyUsageError, run_study
+
+    (tmp_path / "p" / "tench").mkdir(parents=True)
+    Image.new("RGB", (16, 16)).save(tmp_path / "p" / "tench" / "a.png")
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4, 10),
+    )
+    with pytest.raises(StudyUsageError, match="10 outputs, but the photo labels are ImageNet"):
+        run_study(model, open_photoset(tmp_path / "p"), config=StudyConfig(layers=("0",)))
