@@ -136,3 +136,31 @@ def distributed_from_env(
     finally:
         if owned and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def is_main_process() -> bool:
+    """False on torchrun ranks other than 0 (they compute their shard and write nothing)."""
+    try:
+        return int(os.environ.get("RANK", "0")) == 0
+    except ValueError:
+        return True
+
+
+class TorchrunPytestPlugin:
+    """Under ``torchrun ... -m pytest``: every rank joins the process group for the session, so
+    the study the plugin runs is sharded (``run_study`` uses the initialised group); the plugin
+    writes its files on rank 0 only (:func:`is_main_process`)."""
+
+    def __init__(self, device: str = "cpu") -> None:
+        self.device = device
+        self._context: Any = None
+
+    def pytest_sessionstart(self, session: Any) -> None:
+        if env_world_size() > 1 and self._context is None:
+            self._context = distributed_from_env(self.device)
+            self._context.__enter__()
+
+    def pytest_unconfigure(self, config: Any) -> None:
+        if self._context is not None:
+            context, self._context = self._context, None
+            context.__exit__(None, None, None)

@@ -90,6 +90,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "`claim_verdict` gives its verdict",
     )
     config.stash[_REGISTRY_KEY] = {}
+    from xai_checks.distributed import TorchrunPytestPlugin, env_world_size
+
+    if env_world_size() > 1:  # torchrun: one study sharded over the ranks (issue 12)
+        device = str(getattr(config.option, "xai_device", None) or "cpu")
+        config.pluginmanager.register(TorchrunPytestPlugin(device), "xai-checks-torchrun")
     if config.option.help or hasattr(config, "workerinput"):
         return  # xdist workers: the controller checked the same options
     try:
@@ -422,8 +427,10 @@ def compare_with_baseline(
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    if not _verdicts(config) or _SETTINGS_KEY not in config.stash:
-        return
+    from xai_checks.distributed import is_main_process
+
+    if not _verdicts(config) or _SETTINGS_KEY not in config.stash or not is_main_process():
+        return  # under torchrun, rank 0 writes claims.json and checks the baseline, once
     settings = config.stash[_SETTINGS_KEY]
     payload = _payload(config, settings)
     from xai_checks.cache import atomic_write
