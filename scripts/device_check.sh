@@ -33,7 +33,8 @@ SDIST_WHEELS=("grad-cam==1.5.7")  # published as an sdist only: built into a whe
 
 if [ "${1:-}" = "--fetch-wheels" ]; then
   # HERE, with network, in the repository root: fill .whl/ (git-ignored) for the device.
-  grep -qx '/.whl/' .git/info/exclude 2>/dev/null || echo '/.whl/' >> .git/info/exclude
+  exclude="$(git rev-parse --git-common-dir)/info/exclude"  # works in a worktree too
+  grep -qx '/.whl/' "$exclude" 2>/dev/null || echo '/.whl/' >> "$exclude"
   mkdir -p .whl
   PIP="${PIP:-python3 -m pip}"
   for spec in "${WHEELS[@]}"; do
