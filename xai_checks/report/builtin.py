@@ -140,7 +140,10 @@ def _n_unit(verdict: Any, study: Any, row: Mapping[str, Any] | None = None) -> s
         return str(unit).replace("_", " ")
     metric = getattr(verdict.claim, "metric", "")
     if metric == "gridpg":
-        return "mosaics" if _gridpg_counts_mosaics(study) else "target photos"
+        grid = getattr(study, "gridpg", None)
+        if grid is None or not grid.specs or _gridpg_counts_mosaics(study):
+            return "mosaics"
+        return "target photos"
     if metric == "boxes":
         return "photos with a box"
     return "photos"
@@ -323,6 +326,7 @@ def provenance_section(
         if k != "command":
             timed = str(k).endswith(("_seconds", "_s")) and isinstance(v, int | float)
             name = str(k).removesuffix("_seconds").removesuffix("_s").replace("_", " ")
+            name = "Wall time (whole command)" if name == "wall" else name
             rows.append((name if timed else str(k), fmt.seconds(v) if timed else _readable(v)))
     models = []
     roles = {name: role for name, role, _ in model_roles(study)}

@@ -194,9 +194,8 @@ def _models_fact(study: Any) -> Markup:
             described.append(Markup("weights <i>{}</i>").format(weights.get("source", "unknown")))
         bits += Markup(", ").join(described)
         if weights.get("sha256"):
-            bits += Markup(' <span class="mono muted">&middot; sha256 {}…</span>').format(
-                str(weights["sha256"])[:12]
-            )
+            sha = Markup(' <span class="mono muted">&middot; weights file sha256 {}…</span>')
+            bits += sha.format(str(weights["sha256"])[:12])
         lines.append(bits)
     return Markup("<br>").join(lines) if lines else Markup("none")
 
