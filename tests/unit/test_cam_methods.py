@@ -383,3 +383,35 @@ def test_cli_options_reach_the_cam_engine():
     # the Captum backend (the agreement phase) never gets the channels_last copy
     captum = _make_cam(small_cnn(), ["stem"], StudyConfig(channels_last=True), backend="captum")
     assert captum.memory_format == torch.contiguous_format
+
+
+# --------------------------------------------------------------------------------------------
+# scale-free normalisation
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_canonical_maps_do_not_depend_on_the_scores_units(method):
+    """Scaling the last layer by 2^-k scales gradients, raw maps and magnitudes by exactly 2^-k
+    (no rounding), as for a random network whose maps sit at ~1e-13. Canonical maps must be the
+    same bits for the methods whose weights are linear in the gradients (k = 40). With the
+    former absolute min-max epsilon (1e-8) all five failed here (maps squashed to ~0).
+
+    Grad-CAM++ and XGrad-CAM carry absolute epsilons *inside* their weights (pytorch-grad-cam's
+    1e-6 and 1e-7, matched on purpose), so they are not scale-free by definition; at k = 40
+    Grad-CAM++'s alpha even underflows. Checked at k = 20: still a full [0, 1] map."""
+    linear = method in ("gradcam", "hirescam", "layercam")
+    k = 40 if linear else 20
+    model = small_cnn()
+    tiny = copy.deepcopy(model)
+    with torch.no_grad():
+        tiny.head[2].weight.mul_(2.0**-k)
+        tiny.head[2].bias.mul_(2.0**-k)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(7))
+    ref = CAM(model, layers=STAGES, method=method)(x, targets=[1, 2])
+    got = CAM(tiny, layers=STAGES, method=method)(x, targets=[1, 2])
+    for layer in STAGES:
+        assert float(ref.maps[layer].amax()) == 1.0, layer
+        if linear:
+            assert torch.equal(got.maps[layer], ref.maps[layer]), layer
+        else:
+            assert float(got.maps[layer].amax()) == 1.0, layer
