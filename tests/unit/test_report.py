@@ -738,7 +738,8 @@ def test_a_claim_without_a_section_still_shows(tmp_path: Path, low_dpi: None) ->
     assert "Maps &lt;b&gt;matter&lt;/b&gt;." in html
 
 
-def test_duplicate_section_ids_are_refused(low_dpi: None) -> None:
+def test_sections_are_unique_when_a_claim_runs_twice(tmp_path: Path, low_dpi: None) -> None:
+    """The same claim twice (say, with other params) gets a second section and its own PNGs."""
     from xai_checks.report import sections
 
     study = make_study(gridpg=None, sanity=False, agreement=False, examples=False)
@@ -746,8 +747,35 @@ def test_duplicate_section_ids_are_refused(low_dpi: None) -> None:
     doc = build_results(study, verdicts)
     ids = [s.id for s in sections.collect_sections(study, verdicts, doc)]
     assert ids[0] == "verdicts" and ids[-2:] == ["skipped", "provenance"]
-    with pytest.raises(ValueError, match="two report sections"):
-        sections.collect_sections(study, [*verdicts, verdicts[0]], doc)
+    out = write_report(study, [*verdicts, verdicts[0]], tmp_path / "r")
+    html = (out / "report.html").read_text()
+    assert 'id="ratio"' in html and 'id="ratio-2"' in html
+    assert (out / "ratio_boxplots.png").exists() and (out / "ratio_boxplots-2.png").exists()
+    assert len(_imgs(html)) == len(list(out.glob("*.png")))
+
+
+def test_a_third_party_claim_on_a_built_in_metric_gets_its_own_section(
+    tmp_path: Path, low_dpi: None
+) -> None:
+    """Like the README's example: metric 'ratio', no report_section of its own."""
+    from xai_checks.claims import Claim
+
+    class TopLayer(Claim):
+        id = "top-layer-above-half"
+        title = "The deepest layer's ratio median is above one half"
+        metric = "ratio"
+        needs = ("ratio",)
+
+        def evaluate(self, study: Any) -> Any:
+            verdict = self.verdict(study, n=3)
+            verdict.status = Status.REFUTED
+            verdict.add("median", "median 0.04")
+            return verdict
+
+    study = make_study(gridpg=None, sanity=False, agreement=False, examples=False)
+    verdicts = [*evaluate_all(study), TopLayer().evaluate(study)]
+    html = (write_report(study, verdicts, tmp_path / "r") / "report.html").read_text()
+    assert 'id="ratio"' in html and 'id="top-layer-above-half"' in html
 
 
 def test_numbers_read_well(full_report: Path) -> None:

@@ -367,7 +367,7 @@ def _readable(value: Any) -> str:
 # --------------------------------------------------------------------------- claim sections
 
 
-@register_claim_section("ratio")
+@register_claim_section("seed-depth-ratio")
 def ratio_section(
     study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
 ) -> ReportSection:
@@ -398,7 +398,7 @@ def ratio_section(
     )
 
 
-@register_claim_section("gridpg")
+@register_claim_section("depth-localisation-gridpg")
 def gridpg_section(
     study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
 ) -> ReportSection:
@@ -449,7 +449,7 @@ def gridpg_section(
     )
 
 
-@register_claim_section("boxes")
+@register_claim_section("depth-localisation-boxes")
 def boxes_section(
     study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
 ) -> ReportSection:
@@ -472,7 +472,7 @@ def boxes_section(
     )
 
 
-@register_claim_section("randomisation")
+@register_claim_section("sanity-randomisation")
 def sanity_section(
     study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
 ) -> ReportSection:
@@ -499,7 +499,7 @@ def sanity_section(
     )
 
 
-@register_claim_section("agreement")
+@register_claim_section("native-captum-agreement")
 def agreement_section(
     study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
 ) -> ReportSection:

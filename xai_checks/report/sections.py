@@ -5,9 +5,10 @@ A page is a list of :class:`ReportSection` records, each rendered by its own Jin
 
 1. page sections registered with ``order < 500`` (the verdict table);
 2. one section per evaluated claim, in the order the claims were evaluated: the claim's own
-   ``Claim.report_section(study, verdict)`` when it has one, else the built-in section
-   registered for its metric with :func:`register_claim_section`, else a generic section that
-   shows the verdict and its reasons (so every claim a run evaluated is on the page);
+   ``Claim.report_section(study, verdict)`` when its class defines one, else the built-in
+   section registered for its id with :func:`register_claim_section`, else the claim base
+   class's default section (verdict row and reasons), so every claim a run evaluated is on the
+   page (a claim evaluated twice gets a second, numbered section);
 3. page sections registered with ``order >= 500`` (what was skipped, provenance).
 
 A third-party claim adds its section by returning a :class:`ReportSection` from
@@ -77,15 +78,15 @@ def register_section(
 
 
 def register_claim_section(
-    metric: str,
+    claim_id: str,
 ) -> Callable[[ClaimSectionBuilder], ClaimSectionBuilder]:
-    """Register the built-in section of claims whose ``metric`` is ``metric``.
+    """Register the built-in section of the claim ``claim_id`` (``"*"``: the fallback).
 
-    Used only when the claim does not provide its own ``report_section``.
+    Used only when the claim's class does not provide its own ``report_section``.
     """
 
     def wrap(builder: ClaimSectionBuilder) -> ClaimSectionBuilder:
-        _CLAIM[metric] = builder
+        _CLAIM[claim_id] = builder
         return builder
 
     return wrap
@@ -110,7 +111,7 @@ def _claim_section(
     claim = verdict.claim
     if _overrides_report_section(claim):
         return claim.report_section(study, verdict)
-    builder = _CLAIM.get(str(getattr(claim, "metric", "")))
+    builder = _CLAIM.get(str(getattr(claim, "id", "")))
     if builder is not None:
         return builder(study, verdict, verdicts, doc)
     default = getattr(claim, "report_section", None)
@@ -147,17 +148,35 @@ def collect_sections(
     seen: set[str] = set()
     stems: set[str] = set()
     for section in out:
-        if section.id in seen:
-            raise ValueError(f"two report sections have the id {section.id!r}")
-        seen.add(section.id)
-        for stem in section.figures:
-            if not _STEM.fullmatch(stem) or stem in stems:
+        # the same claim evaluated twice (e.g. with other params) gets a second, numbered section
+        section.id = _unique(section.id, seen)
+        for stem in list(section.figures):
+            if not _STEM.fullmatch(stem):
                 raise ValueError(
-                    f"section {section.id!r}: figure name {stem!r} is not a unique file stem "
-                    "of letters, digits, '_', '-' and '.'"
+                    f"section {section.id!r}: figure name {stem!r} is not a file stem of "
+                    "letters, digits, '_', '-' and '.'"
                 )
-            stems.add(stem)
+            new = _unique(stem, stems)
+            if new != stem:
+                _rename_figure(section, stem, new)
     return out
+
+
+def _unique(name: str, used: set[str]) -> str:
+    out, i = name, 2
+    while out in used:
+        out, i = f"{name}-{i}", i + 1
+    used.add(out)
+    return out
+
+
+def _rename_figure(section: ReportSection, old: str, new: str) -> None:
+    """Rename one figure (its PNG file stem) everywhere the section refers to it."""
+    section.figures = {new if k == old else k: v for k, v in section.figures.items()}
+    for key in ("figure_text", "tables_after"):
+        table = section.context.get(key)
+        if isinstance(table, dict) and old in table:
+            section.context[key] = {new if k == old else k: v for k, v in table.items()}
 
 
 def figure_png(figure: Any, *, dpi: float | None = None) -> bytes:
