@@ -289,9 +289,13 @@ def strict_kinds(text: str) -> tuple[str, ...]:
 def resolve_source(data: str) -> str | Path:
     """``auto`` -> ``imagenet-samples`` when found, else ``embedded``; a folder -> Path."""
     if data == "auto":
-        from xai_checks.data import find_imagenet_samples
+        from xai_checks.data import DataNotFoundError, find_imagenet_samples
 
-        return "imagenet-samples" if find_imagenet_samples() is not None else "embedded"
+        try:
+            found = find_imagenet_samples()
+        except DataNotFoundError:
+            found = None
+        return "imagenet-samples" if found is not None else "embedded"
     if data in ("embedded", "imagenet-samples"):
         return data
     return Path(data)

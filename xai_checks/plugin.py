@@ -1,81 +1,57 @@
 """pytest plugin: explainability claims as tests.
 
 Registered through the ``pytest11`` entry point, so installing ``xai-checks`` is enough.
+Hooks, options and fixtures live here; the run's state is an
+:class:`~xai_checks.session.XaiSession` on the config; the table is :mod:`xai_checks.table`.
 
-Options (``pytest --help``, group "xai-checks"): the photo set, weights, control, alpha,
-device, limit, seed, batch size, where to write the claims' JSON, and a committed baseline
-that fails the run when a verdict flips or an effect size moves beyond a tolerance.
+Options (``pytest --help``, group "xai-checks") come from :mod:`xai_checks.options`, the same
+rows as the CLI's, checked when pytest starts (a bad value is a usage error before any model
+loads).
 
-Fixtures (all session-scoped except ``claim_verdict`` and ``xai_verdict``; override
-``xai_model`` / ``xai_photoset`` in your own ``conftest.py`` to test *your* model):
+Fixtures (session-scoped except ``claim_verdict`` and ``xai_verdict``; override ``xai_model``,
+``xai_layers``, ``xai_control_model`` or ``xai_photoset`` in your ``conftest.py``):
 
 ``xai_settings``       the options, resolved
 ``xai_model``          the model under test (default: the ImageNet ResNet-50, ``--xai-weights``)
-``xai_control_model``  the null control: a seeded, re-initialised copy of ``xai_model`` (the same
-                       class); ``None`` to skip
-``xai_layers``         the layers to explain (default: layer1..layer4 for the default ResNet-50,
-                       picked automatically for an overridden ``xai_model``)
-``xai_photoset``       the photo set (``--xai-data``; the shared ImageNet samples if found,
-                       else the photos embedded in installed packages -- said in the output)
-``xai_study``          runs the study once per session and caches its numbers
-``xai_verdict``        ``xai_verdict("seed-depth-ratio")`` -> :class:`~xai_checks.claims.Verdict`,
-                       recorded in the end-of-run table, the JSON file and junit XML properties
-``claim_verdict``      the verdict of the claim named by ``@pytest.mark.claim("...")``
+``xai_layers``         the layers to explain (``--xai-layers``; ``None``: the study's default)
+``xai_control_model``  the null control (seeded, untrained); ``None`` to run without
+``xai_photoset``       the photo set (``--xai-data``)
+``xai_study``          hands out studies: one per settings for the whole run, also under xdist
+``xai_verdict``        ``xai_verdict("seed-depth-ratio", alpha=0.01)`` -> Verdict, recorded in
+                       the end-of-run table, ``claims.json`` and junit XML properties
+``claim_verdict``      the verdict of ``@pytest.mark.claim("<id>", **overrides)``; overrides are
+                       the claim's fields (``alpha``, ``layers``, params) and the study's
+                       ``method``
+
+``--xai-strict=data,boxes,cuda`` (or ``all``) fails, instead of skipping, a claim that cannot
+run for lack of photos, boxes or CUDA.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import dataclass
-from pathlib import Path
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from xai_checks.options import OptionError, add_plugin_options, plugin_values, preflight
+from xai_checks.session import (
+    Settings,
+    XaiSession,
+    compare_with_baseline,
+    model_fingerprint,
+    photoset_fingerprint,
+    settings_from_values,
+    write_err,
+)
 
-__all__ = ["Settings", "StudyRunner"]
+__all__ = ["Settings", "StudyRunner", "XaiSession", "compare_with_baseline"]
 
-_REGISTRY_KEY = pytest.StashKey[dict[str, Any]]()
-_SETTINGS_KEY = pytest.StashKey["Settings"]()
+_SESSION_KEY = pytest.StashKey[XaiSession]()
 
-
-@dataclass
-class Settings:
-    data: str
-    labels: list[str]
-    weights: str
-    control: str
-    alpha: float
-    device: str
-    limit: int | None
-    seed: int
-    batch_size: int
-    json_path: Path | None
-    baseline: Path | None
-    update_baseline: bool
-    tolerance: float
-    data_note: str = ""
-    #: the model, its layers, labels and preprocessing (issue 9); None: the defaults
-    model: str | None = None
-    control_model: str | None = None
-    layers: tuple[str, ...] | None = None
-    method: str = "gradcam"
-    channels_last: bool = False
-    classes: str | None = None
-    preprocess: dict[str, Any] | None = None
-
-    def key(self) -> dict[str, Any]:
-        """What a baseline must match to be comparable."""
-        return {
-            "data": self.data,
-            "labels": self.labels,
-            "weights": self.weights,
-            "control": self.control,
-            "limit": self.limit,
-            "seed": self.seed,
-        }
+#: marker keywords that change the study rather than the claim's evaluation
+_STUDY_KEYS = ("method", "channels_last")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -83,91 +59,129 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_plugin_options(group)
 
 
+def _resolve_data(data: str) -> tuple[str, str]:
+    if data != "auto":
+        return data, ""
+    from xai_checks.data import DataNotFoundError, find_imagenet_samples
+
+    try:
+        if find_imagenet_samples() is not None:
+            return "imagenet-samples", ""
+        why = "the ImageNet sample photos were not found"
+    except DataNotFoundError as exc:
+        why = str(exc)
+    return "embedded", (
+        f"{why} (set XAI_CHECKS_IMAGENET_SAMPLES or run "
+        "`xai-checks data fetch imagenet-samples`): claims ran on the small embedded set"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "claim(id): the test checks the named explainability claim; the fixture "
-        "`claim_verdict` gives its verdict",
+        "claim(id, **overrides): the test checks the named explainability claim; the fixture "
+        "`claim_verdict` gives its verdict. Overrides: the claim's fields (alpha, layers, "
+        "params) and the study's method",
     )
-    config.stash[_REGISTRY_KEY] = {}
     from xai_checks.distributed import TorchrunPytestPlugin, env_world_size
 
     if env_world_size() > 1:  # torchrun: one study sharded over the ranks (issue 12)
         device = str(getattr(config.option, "xai_device", None) or "cpu")
         config.pluginmanager.register(TorchrunPytestPlugin(device), "xai-checks-torchrun")
-    if config.option.help or hasattr(config, "workerinput"):
-        return  # xdist workers: the controller checked the same options
-    try:
-        preflight(plugin_values(config), front="plugin")
-    except OptionError as exc:
-        raise pytest.UsageError(f"xai-checks: {exc}") from None
-
-
-def _resolve_data(data: str) -> tuple[str, str]:
-    if data != "auto":
-        return data, ""
-    from xai_checks.data import find_imagenet_samples
-
-    if find_imagenet_samples() is not None:
-        return "imagenet-samples", ""
-    return "embedded", (
-        "the ImageNet sample photos were not found (set XAI_CHECKS_IMAGENET_SAMPLES or run "
-        "`xai-checks data fetch imagenet-samples`): claims ran on the small embedded set"
-    )
-
-
-def _settings(config: pytest.Config) -> Settings:
-    if _SETTINGS_KEY in config.stash:
-        return config.stash[_SETTINGS_KEY]
+    if config.option.help or getattr(config.option, "version", False):
+        return
     try:
         values = plugin_values(config)
+        if not hasattr(config, "workerinput"):  # xdist workers: the controller checked
+            preflight(values, front="plugin")
     except OptionError as exc:
         raise pytest.UsageError(f"xai-checks: {exc}") from None
-    data, note = _resolve_data(values["data"])
-    settings = Settings(
-        data=data,
-        labels=list(values["label"]),
-        weights=values["weights"],
-        control=values["control"],
-        alpha=values["alpha"],
-        device=values["device"],
-        limit=values["limit"],
-        seed=values["seed"],
-        batch_size=values["batch_size"],
-        json_path=Path(values["json"]) if values["json"] else None,
-        baseline=Path(values["baseline"]) if values["baseline"] else None,
-        update_baseline=values["update_baseline"],
-        tolerance=values["tolerance"],
-        data_note=note,
-        model=values.get("model"),
-        control_model=values.get("control_model"),
-        layers=values.get("layers"),
-        method=values.get("method") or "gradcam",
-        channels_last=bool(values.get("channels_last")),
-        classes=values.get("classes"),
-        preprocess={
-            key: values[key]
-            for key in ("input_size", "mean", "std", "transform")
-            if values.get(key) is not None
-        },
-    )
-    config.stash[_SETTINGS_KEY] = settings
-    return settings
+    settings = settings_from_values(values)
+    settings.data, settings.data_note = _resolve_data(settings.data)
+    if "data" in settings.strict and settings.data_note:
+        raise pytest.UsageError(f"xai-checks: --xai-strict=data: {settings.data_note}")
+    config.stash[_SESSION_KEY] = XaiSession(config, settings)
+
+
+def _session(config: pytest.Config) -> XaiSession:
+    try:
+        return config.stash[_SESSION_KEY]
+    except KeyError:
+        raise pytest.UsageError("xai-checks: the plugin was not configured") from None
+
+
+def _strict(config: pytest.Config, kind: str, message: str) -> None:
+    """Skip with ``message``, or fail when ``--xai-strict`` names ``kind``."""
+    if kind in _session(config).settings.strict:
+        pytest.fail(f"--xai-strict={kind}: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+# --------------------------------------------------------------------------- xdist
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: each worker gets the shared study cache."""
+    session = node.config.stash.get(_SESSION_KEY, None)
+    if session is not None:
+        session.configure_node(node)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: gather a worker's verdicts."""
+    session = node.config.stash.get(_SESSION_KEY, None)
+    output = getattr(node, "workeroutput", None)
+    if session is not None and output:
+        session.merge(output)
+
+
+# --------------------------------------------------------------------------- collection
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """The study phases the collected claims need (every worker collects every item, so all
+    agree on the study)."""
+    xai = config.stash.get(_SESSION_KEY, None)
+    if xai is None:
+        return
+    ids = []
+    for item in items:
+        marker = item.get_closest_marker("claim")
+        if marker is not None and marker.args:
+            ids.append(marker.args[0])
+    uses_direct = any("xai_verdict" in getattr(i, "fixturenames", ()) for i in items)
+    if not ids or uses_direct:
+        return  # xai_verdict can ask for any claim: run every phase
+    from xai_checks.claims import get_claim, phases_for
+
+    try:
+        claims = [get_claim(i) for i in ids]
+    except KeyError as exc:
+        raise pytest.UsageError(f"xai-checks: {exc.args[0]}") from None
+    xai.phases = phases_for(claims)
+
+
+# --------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="session")
 def xai_settings(pytestconfig: pytest.Config) -> Settings:
     """The xai-checks options of this run, resolved."""
-    return _settings(pytestconfig)
+    return _session(pytestconfig).settings
 
 
 @pytest.fixture(scope="session")
-def xai_device(xai_settings: Settings) -> Any:
+def xai_device(pytestconfig: pytest.Config, xai_settings: Settings) -> Any:
     import torch
 
     device = torch.device(xai_settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        pytest.skip("--xai-device cuda asked for, but no CUDA device is available")
+        _strict(pytestconfig, "cuda", "--xai-device cuda asked for, but no CUDA device is here")
     return device
 
 
@@ -191,20 +205,15 @@ def xai_control_model(xai_settings: Settings, xai_model: Any) -> Any:
     ``None`` with ``--xai-control none``."""
     if xai_settings.control == "none":
         return None
+    from xai_checks._util import model_device
     from xai_checks.models import ModelSpecError, load_model_spec, reinitialised_copy
 
     if xai_settings.control_model:
         try:
-            return load_model_spec(xai_settings.control_model, device=_device_of(xai_model))
+            return load_model_spec(xai_settings.control_model, device=model_device(xai_model))
         except ModelSpecError as exc:
             raise pytest.UsageError(f"xai-checks: --xai-control-model: {exc}") from None
     return reinitialised_copy(xai_model, seed=xai_settings.seed)
-
-
-def _device_of(model: Any) -> Any:
-    from xai_checks._util import model_device
-
-    return model_device(model)
 
 
 @pytest.fixture(scope="session")
@@ -221,7 +230,7 @@ def xai_layers(xai_settings: Settings, xai_model: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def xai_photoset(xai_settings: Settings) -> Any:
+def xai_photoset(pytestconfig: pytest.Config, xai_settings: Settings) -> Any:
     """The photo set claims run on."""
     from xai_checks.data import DataNotFoundError, open_photoset
 
@@ -231,89 +240,153 @@ def xai_photoset(xai_settings: Settings) -> Any:
 
         classes = read_class_list(xai_settings.classes)
     try:
-        return open_photoset(
+        photos = open_photoset(
             xai_settings.data,
+            layout=xai_settings.layout,  # type: ignore[arg-type]
             labels=xai_settings.labels or None,
             limit=xai_settings.limit,
             seed=xai_settings.seed,
             classes=classes,
         )
     except DataNotFoundError as exc:
-        pytest.skip(f"photo set unavailable: {exc}")
+        _strict(pytestconfig, "data", f"photo set unavailable: {exc}")
+    if len(photos) == 0:
+        raise pytest.UsageError(f"xai-checks: the photo set {photos.name} holds no photos")
+    return photos
 
 
 class StudyRunner:
-    """Runs the study once, lazily, and hands out verdicts."""
+    """Hands out studies (one per study settings, for the whole run) and verdicts."""
 
     def __init__(
         self,
         config: pytest.Config,
-        settings: Settings,
         model: Any,
         controls: dict[str, Any],
         photoset: Any,
-        layers: Any = None,
+        layers: tuple[str, ...] | None,
     ) -> None:
         self._config = config
-        self.settings = settings
+        self.session = _session(config)
+        self.settings = self.session.settings
         self.model = model
         self.controls = controls
-        self.layers = layers
         self.photoset = photoset
-        self._result: Any = None
-        # The fallback note only applies when the plugin's own photo set choice was used.
-        fallback = settings.data_note and getattr(photoset, "name", None) == "embedded"
-        self._note = settings.data_note if fallback else ""
+        self.layers = layers
 
-    @property
-    def result(self) -> Any:
-        if self._result is None:
-            from xai_checks.data.classes import Preprocess
-            from xai_checks.study import StudyConfig, run_study
+    def _study_config(self, overrides: Mapping[str, Any]) -> Any:
+        from xai_checks.data.classes import Preprocess
+        from xai_checks.study import StudyConfig
 
-            reporter = self._config.pluginmanager.get_plugin("terminalreporter")
-            if reporter is not None:
-                where = f"{self.photoset.name} ({len(self.photoset)} photos)"
-                reporter.write_line(f"\nxai-checks: running the study on {where} ...")
-                if self._note:
-                    reporter.write_line(f"xai-checks: NOTE {self._note}")
-            start = time.perf_counter()
-            self._result = run_study(
+        fields = {f.name for f in dataclasses.fields(StudyConfig)}
+        settings = self.settings
+        layers = overrides.get("layers") or self.layers
+        kwargs: dict[str, Any] = {
+            "batch_size": settings.batch_size,
+            "seed": settings.seed,
+            "layers": () if layers is None else tuple(layers),
+            "method": overrides.get("method") or settings.method,
+            "preprocess": Preprocess(**settings.preprocess),
+        }
+        if self.session.phases:
+            kwargs["phases"] = self.session.phases
+        for key in ("channels_last", "memory_format"):
+            value = overrides.get(key, settings.extra.get(key))
+            if value is None:
+                continue
+            if key not in fields:
+                raise pytest.UsageError(f"xai-checks: this version's study has no {key!r}")
+            kwargs[key] = value
+        try:
+            return StudyConfig(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise pytest.UsageError(f"xai-checks: {exc}") from None
+
+    def result(self, **overrides: Any) -> Any:
+        """The study with these study-level overrides (``layers``, ``method``)."""
+        config = self._study_config(overrides)
+        description = {
+            "config": config.to_dict(),
+            "models": {
+                name: model_fingerprint(m)
+                for name, m in {"under_test": self.model, **self.controls}.items()
+            },
+            "photos": photoset_fingerprint(self.photoset),
+            "photoset": getattr(self.photoset, "name", None),
+        }
+
+        def compute() -> Any:
+            from xai_checks.progress import LineProgress
+            from xai_checks.study import run_study
+
+            where = f"{self.photoset.name} ({len(self.photoset)} photos)"
+            self._say(f"xai-checks: running the study on {where} ...")
+            if self.settings.data_note and getattr(self.photoset, "name", None) == "embedded":
+                self._say(f"xai-checks: NOTE {self.settings.data_note}")
+            return run_study(
                 self.model,
                 self.photoset,
                 controls=self.controls,
-                config=StudyConfig(
-                    layers=() if self.layers is None else tuple(self.layers),
-                    method=self.settings.method,
-                    channels_last=self.settings.channels_last,
-                    preprocess=Preprocess(**(self.settings.preprocess or {})),
-                    batch_size=self.settings.batch_size,
-                    seed=self.settings.seed,
-                ),
+                config=config,
+                progress=LineProgress(self._say, every=15.0),
             )
-            self._config.stash[_REGISTRY_KEY]["_study"] = {
-                "seconds": time.perf_counter() - start,
-                "photoset": self._result.photoset,
-                "timings": self._result.timings,
-                "note": self._note,
-            }
-        return self._result
 
-    def verdict(self, claim: Any) -> Any:
+        result = self.session.study(description, compute, announce=self._say)
+        if result.photoset.get("n_used", 0) == 0:
+            raise pytest.UsageError(
+                f"xai-checks: no usable photos in {self.photoset.name}: all "
+                f"{result.photoset.get('n_skipped', 0)} were skipped"
+            )
+        return result
+
+    def _say(self, line: str) -> None:
+        worker = self.session.worker
+        if worker is not None:
+            write_err(f"[{worker}] {line}")
+            return
+        reporter = self._config.pluginmanager.get_plugin("terminalreporter")
+        capman = self._config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None:
+            write_err(line)
+        elif capman is not None:
+            with capman.global_and_fixture_disabled():
+                reporter.write_line(line)
+        else:
+            reporter.write_line(line)
+
+    def verdict(self, claim: Any, **overrides: Any) -> Any:
         from xai_checks.claims import evaluate, get_claim
 
-        if isinstance(claim, str):
-            claim = get_claim(claim)
-        claim = claim.with_(alpha=self.settings.alpha)
-        verdict = evaluate(claim, self.result)
-        self._config.stash[_REGISTRY_KEY][claim.id] = verdict
+        study_overrides = {k: overrides.pop(k) for k in _STUDY_KEYS if k in overrides}
+        if "layers" in overrides and overrides["layers"] is not None:
+            overrides["layers"] = tuple(overrides["layers"])
+            study_overrides["layers"] = overrides["layers"]
+        try:
+            if isinstance(claim, str):
+                claim = get_claim(claim)
+            claim = claim.with_(**({"alpha": self.settings.alpha} | overrides))
+        except (KeyError, TypeError) as exc:
+            raise pytest.UsageError(f"xai-checks: {exc.args[0] if exc.args else exc}") from None
+        verdict = evaluate(claim, self.result(**study_overrides))
+        changes = {**overrides, **study_overrides}
+        if changes.get("alpha") == self.settings.alpha:
+            del changes["alpha"]
+        key = claim.id
+        if changes:
+            key += "[" + ",".join(f"{k}={_show(v)}" for k, v in sorted(changes.items())) + "]"
+        self.session.record(key, verdict)
         return verdict
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "+".join(map(str, value))
+    return str(value)
 
 
 @pytest.fixture(scope="session")
 def xai_study(
     pytestconfig: pytest.Config,
-    xai_settings: Settings,
     xai_model: Any,
     xai_control_model: Any,
     xai_photoset: Any,
@@ -321,25 +394,26 @@ def xai_study(
 ) -> StudyRunner:
     """The study on ``xai_model`` (and the control) over ``xai_photoset``, run once."""
     controls = {} if xai_control_model is None else {"untrained": xai_control_model}
-    return StudyRunner(
-        pytestconfig, xai_settings, xai_model, controls, xai_photoset, layers=xai_layers
-    )
+    return StudyRunner(pytestconfig, xai_model, controls, xai_photoset, xai_layers)
 
 
 @pytest.fixture
 def xai_verdict(xai_study: StudyRunner, request: pytest.FixtureRequest) -> Any:
-    """``xai_verdict(claim_id)``: the verdict, also recorded as junit XML properties."""
+    """``xai_verdict(claim_id, **overrides)``: the verdict, also recorded as junit XML
+    properties."""
 
-    def get(claim: Any) -> Any:
-        verdict = xai_study.verdict(claim)
+    def get(claim: Any, **overrides: Any) -> Any:
+        verdict = xai_study.verdict(claim, **overrides)
         props = request.node.user_properties
-        props.append((f"xai:{verdict.claim.id}:verdict", verdict.status.value))
-        primary = verdict.primary or {}
-        if primary.get("pvalue") is not None:
-            props.append((f"xai:{verdict.claim.id}:pvalue", primary["pvalue"]))
+        cid = verdict.claim.id
+        props.append((f"xai:{cid}:verdict", verdict.status.value))
+        row = verdict.row() if hasattr(verdict, "row") else {}
+        p = row.get("p", (verdict.primary or {}).get("pvalue"))
+        if p is not None:
+            props.append((f"xai:{cid}:pvalue", p))
         if verdict.effect is not None:
-            props.append((f"xai:{verdict.claim.id}:effect", verdict.effect))
-        props.append((f"xai:{verdict.claim.id}:n", verdict.n))
+            props.append((f"xai:{cid}:effect", verdict.effect))
+        props.append((f"xai:{cid}:n", verdict.n))
         return verdict
 
     return get
@@ -347,121 +421,80 @@ def xai_verdict(xai_study: StudyRunner, request: pytest.FixtureRequest) -> Any:
 
 @pytest.fixture
 def claim_verdict(request: pytest.FixtureRequest, xai_verdict: Any) -> Any:
-    """The verdict of the claim named by the test's ``@pytest.mark.claim(id)``.
+    """The verdict of the claim named by the test's ``@pytest.mark.claim(id, **overrides)``.
 
-    A verdict that is INCONCLUSIVE only because there were too few images skips the test,
-    with the reason.
+    A verdict that is INCONCLUSIVE only because there were too few photos (or no boxes) skips
+    the test with the reason, or fails it under ``--xai-strict``.
     """
     marker = request.node.get_closest_marker("claim")
     if marker is None or not marker.args:
         raise pytest.UsageError("claim_verdict needs @pytest.mark.claim('<claim id>')")
-    verdict = xai_verdict(marker.args[0])
+    verdict = xai_verdict(marker.args[0], **marker.kwargs)
     if verdict.insufficient:
-        pytest.skip(f"{verdict.claim.id}: {'; '.join(verdict.reasons)}")
+        reasons = "; ".join(map(str, verdict.reasons))
+        kind = "boxes" if "box" in reasons.lower() else "data"
+        _strict(request.config, kind, f"{verdict.claim.id}: {reasons}")
+    if verdict.n == 0 and verdict.status.value == "SUPPORTED":
+        pytest.fail(f"{verdict.claim.id}: SUPPORTED with n = 0 is not evidence", pytrace=False)
     return verdict
 
 
 # --------------------------------------------------------------------------- end of run
 
 
-def _verdicts(config: pytest.Config) -> dict[str, Any]:
-    registry = config.stash.get(_REGISTRY_KEY, {})
-    return {k: v for k, v in registry.items() if not k.startswith("_")}
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Workers hand their verdicts to the controller; the controller (or a serial run)
+    writes claims.json and checks the baseline, once."""
+    config = session.config
+    xai = config.stash.get(_SESSION_KEY, None)
+    if xai is None:
+        return
+    if xai.worker is not None:
+        config.workeroutput.update(xai.worker_output())  # type: ignore[attr-defined]
+        return
+    from xai_checks.distributed import is_main_process
+
+    if not is_main_process():
+        return  # under torchrun, rank 0 writes claims.json and checks the baseline, once
+    try:
+        failed = xai.finish()
+    finally:
+        xai.cleanup()
+    if failed:
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            noun = "xai-checks baseline failure" + ("s" if len(xai.failures) > 1 else "")
+            reporter.stats.setdefault(noun, []).extend(_Failure(f) for f in xai.failures)
+
+
+class _Failure:
+    """A terminal-stats entry, so the final summary line counts baseline failures."""
+
+    count_towards_summary = True
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    verdicts = _verdicts(config)
-    if not verdicts:
+    xai = config.stash.get(_SESSION_KEY, None)
+    if xai is None or xai.worker is not None:
+        return
+    if not xai.verdicts and not xai.lines and not xai.failures:
         return
     tr = terminalreporter
     tr.section("xai-checks claims")
-    study = config.stash[_REGISTRY_KEY].get("_study", {})
-    if study:
-        ps = study.get("photoset", {})
-        tr.write_line(
-            f"photo set: {ps.get('name')} - {ps.get('n_used')} photos used, "
-            f"{ps.get('n_skipped')} skipped; study time {study.get('seconds', 0):.1f} s"
-        )
-        if study.get("note"):
-            tr.write_line(f"NOTE: {study['note']}")
-    from xai_checks.table import verdict_lines
-
-    for line in verdict_lines(verdicts):
+    for line in xai.summary_lines():
         tr.write_line(line)
-    for line in config.stash[_REGISTRY_KEY].get("_baseline_report", []):
-        tr.write_line(line, red=line.startswith("REGRESSION"))
+    for line in xai.lines:
+        tr.write_line(line)
+    for line in xai.failures:
+        tr.write_line(f"FAILED {line}", red=True, bold=True)
 
 
-def _payload(config: pytest.Config, settings: Settings) -> dict[str, Any]:
-    registry = config.stash[_REGISTRY_KEY]
-    return {
-        "schema": "xai-checks/claims",
-        "schema_version": 1,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "settings": settings.key() | {"alpha": settings.alpha},
-        "study": registry.get("_study", {}),
-        "verdicts": {k: v.to_dict() for k, v in _verdicts(config).items()},
-    }
-
-
-def compare_with_baseline(
-    current: dict[str, Any], baseline: dict[str, Any], *, tolerance: float
-) -> list[str]:
-    """Lines describing regressions (a flipped verdict, an effect moved > tolerance)."""
-    problems = []
-    for claim_id, old in baseline.get("verdicts", {}).items():
-        new = current.get("verdicts", {}).get(claim_id)
-        if new is None:
-            continue
-        if new["status"] != old["status"]:
-            problems.append(f"REGRESSION {claim_id}: verdict {old['status']} -> {new['status']}")
-        old_e = (old.get("tests", {}).get("primary") or {}).get("effect")
-        new_e = (new.get("tests", {}).get("primary") or {}).get("effect")
-        if old_e is not None and new_e is not None and abs(new_e - old_e) > tolerance:
-            problems.append(
-                f"REGRESSION {claim_id}: effect {old_e:.3f} -> {new_e:.3f} (tolerance {tolerance})"
-            )
-    return problems
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    config = session.config
-    from xai_checks.distributed import is_main_process
-
-    if not _verdicts(config) or _SETTINGS_KEY not in config.stash or not is_main_process():
-        return  # under torchrun, rank 0 writes claims.json and checks the baseline, once
-    settings = config.stash[_SETTINGS_KEY]
-    payload = _payload(config, settings)
-    from xai_checks.cache import atomic_write
-
-    json_path = settings.json_path or Path(config.rootpath) / ".xai-checks" / "claims.json"
-    with atomic_write(json_path, "w") as handle:
-        json.dump(payload, handle, indent=2)
-    report = config.stash[_REGISTRY_KEY].setdefault("_baseline_report", [])
-    report.append(f"claims written to {json_path}")
-    if settings.baseline is None:
-        return
-    if settings.update_baseline:
-        with atomic_write(settings.baseline, "w") as handle:
-            json.dump(payload, handle, indent=2)
-        report.append(f"baseline rewritten: {settings.baseline}")
-        return
-    if not settings.baseline.exists():
-        report.append(
-            f"REGRESSION baseline {settings.baseline} does not exist "
-            "(create it with --xai-update-baseline)"
-        )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        return
-    baseline = json.loads(settings.baseline.read_text())
-    if baseline.get("settings", {}) != payload["settings"]:
-        report.append(
-            f"baseline {settings.baseline} was made with other settings "
-            f"({baseline.get('settings')}); not compared"
-        )
-        return
-    problems = compare_with_baseline(payload, baseline, tolerance=settings.tolerance)
-    report.extend(problems or [f"baseline {settings.baseline}: no regressions"])
-    if problems:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+def pytest_unconfigure(config: pytest.Config) -> None:
+    xai = config.stash.get(_SESSION_KEY, None)
+    if xai is not None:
+        xai.cleanup()

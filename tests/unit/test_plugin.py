@@ -161,6 +161,224 @@ def test_missing_baseline_fails_with_advice(project: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*does not exist*--xai-update-baseline*"])
 
 
+AGREE = r"""
+import pytest
+from xai_checks.claims import Status
+
+@pytest.mark.claim("native-captum-agreement")
+def test_agree(claim_verdict):
+    assert claim_verdict.status is Status.SUPPORTED
+"""
+
+AGREE_AGAIN = r"""
+import pytest
+
+@pytest.mark.claim("native-captum-agreement")
+def test_agree_again(claim_verdict):
+    assert claim_verdict.n > 0
+
+@pytest.mark.claim("native-captum-agreement", layers=["layer4"], alpha=0.01)
+def test_agree_layer4(claim_verdict):
+    assert claim_verdict.claim.layers == ("layer4",)
+    assert claim_verdict.claim.alpha == 0.01
+"""
+
+
+@pytest.fixture
+def agreement_project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """Two test files asking for the same claim (one with overrides): only the agreement
+    phase runs, so each run takes seconds."""
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_a=AGREE, test_b=AGREE_AGAIN)
+    return pytester
+
+
+def _xdist(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+    pytest.importorskip("xdist")
+    return project.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", *args)
+
+
+def test_xdist_runs_one_study_and_gathers_every_verdict(agreement_project: pytest.Pytester):
+    """Under -n 2 each worker used to rerun the study, print no table and race on
+    claims.json (last writer won, a verdict was lost)."""
+    out = agreement_project.path / "claims.json"
+    junit = agreement_project.path / "junit.xml"
+    result = _xdist(agreement_project, f"--xai-json={out}", f"--junitxml={junit}")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*xai-checks claims*", "*native-captum-agreement*SUPPORTED*"])
+    payload = json.loads(out.read_text())
+    assert set(payload["verdicts"]) == {
+        "native-captum-agreement",
+        "native-captum-agreement[alpha=0.01,layers=layer4]",
+    }
+    # one computation for the whole run (the second study differs: other layers)
+    configs = [tuple(s["description"]["config"]["layers"]) for s in payload["studies"]]
+    assert sorted(configs) == sorted(set(configs)), configs
+    props = [p.get("name") for p in ET.parse(junit).iter("property")]
+    assert props.count("xai:native-captum-agreement:verdict") == 3
+
+
+def test_xdist_missing_baseline_fails_the_run(agreement_project: pytest.Pytester):
+    result = _xdist(agreement_project, "--xai-baseline=missing.json")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*does not exist*", "*3 passed*1 xai-checks baseline failure*"])
+
+
+def test_xdist_regression_fails_the_run(agreement_project: pytest.Pytester):
+    """A baseline regression under -n 2 used to exit 0."""
+    baseline = agreement_project.path / "baseline.json"
+    made = _xdist(agreement_project, f"--xai-baseline={baseline}", "--xai-update-baseline")
+    assert made.ret == 0
+    data = json.loads(baseline.read_text())
+    assert len(data["verdicts"]) == 2
+    data["verdicts"]["native-captum-agreement"]["status"] = "REFUTED"
+    baseline.write_text(json.dumps(data))
+    result = _xdist(agreement_project, f"--xai-baseline={baseline}")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(
+        ["*REGRESSION native-captum-agreement*REFUTED -> SUPPORTED*", "*xai-checks baseline*"]
+    )
+
+
+@pytest.mark.parametrize("kind", ["unreadable", "other-settings"])
+def test_unusable_baseline_fails_unless_opted_out(agreement_project, kind):
+    """An unreadable or incomparable baseline was skipped with a message, and the run passed."""
+    baseline = agreement_project.path / "baseline.json"
+    args = ("-p", "no:cacheprovider", "-k", "test_agree and not layer4")
+    made = agreement_project.runpytest_subprocess(
+        f"--xai-baseline={baseline}", "--xai-update-baseline", *args
+    )
+    assert made.ret == 0
+    if kind == "unreadable":
+        baseline.write_text("{ not json")
+    else:
+        data = json.loads(baseline.read_text())
+        data["settings"]["seed"] = 7
+        baseline.write_text(json.dumps(data))
+    failed = agreement_project.runpytest_subprocess(f"--xai-baseline={baseline}", *args)
+    assert failed.ret == 1
+    failed.stdout.fnmatch_lines(
+        [
+            "*unreadable*" if kind == "unreadable" else "*other settings*seed*",
+            "*1 passed*1 xai-checks baseline failure*",
+        ]
+    )
+    allowed = agreement_project.runpytest_subprocess(
+        f"--xai-baseline={baseline}", "--xai-baseline-optional", *args
+    )
+    assert allowed.ret == 0
+    allowed.stdout.fnmatch_lines(["*baseline not compared (--xai-baseline-optional)*"])
+
+
+def test_strict_fails_a_claim_that_lacks_data(project: pytest.Pytester) -> None:
+    """GridPG on 6 noise photos is INCONCLUSIVE for lack of data: a skip, or a failure under
+    --xai-strict=data (a CI runner that lost its photos must not go green)."""
+    args = ("-p", "no:cacheprovider", "-k", "gridpg")
+    lenient = project.runpytest_subprocess(*args)
+    lenient.assert_outcomes(skipped=1)
+    strict = project.runpytest_subprocess("--xai-strict=data", *args)
+    strict.assert_outcomes(failed=1)
+    strict.stdout.fnmatch_lines(["*--xai-strict=data: depth-localisation-gridpg*mosaics*"])
+    boxes_only = project.runpytest_subprocess("--xai-strict=boxes", *args)
+    boxes_only.assert_outcomes(skipped=1)
+
+
+def test_strict_data_refuses_the_embedded_fallback(pytester: pytest.Pytester, monkeypatch):
+    """With 'auto' and no shared photos the claims fell back to 8 embedded photos."""
+    monkeypatch.delenv("XAI_CHECKS_IMAGENET_SAMPLES", raising=False)
+    monkeypatch.setenv("XAI_CHECKS_CACHE", str(pytester.path / "cache"))
+    pytester.makepyfile("def test_x():\n    pass\n")
+    if (pytester.path.parent / "shared" / "data" / "imagenet-samples").is_dir():
+        pytest.skip("the shared photos are found from here (../shared)")
+    result = pytester.runpytest_subprocess("--xai-strict=data", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "claims ran on the small embedded set" in result.stderr.str()
+    lenient = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert lenient.ret == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--xai-alpha=0"], "--xai-alpha"),
+        (["--xai-alpha=1.5"], "--xai-alpha"),
+        (["--xai-alpha=nan"], "--xai-alpha"),
+        (["--xai-alpha=-1"], "--xai-alpha"),
+        (["--xai-limit=-5"], "--xai-limit"),
+        (["--xai-limit=0"], "--xai-limit"),
+        (["--xai-control=bogus"], "--xai-control"),
+        (["--xai-device=meta"], "--xai-device"),
+        (["--xai-strict=gpu"], "--xai-strict"),
+        (["--xai-data=/no/such/folder"], "no such folder"),
+        (["--xai-label=walaby"], "wallaby"),
+        (["--xai-weights=imagenet-vit"], "unknown weights source"),
+    ],
+)
+def test_bad_plugin_options_are_usage_errors_before_any_model(pytester, args, message):
+    """These once ran (or died in a fixture traceback after the models loaded); -5 meant all."""
+    pytester.makeconftest(
+        "import pytest\n"
+        "@pytest.fixture(scope='session')\n"
+        "def xai_model():\n"
+        "    raise AssertionError('model loaded')\n"
+    )
+    pytester.makepyfile(AGREE)
+    result = pytester.runpytest(*args, "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "model loaded" not in result.stdout.str()
+
+
+def test_label_absent_from_the_folder_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    root = pytester.path / "photos"
+    root.mkdir()
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(root / "n01440764_tench.JPEG")
+    pytester.makepyfile(AGREE)
+    result = pytester.runpytest_subprocess(
+        f"--xai-data={root}", "--xai-label=wallaby", "-p", "no:cacheprovider"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "no photos of 'wallaby'" in result.stderr.str()
+
+
 def test_options_are_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--help")
-    result.stdout.fnmatch_lines(["*xai-checks*", "*--xai-data*", "*--xai-baseline*"])
+    result.stdout.fnmatch_lines(
+        ["*xai-checks*", "*--xai-data*", "*--xai-layers*", "*--xai-baseline*", "*--xai-strict*"]
+    )
+
+
+def test_regression_shows_in_the_final_summary_line(project: pytest.Pytester) -> None:
+    """The summary line said "1 passed"; the regression was only in an earlier line."""
+    baseline = project.path / "baseline.json"
+    args = ("-p", "no:cacheprovider", "-k", "agree")
+    project.runpytest_subprocess(f"--xai-baseline={baseline}", "--xai-update-baseline", *args)
+    data = json.loads(baseline.read_text())
+    data["verdicts"]["native-captum-agreement"]["status"] = "REFUTED"
+    baseline.write_text(json.dumps(data))
+    result = project.runpytest_subprocess(f"--xai-baseline={baseline}", *args)
+    assert result.ret == 1
+    last = [line for line in result.stdout.lines if line.strip()][-1]
+    assert "1 passed" in last and "1 xai-checks baseline failure" in last, last
+
+
+def test_sanity_numbers_have_their_own_heading() -> None:
+    """The sanity row's numbers sat under "medians by layer (model under test)"."""
+    from types import SimpleNamespace
+
+    from xai_checks.table import verdict_lines
+
+    verdict = SimpleNamespace(
+        claim=SimpleNamespace(id="sanity-randomisation"),
+        status=SimpleNamespace(value="SUPPORTED"),
+        n=8,
+        primary={},
+        effect=None,
+        reasons=["fine"],
+        medians={"|spearman rho| with original": {"fc": 0.35, "layer4": 0.15}},
+    )
+    lines = verdict_lines([verdict])
+    assert any("|spearman rho| with original: fc 0.35" in line for line in lines)
+    assert not any("medians by layer" in line for line in lines)

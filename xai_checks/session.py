@@ -1,0 +1,412 @@
+"""The state of one pytest run of the xai-checks plugin, kept on the config.
+
+Follows pytest-benchmark's shape: :mod:`xai_checks.plugin` holds hooks, options and fixtures;
+this module holds the run's state (:class:`XaiSession`: settings, studies, verdicts, the
+baseline check); :mod:`xai_checks.table` prints the table.
+
+Under pytest-xdist the run is the same as serial:
+
+* one study per settings for the whole run: the first worker that needs it computes it under
+  a file lock into a folder the controller made (``workerinput``), keyed by a hash of
+  everything that decides its numbers; the other workers load it;
+* each worker sends its verdicts to the controller (``workeroutput``, read in
+  ``pytest_testnodedown``, as pytest-benchmark does), which prints the table, writes
+  ``claims.json`` and checks the baseline once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Settings", "XaiSession", "comparable", "compare_with_baseline"]
+
+#: the baseline settings that must match (missing keys take these defaults, so baselines
+#: written before a key existed stay comparable when the key is at its default)
+_KEY_DEFAULTS: dict[str, Any] = {
+    "data": "imagenet-samples",
+    "labels": [],
+    "weights": "msra",
+    "control": "random",
+    "limit": 200,
+    "seed": 0,
+    "alpha": 0.05,
+    "layers": None,
+    "model": None,
+    "method": "gradcam",
+    "control_model": None,
+    "classes": None,
+    "preprocess": None,
+}
+
+
+@dataclass
+class Settings:
+    """The plugin's options, resolved (see :mod:`xai_checks.options`)."""
+
+    data: str
+    labels: list[str]
+    layout: str
+    weights: str
+    control: str
+    alpha: float
+    device: str
+    limit: int | None
+    seed: int
+    batch_size: int
+    layers: tuple[str, ...] | None
+    json_path: Path | None
+    baseline: Path | None
+    update_baseline: bool
+    baseline_optional: bool
+    tolerance: float
+    strict: tuple[str, ...]
+    #: the model, its layers, labels and preprocessing (issue 9); None: the defaults
+    model: str | None = None
+    control_model: str | None = None
+    method: str = "gradcam"
+    classes: str | None = None
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    #: option rows added later that Settings does not name
+    extra: dict[str, Any] = field(default_factory=dict)
+    data_note: str = ""
+
+    def key(self) -> dict[str, Any]:
+        """What a baseline must match to be comparable."""
+        out: dict[str, Any] = {
+            "data": self.data,
+            "labels": self.labels,
+            "weights": self.weights,
+            "control": self.control,
+            "limit": self.limit,
+            "seed": self.seed,
+            "alpha": self.alpha,
+            "layers": list(self.layers) if self.layers else None,
+            "model": self.model,
+            "method": self.method,
+        }
+        for name, value in (("control_model", self.control_model), ("classes", self.classes)):
+            if value is not None:
+                out[name] = value
+        if self.preprocess:
+            out["preprocess"] = self.preprocess
+        return out
+
+
+def comparable(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[str]:
+    """The settings that differ between a run and a baseline (empty: comparable)."""
+    keys = set(current) | set(baseline)
+    diffs = []
+    for key in sorted(keys):
+        default = _KEY_DEFAULTS.get(key)
+        a, b = current.get(key, default), baseline.get(key, default)
+        if a != b:
+            diffs.append(f"{key}: baseline {b!r}, this run {a!r}")
+    return diffs
+
+
+def compare_with_baseline(
+    current: Mapping[str, Any], baseline: Mapping[str, Any], *, tolerance: float
+) -> list[str]:
+    """Lines describing regressions (a flipped verdict, an effect moved > tolerance)."""
+    problems = []
+    for claim_id, old in baseline.get("verdicts", {}).items():
+        new = current.get("verdicts", {}).get(claim_id)
+        if new is None:
+            continue
+        if new["status"] != old["status"]:
+            problems.append(f"{claim_id}: verdict {old['status']} -> {new['status']}")
+        old_e = (old.get("tests", {}).get("primary") or {}).get("effect")
+        new_e = (new.get("tests", {}).get("primary") or {}).get("effect")
+        if old_e is not None and new_e is not None and abs(new_e - old_e) > tolerance:
+            problems.append(
+                f"{claim_id}: effect {old_e:.3f} -> {new_e:.3f} (tolerance {tolerance})"
+            )
+    return problems
+
+
+def fingerprint(obj: Any) -> str:
+    """A short sha256 of a JSON-able description."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def model_fingerprint(model: Any) -> dict[str, Any]:
+    """Class, parameter shapes and a checksum of the weights: what makes a model's numbers."""
+    import torch
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            digest.update(name.encode())
+            t = tensor.detach().to("cpu").contiguous()
+            digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy())
+    return {"class": type(model).__qualname__, "weights": digest.hexdigest()[:16]}
+
+
+def photoset_fingerprint(photoset: Any) -> str:
+    """Which photos, with which labels (names, not paths: a moved folder is the same set)."""
+    samples = getattr(photoset, "samples", ())
+    return fingerprint(
+        sorted((Path(str(getattr(s, "path", s))).name, getattr(s, "label", None)) for s in samples)
+    )
+
+
+class XaiSession:
+    """Settings, studies, verdicts and the baseline check of one pytest run."""
+
+    def __init__(self, config: Any, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.verdicts: dict[str, Any] = {}
+        self.studies: dict[str, dict[str, Any]] = {}
+        self.phases: tuple[str, ...] | None = None
+        self.lines: list[str] = []
+        self.failures: list[str] = []
+        self._results: dict[str, Any] = {}
+        workerinput = getattr(config, "workerinput", None)
+        self.worker: str | None = workerinput["workerid"] if workerinput else None
+        self.cache_dir: Path | None = None
+        if workerinput and workerinput.get("xai_cache_dir"):
+            self.cache_dir = Path(workerinput["xai_cache_dir"])
+        self._own_cache: Path | None = None
+
+    # ------------------------------------------------------------------ xdist plumbing
+
+    def configure_node(self, node: Any) -> None:
+        """Controller: give each worker the shared study cache folder."""
+        if self._own_cache is None:
+            self._own_cache = Path(tempfile.mkdtemp(prefix="xai-checks-studies-"))
+        node.workerinput["xai_cache_dir"] = str(self._own_cache)
+
+    def worker_output(self) -> dict[str, Any]:
+        """Worker: what the controller needs (execnet carries bytes; verdicts are pickled)."""
+        return {
+            "xai_verdicts": pickle.dumps(self.verdicts),
+            "xai_studies": json.dumps(self.studies, default=str),
+        }
+
+    def merge(self, output: Mapping[str, Any]) -> None:
+        """Controller: take in one worker's verdicts and study notes."""
+        if "xai_verdicts" in output:
+            for key, verdict in pickle.loads(output["xai_verdicts"]).items():
+                self.verdicts.setdefault(key, verdict)
+        if "xai_studies" in output:
+            for key, meta in json.loads(output["xai_studies"]).items():
+                self.studies.setdefault(key, meta)
+
+    def cleanup(self) -> None:
+        if self._own_cache is not None:
+            shutil.rmtree(self._own_cache, ignore_errors=True)
+
+    # ------------------------------------------------------------------ studies
+
+    def study(
+        self,
+        description: Mapping[str, Any],
+        compute: Callable[[], Any],
+        *,
+        announce: Callable[[str], None] | None = None,
+    ) -> Any:
+        """The study ``description`` names: computed once per run (across xdist workers)."""
+        key = fingerprint(description)
+        if key in self._results:
+            return self._results[key]
+        if self.cache_dir is None:
+            result = self._compute(key, description, compute, announce)
+        else:
+            from filelock import FileLock
+
+            path = self.cache_dir / f"{key}.pickle"
+            with FileLock(str(path) + ".lock"):
+                if path.exists():
+                    result = pickle.loads(path.read_bytes())
+                else:
+                    result = self._compute(key, description, compute, announce)
+                    tmp = path.with_suffix(".tmp")
+                    tmp.write_bytes(pickle.dumps(result))
+                    tmp.replace(path)
+        self._results[key] = result
+        return result
+
+    def _compute(
+        self,
+        key: str,
+        description: Mapping[str, Any],
+        compute: Callable[[], Any],
+        announce: Callable[[str], None] | None,
+    ) -> Any:
+        start = time.perf_counter()
+        result = compute()
+        meta = {
+            "key": key,
+            "seconds": time.perf_counter() - start,
+            "photoset": dict(result.photoset) | {"fingerprint": description.get("photos")},
+            "timings": dict(result.timings),
+            "computed_by": self.worker or "main",
+            "models": {
+                run.name: {
+                    "role": getattr(run, "role", ""),
+                    "class": getattr(run, "model_class", ""),
+                    "weights": (run.weights or {}).get("source"),
+                }
+                for run in getattr(result, "runs", {}).values()
+            },
+            "description": dict(description),
+        }
+        self.studies[key] = meta
+        if announce is not None:
+            announce(
+                f"xai-checks: study {key} done in {meta['seconds']:.0f} s "
+                f"({result.photoset.get('n_used')} photos used)"
+            )
+        return result
+
+    def record(self, key: str, verdict: Any) -> None:
+        self.verdicts.setdefault(key, verdict)
+
+    # ------------------------------------------------------------------ end of run
+
+    def payload(self) -> dict[str, Any]:
+        by_id = self.by_claim()
+        return {
+            "schema": "xai-checks/claims",
+            "schema_version": 2,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "settings": self.settings.key(),
+            "studies": list(self.studies.values()),
+            "study": next(iter(self.studies.values()), {}),
+            "verdicts": {k: v.to_dict() for k, v in by_id.items()},
+        }
+
+    def by_claim(self) -> dict[str, Any]:
+        """Verdicts keyed for the table and JSON (``id`` or ``id[overrides]``)."""
+        return dict(self.verdicts)
+
+    def finish(self) -> bool:
+        """Write claims.json, check or rewrite the baseline. True when the run must fail."""
+        from xai_checks.cache import atomic_write
+
+        if not self.verdicts:
+            if self.settings.baseline is not None and not self.settings.update_baseline:
+                self.lines.append(
+                    f"baseline {self.settings.baseline} not compared: no claim ran in this run"
+                )
+            return False
+        settings = self.settings
+        payload = self.payload()
+        json_path = settings.json_path or Path(self.config.rootpath) / ".xai-checks" / "claims.json"
+        with atomic_write(json_path, "w") as handle:
+            json.dump(payload, handle, indent=2)
+        self.lines.append(f"claims written to {json_path}")
+        if settings.baseline is None:
+            return False
+        if settings.update_baseline:
+            with atomic_write(settings.baseline, "w") as handle:
+                json.dump(payload, handle, indent=2)
+            self.lines.append(f"baseline rewritten: {settings.baseline}")
+            return False
+        problem = self._baseline_problem(payload)
+        if problem is not None:
+            if settings.baseline_optional:
+                self.lines.append(f"baseline not compared (--xai-baseline-optional): {problem}")
+                return False
+            self.failures.append(
+                f"{problem} (pass --xai-baseline-optional to run without a usable baseline)"
+            )
+            return True
+        baseline = json.loads(settings.baseline.read_text())
+        problems = compare_with_baseline(payload, baseline, tolerance=settings.tolerance)
+        if problems:
+            self.failures.extend(f"REGRESSION {p}" for p in problems)
+            return True
+        self.lines.append(f"baseline {settings.baseline}: no regressions")
+        return False
+
+    def _baseline_problem(self, payload: Mapping[str, Any]) -> str | None:
+        path = self.settings.baseline
+        assert path is not None
+        if not path.exists():
+            return f"baseline {path} does not exist (create it with --xai-update-baseline)"
+        try:
+            baseline = json.loads(path.read_text())
+            settings = baseline["settings"]
+            baseline["verdicts"].items()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            return f"baseline {path} is unreadable ({type(exc).__name__}: {exc})"
+        diffs = comparable(payload["settings"], settings)
+        if diffs:
+            return f"baseline {path} was made with other settings: {'; '.join(diffs)}"
+        old_ps = (baseline.get("study") or {}).get("photoset", {}).get("fingerprint")
+        new_ps = (payload.get("study") or {}).get("photoset", {}).get("fingerprint")
+        if old_ps and new_ps and old_ps != new_ps:
+            return f"baseline {path} was made on another photo set (fingerprint {old_ps})"
+        return None
+
+    def summary_lines(self) -> list[str]:
+        from xai_checks.table import verdict_lines
+
+        out = []
+        for meta in self.studies.values():
+            ps = meta.get("photoset", {})
+            out.append(
+                f"study {meta.get('key')}: photo set {ps.get('name')} - {ps.get('n_used')} photos "
+                f"used, {ps.get('n_skipped')} skipped; {meta.get('seconds', 0):.1f} s "
+                f"(computed by {meta.get('computed_by')})"
+            )
+        if self.settings.data_note:
+            out.append(f"NOTE: {self.settings.data_note}")
+        out.extend(verdict_lines(self.by_claim()))
+        return out
+
+
+_PREPROCESS = ("input_size", "mean", "std", "transform")
+
+
+def settings_from_values(values: Mapping[str, Any]) -> Settings:
+    """:class:`Settings` from :func:`xai_checks.options.plugin_values`."""
+    named = {
+        "data", "label", "layout", "weights", "control", "alpha", "device", "limit", "seed",
+        "batch_size", "layers", "json", "baseline", "update_baseline", "baseline_optional",
+        "tolerance", "strict", "model", "control_model", "method", "classes", *_PREPROCESS,
+    }  # fmt: skip
+    return Settings(
+        data=values["data"],
+        labels=list(values.get("label") or []),
+        layout=values.get("layout") or "auto",
+        weights=values["weights"],
+        control=values["control"],
+        alpha=values["alpha"],
+        device=values["device"],
+        limit=values["limit"],
+        seed=values["seed"],
+        batch_size=values["batch_size"],
+        layers=tuple(values["layers"]) if values.get("layers") else None,
+        json_path=Path(values["json"]) if values.get("json") else None,
+        baseline=Path(values["baseline"]) if values.get("baseline") else None,
+        update_baseline=bool(values.get("update_baseline")),
+        baseline_optional=bool(values.get("baseline_optional")),
+        tolerance=values["tolerance"],
+        strict=tuple(values.get("strict") or ()),
+        model=values.get("model"),
+        control_model=values.get("control_model"),
+        method=values.get("method") or "gradcam",
+        classes=values.get("classes"),
+        preprocess={k: values[k] for k in _PREPROCESS if values.get(k) is not None},
+        extra={k: v for k, v in values.items() if k not in named},
+    )
+
+
+def write_err(line: str) -> None:
+    """A progress line that reaches the user even from an xdist worker (its stderr is the
+    controller's)."""
+    print(line, file=sys.__stderr__, flush=True)
