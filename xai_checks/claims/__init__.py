@@ -65,7 +65,12 @@ def evaluate(claim: Claim | str, study: StudyResult) -> Verdict:
     """The verdict of ``claim`` (an instance or a registered id) on ``study``'s numbers."""
     if isinstance(claim, str):
         claim = get_claim(claim)
-    return claim.bind(study).evaluate(study)
+    verdict = claim.bind(study).evaluate(study)
+    if verdict.n == 0 and verdict.status is Status.SUPPORTED:  # no photos is no evidence
+        verdict.status = Status.INCONCLUSIVE
+        verdict.add("too-few-photos", "n = 0: no usable photo reached this claim")
+        verdict.insufficient = True
+    return verdict
 
 
 def evaluate_all(
