@@ -29,6 +29,7 @@ run for lack of photos, boxes or CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
@@ -141,11 +142,12 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 # --------------------------------------------------------------------------- collection
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    """The study phases the collected claims need (every worker collects every item, so all
-    agree on the study)."""
+    """The study phases the selected claims need (after -k/-m deselection; every xdist worker
+    collects every item, so all agree on the study)."""
     xai = config.stash.get(_SESSION_KEY, None)
     if xai is None:
         return
@@ -348,11 +350,10 @@ class StudyRunner:
         capman = self._config.pluginmanager.get_plugin("capturemanager")
         if reporter is None:
             write_err(line)
-        elif capman is not None:
-            with capman.global_and_fixture_disabled():
-                reporter.write_line(line)
-        else:
+            return
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
             reporter.write_line(line)
+            reporter.flush()  # a CI log is a pipe: without this the line shows at the end
 
     def verdict(self, claim: Any, **overrides: Any) -> Any:
         from xai_checks.claims import evaluate, get_claim
