@@ -483,6 +483,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     xai = config.stash.get(_SESSION_KEY, None)
     if xai is None or xai.worker is not None:
         return
+    from xai_checks.distributed import is_main_process
+
+    if not is_main_process():
+        return
     if not xai.verdicts and not xai.lines and not xai.failures:
         return
     tr = terminalreporter
