@@ -79,6 +79,7 @@ def _records(
             rec["confidence"] = float("nan")
         if boxes and i % 2 == 0:
             rec["box"] = [10.0, 20.0, 100.0, 150.0]
+            rec["box_area"] = 90.0 * 130.0 / (224.0 * 224.0)  # the box's share of the input
             rec["box_mass"] = {k: float(rng.uniform(0.2, 0.9)) for k in LAYERS}
         out.append(rec)
     return out
@@ -106,7 +107,7 @@ def _examples(
 
 def make_study(
     *,
-    n: int = 12,
+    n: int = 40,  # above every built-in claim's min_n (30 after calibration)
     models: tuple[str, ...] = ("pretrained", "untrained"),
     gridpg: str | None = "full",
     sanity: bool = True,
@@ -176,7 +177,7 @@ def make_study(
         },
     )
     if gridpg == "full":
-        n_m = 12
+        n_m = n  # one mosaic per target photo
         scores = {
             name: np.clip(
                 np.linspace(0.25, 0.8 if i == 0 else 0.3, 4)[None, :]
@@ -190,7 +191,7 @@ def make_study(
             layers=LAYERS,
             specs=[
                 {
-                    "files": [f"/p/{j}.JPEG" for j in range(4)],
+                    "files": [f"/p/{i}-{j}.JPEG" for j in range(4)],
                     "labels": [0, 1, 2, 3],
                     "names": ["a", "b", "c", "d"],
                     "cell": i % 4,
@@ -385,16 +386,16 @@ def test_results_round_trip_and_schema(
     assert prov["models"]["untrained"]["source"] == "random"
     assert doc["config"] == json.loads(json.dumps(study.config.to_dict()))
     ps = doc["photoset"]
-    assert ps["counts"] == {"listed": 13, "used": 12, "skipped": 1, "classes": 5}
+    assert ps["counts"] == {"listed": 41, "used": 40, "skipped": 1, "classes": 5}
     assert ps["skipped"] == [{"file": "/photos/bad0.JPEG", "reason": "truncated or corrupt"}]
     rows = doc["models"]["pretrained"]["photos"]
-    assert len(rows) == 12
+    assert len(rows) == 40
     assert rows[0]["ratio"]["layer2"] is None  # NaN -> null
     assert rows[0]["confidence"] is None
     assert rows[1]["ratio"] == study.runs["pretrained"].records[1]["ratio"]
     assert rows[0]["box_mass"] is not None and rows[1]["box_mass"] is None
     grid = doc["gridpg"]
-    assert grid["n_mosaics"] == 12 and len(grid["specs"]) == 12
+    assert grid["n_mosaics"] == 40 and len(grid["specs"]) == 40
     assert study.gridpg is not None
     assert np.allclose(grid["scores"]["untrained"], study.gridpg.scores["untrained"])
     assert doc["sanity"]["rho"]["layer3"][0] is None

@@ -141,9 +141,10 @@ def _n_unit(verdict: Any, study: Any, row: Mapping[str, Any] | None = None) -> s
     metric = getattr(verdict.claim, "metric", "")
     if metric == "gridpg":
         grid = getattr(study, "gridpg", None)
-        if grid is None or not grid.specs or _gridpg_counts_mosaics(study):
-            return "mosaics"
-        return "target photos"
+        if grid is None or not grid.specs:  # nothing scored: say it as the claim says it
+            said = " ".join(reason_texts(verdict))
+            return "target photos" if "target photo" in said else "mosaics"
+        return "mosaics" if _gridpg_counts_mosaics(study) else "target photos"
     if metric == "boxes":
         return "photos with a box"
     return "photos"
