@@ -283,6 +283,8 @@ class XaiSession:
             "schema_version": 2,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "settings": self.settings.key(),
+            # the models actually tested (class, weights source), not the --xai-weights default
+            "models": next(iter(self.studies.values()), {}).get("models", {}),
             "studies": list(self.studies.values()),
             "study": next(iter(self.studies.values()), {}),
             "verdicts": {k: v.to_dict() for k, v in by_id.items()},

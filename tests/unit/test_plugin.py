@@ -104,6 +104,9 @@ def test_verdict_table_json_and_junit(project: pytest.Pytester) -> None:
     payload = json.loads(out.read_text())
     assert payload["schema"] == "xai-checks/claims"
     assert payload["study"]["photoset"]["n_skipped"] == 1  # the corrupt file, counted
+    # the model actually tested is named (claims.json said "msra" whatever model ran)
+    roles = {m["role"]: m for m in payload["models"].values()}
+    assert roles["under_test"]["class"] == "Tiny", payload["models"]
     assert set(payload["verdicts"]) == {
         "native-captum-agreement",
         "depth-localisation-gridpg",
