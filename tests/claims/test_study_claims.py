@@ -53,6 +53,15 @@ def test_deeper_layers_localise_the_label(claim_verdict):
     assert claim_verdict.status is Status.SUPPORTED, claim_verdict.summary()
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "REFUTED since the cascade re-initialises each module with its own reset_parameters() "
+        "(issue 9): after randomising fc the median |rho| of the 8 sanity photos is 0.513, "
+        "bound 0.5 (0.257 with the former kaiming-normal draw). One draw on 8 photos sits on "
+        "the bound either way; issue 11's effect-based rules rework this claim"
+    ),
+)
 @pytest.mark.claim("sanity-randomisation")
 def test_layer4_map_depends_on_learned_parameters(claim_verdict):
     assert claim_verdict.status is Status.SUPPORTED, claim_verdict.summary()
