@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -269,9 +270,17 @@ def test_unusable_baseline_fails_unless_opted_out(agreement_project, kind):
         allowed.stdout.fnmatch_lines(["*baseline not compared (--xai-baseline-optional)*"])
 
 
-def test_strict_fails_a_claim_that_lacks_data(project: pytest.Pytester) -> None:
+def test_strict_fails_a_claim_that_lacks_data(
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """GridPG on 6 noise photos is INCONCLUSIVE for lack of data: a skip, or a failure under
     --xai-strict=data (a CI runner that lost its photos must not go green)."""
+    # strict=data also refuses a run whose 'auto' photos fell back to the embedded set; make
+    # the shared photos findable from the tmp project, as they are from the repository
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-samples"
+    if not shared.is_dir():
+        pytest.skip(f"the shared photos are not at {shared}")
+    monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(shared))
     args = ("-p", "no:cacheprovider", "-k", "gridpg")
     lenient = project.runpytest_subprocess(*args)
     lenient.assert_outcomes(skipped=1)
