@@ -45,6 +45,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bench-layer-sets", default=None, help="layer1..layer4,all (all five)")
     group.addoption("--bench-rounds", default=None, type=int, help="timed rounds per case (3)")
     group.addoption("--bench-variants", default=None, help="yes/no: engine experiments (no)")
+    group.addoption(
+        "--bench-e2e", default=None, help="yes/no: end-to-end study cases on real photos (yes)"
+    )
     group.addoption("--bench-threads", default=None, type=int, help="torch.set_num_threads")
     group.addoption("--bench-paired", default=None, help="yes/no: time plain before each round")
     group.addoption(
@@ -88,6 +91,10 @@ def _yes(raw: str) -> bool:
 
 def bench_variants(config: pytest.Config) -> bool:
     return _yes(_opt(config, "--bench-variants", "XAI_BENCH_VARIANTS", "no"))
+
+
+def bench_e2e(config: pytest.Config) -> bool:
+    return _yes(_opt(config, "--bench-e2e", "XAI_BENCH_E2E", "yes"))
 
 
 def bench_paired(config: pytest.Config) -> bool:

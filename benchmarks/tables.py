@@ -114,9 +114,10 @@ class Entry:
     load: list[float]
     vs_plain: float | None  # paired: best interleaved plain call / best round of the case
     map_diff: float | None = None  # engine experiments: max |maps - shipped maps|
+    images: int = 0  # images per timed round (the batch, or all N photos of an end-to-end case)
 
     def ips(self, stat: str) -> float:
-        return self.batch / self.times[stat]
+        return (self.images or self.batch) / self.times[stat]
 
     def spread(self) -> float:
         """Relative spread of the rounds: (max - min) / min."""
@@ -150,7 +151,8 @@ def load_run(path: str | Path) -> Run:
                 load.append(float(extra[k][0]))
         vs_plain = extra.get("vs_plain_paired")
         if extra.get("paired_plain_s") and extra.get("round_s"):
-            vs_plain = min(extra["paired_plain_s"]) / min(extra["round_s"])
+            per_round = int(extra.get("images_per_round", extra["batch"])) / int(extra["batch"])
+            vs_plain = per_round * min(extra["paired_plain_s"]) / min(extra["round_s"])
         if extra["impl"] == "plain":
             vs_plain = 1.0
         entries.append(
@@ -164,6 +166,7 @@ def load_run(path: str | Path) -> Run:
                 load=load,
                 vs_plain=float(vs_plain) if vs_plain is not None else None,
                 map_diff=extra.get("max_abs_map_diff_vs_shipped"),
+                images=int(extra.get("images_per_round", extra["batch"])),
             )
         )
     return Run(str(path), data, entries)

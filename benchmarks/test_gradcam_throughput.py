@@ -17,6 +17,12 @@ Implementations (all produce per-layer maps at input resolution, per-image min-m
 ``ours_fused_cl``    ``CAM(model, layers=..., memory_format=torch.channels_last)``: the shipped
                      option (a private channels_last copy of the model; ``all`` and ``layer4``),
                      next to ``plain_cl``, plain inference on a channels_last copy.
+``engine_photos``    the fused engine over N real photos decoded and transformed beforehand, in
+                     batches of the case's size (``all`` only; a round is all N photos).
+``study_e2e``        the study end to end on the same N photos: ``run_study`` with the ratio
+                     phase and no control, i.e. decoding in ``DataLoader`` workers + transform +
+                     the fused engine + per-photo metrics. ``study_e2e / engine_photos`` is
+                     issue 12's "end-to-end photos/s vs the engine alone" ratio.
 
 Engine experiments (``--bench-variants=yes``, batch 8 only, see ``engine_variants.py``):
 ``plain_bf16``/``ours_fused_bf16`` (autocast bfloat16), ``plain_bnfold``/``ours_fused_bnfold``
@@ -27,7 +33,9 @@ former ``ours_fused_noclone`` experiment is the shipped engine.
 
 Inputs are random-normal tensors of shape (N, 3, 224, 224) with random target classes, seeded:
 throughput does not depend on image content (no data-dependent control flow in ResNet-50 or in
-any of the implementations), so no photos are needed.
+any of the implementations), so no photos are needed, except by the two end-to-end cases, which
+read ``XAI_BENCH_E2E_PHOTOS`` (default 24) photos of the shared ImageNet samples (or the folder
+``XAI_BENCH_PHOTOS``) and skip, saying so, where there are none.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from benchmarks.conftest import (
     bench_batches,
     bench_case_budget,
     bench_devices,
+    bench_e2e,
     bench_layer_sets,
     bench_paired,
     bench_rounds,
@@ -90,6 +99,9 @@ def cases(config: pytest.Config) -> list[Case]:
                     out.append(Case(device, batch, ls, "ours_loop"))
                 out.append(Case(device, batch, ls, "captum"))
                 out.append(Case(device, batch, ls, "gradcam"))
+                if ls == "all" and bench_e2e(config):
+                    out.append(Case(device, batch, ls, "engine_photos"))
+                    out.append(Case(device, batch, ls, "study_e2e"))
             if variants and batch == VARIANT_BATCH:
                 out.append(Case(device, batch, "-", "plain_bf16"))
                 out.append(Case(device, batch, "-", "plain_bnfold"))
@@ -246,6 +258,9 @@ def build(
         info["max_abs_map_diff_vs_shipped"] = diff
         return (lambda: layer4_analytic(model, x, t)), nothing
 
+    if case.impl in ("engine_photos", "study_e2e"):
+        return e2e_build(case, model)
+
     if case.impl == "captum":
         from captum.attr import LayerAttribution, LayerGradCam
 
@@ -281,6 +296,51 @@ def build(
         return run, cleanup
 
     raise AssertionError(f"unknown implementation {case.impl!r}")
+
+
+_PHOTOS: dict[str, Any] = {}
+
+
+def e2e_photos() -> Any:
+    """The N real photos of the end-to-end cases (opened once), or a skip that says why."""
+    if "set" not in _PHOTOS:
+        from xai_checks.data import open_photoset
+
+        n = int(os.environ.get("XAI_BENCH_E2E_PHOTOS", "24"))
+        source = os.environ.get("XAI_BENCH_PHOTOS", "imagenet-samples")
+        try:
+            _PHOTOS["set"] = open_photoset(source, limit=n, seed=0)
+        except (FileNotFoundError, ValueError) as exc:
+            _PHOTOS["set"] = f"no photos for the end-to-end cases ({source}): {exc}"
+    if isinstance(_PHOTOS["set"], str):
+        pytest.skip(_PHOTOS["set"])
+    return _PHOTOS["set"]
+
+
+def e2e_build(case: Case, model: nn.Module) -> tuple[Callable[[], Any], Callable[[], None]]:
+    """Both end-to-end cases process the same N photos per round, at the case's batch size."""
+    from xai_checks.cam import GradCAM
+    from xai_checks.data import load_image
+    from xai_checks.study import StudyConfig, run_study
+
+    photos = e2e_photos()
+    device = next(model.parameters()).device
+    config = StudyConfig(phases=("ratio",), batch_size=case.batch)
+    if case.impl == "study_e2e":
+        return (lambda: run_study(model, photos, controls={}, config=config)), lambda: None
+    transform = config.preprocess.build("standard")
+    samples = list(photos)
+    batches = []
+    for i in range(0, len(samples), case.batch):
+        chunk = samples[i : i + case.batch]
+        x = torch.stack([transform(load_image(s.path)) for s in chunk]).to(device)
+        batches.append((x, torch.tensor([s.label for s in chunk], device=device)))
+    cam = GradCAM(model, layers=list(LAYERS))
+
+    def run() -> Any:
+        return [cam(x, targets=y) for x, y in batches]
+
+    return run, lambda: None
 
 
 def max_map_difference(ref_cam: Any, x_ref: Tensor, t: Tensor, cam: Any, x: Tensor) -> float:
@@ -351,6 +411,7 @@ def test_throughput(
         cleanup()
     stats = benchmark.stats.stats
     extra = benchmark.extra_info
+    images = len(e2e_photos()) if case.impl in ("engine_photos", "study_e2e") else case.batch
     extra.update(
         device=device,
         batch=case.batch,
@@ -362,16 +423,18 @@ def test_throughput(
         loadavg_after=_loadavg(),
         machine=machine,
         round_s=case_s,
-        images_per_s_best=case.batch / stats.min,
-        images_per_s_median=case.batch / stats.median,
-        images_per_s_mean=case.batch / stats.mean,
+        images_per_round=images,
+        images_per_s_best=images / stats.min,
+        images_per_s_median=images / stats.median,
+        images_per_s_mean=images / stats.mean,
         **info,
     )
     if paired and len(plain_s) == len(case_s):
         extra["paired_plain_s"] = plain_s
         # Best plain call over best case round, both from the same minutes: robust to load
         # that changes between cases and to one slow round (a median of 2-3 rounds is not).
-        extra["vs_plain_paired"] = min(plain_s) / min(case_s)
+        # Images/s over images/s: an end-to-end round is N photos, a plain call one batch.
+        extra["vs_plain_paired"] = (min(plain_s) / case.batch) / (min(case_s) / images)
 
 
 _WARM: set[tuple[str, int]] = set()

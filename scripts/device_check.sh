@@ -12,10 +12,16 @@
 #     weights, real photos) are deselected, and the throughput benchmark runs on seeded random
 #     weights (XAI_BENCH_WEIGHTS=random; throughput does not depend on the weights' values).
 #
-# Run there:  bash scripts/device_check.sh          (device tool: carry [".whl"], timeout ~540 s)
+#   * real photos for the end-to-end rate: `--fetch-wheels` also copies a seeded subset of the
+#     shared ImageNet samples (128 photos, ~14 MB, with their MANIFEST rows) into .devdata/
+#     (git-ignored, never committed); the study and the end-to-end benchmark read them there.
+#
+# Run there:  bash scripts/device_check.sh   (device tool: carry [".whl", ".devdata"],
+#             timeout_s 560). Every step has its own time limit and writes its file as it ends,
+#             so a step that runs long costs only itself. Order: what the mission lacks first.
 # Writes at most 8 files under $OUT (the tool brings back 8): machine.txt (GPU, versions, TF32
-# and precision settings), install.log, tests.log, bench-cpu.json, bench-cuda.json,
-# bench-table.md, study.log.
+# and precision settings), install.log, bench-cuda.json, bench-cpu.json, bench-table.md (both
+# runs merged: per-device tables, GPU/CPU ratios, the speed gate), study.log, tests.log.
 set -uo pipefail
 
 WHEELS=(
@@ -46,18 +52,37 @@ if [ "${1:-}" = "--fetch-wheels" ]; then
     $PIP wheel -q --no-deps --no-build-isolation -w .whl "$spec" || exit 1
   done
   ls -l .whl
+  # Real photos for the end-to-end rate (the device machine has no network and no shared data).
+  grep -qx '/.devdata/' "$exclude" 2>/dev/null || echo '/.devdata/' >> "$exclude"
+  src="${XAI_CHECKS_IMAGENET_SAMPLES:-../shared/data/imagenet-samples}"
+  rm -rf .devdata && mkdir -p .devdata/photos
+  python3 - "$src" .devdata/photos 128 <<'PY' || exit 1
+import random, shutil, sys
+from pathlib import Path
+src, dst, n = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+header, *rows = (src / "MANIFEST.tsv").read_text(encoding="utf-8").splitlines()
+pick = sorted(random.Random(0).sample(rows, n))
+for row in pick:
+    shutil.copyfile(src / row.split("\t")[0], dst / row.split("\t")[0])
+(dst / "MANIFEST.tsv").write_text("\n".join([header, *pick]) + "\n", encoding="utf-8")
+print(f"{n} photos of {src} -> {dst}")
+PY
+  du -sh .devdata
   exit 0
 fi
 
 OUT="${OUT:-$PWD/device-out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
+PHOTOS="${XAI_BENCH_PHOTOS:-$PWD/.devdata/photos}"
 export PYTHONUNBUFFERED=1 XAI_CHECKS_CACHE=/tmp/xai-cache XAI_BENCH_WEIGHTS=random
+export XAI_BENCH_PHOTOS="$PHOTOS" XAI_BENCH_E2E_PHOTOS="${XAI_BENCH_E2E_PHOTOS:-128}"
 step() { echo "== $* ($(date -u +%T))"; }
 
 step "machine"
 {
   nvidia-smi || echo "no nvidia-smi"
+  lscpu | grep -E "Model name|^CPU\(s\)" || true
   "$PY" - <<'PY'
 import platform, torch, torchvision
 print("python", platform.python_version(), "| torch", torch.__version__,
@@ -74,7 +99,7 @@ print("cudnn.benchmark:", torch.backends.cudnn.benchmark,
 print("CPU threads:", torch.get_num_threads())
 PY
 } > "$OUT/machine.txt" 2>&1
-tail -8 "$OUT/machine.txt"
+tail -9 "$OUT/machine.txt"
 
 step "install (no network: carried wheels, then the project without its dependencies)"
 {
@@ -88,46 +113,76 @@ step "install (no network: carried wheels, then the project without its dependen
 export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 "$PY" -c "import xai_checks.cam, captum, pytorch_grad_cam, jsonschema; print('imports ok')" \
   >> "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log"; exit 1; }
+ls "$PHOTOS"/MANIFEST.tsv >/dev/null 2>&1 || echo "no photos at $PHOTOS: the end-to-end cases skip"
 
-step "CUDA equivalence tests (no pretrained weights: 'slow' deselected)"
-# CPU vs CUDA (TF32 off inside those tests, see their no_tf32 fixture), every CAM method,
-# channels_last on CUDA; then the whole fast unit suite for the CAM engine on this torch.
-"$PY" -m pytest -p no:cacheprovider -q -rA -m "not slow" \
+# Throughput: batch 8 on both devices (the GPU/CPU table), batch 32 on CUDA; random weights,
+# TF32 as PyTorch's defaults (see machine.txt); short per-case budgets: ratios, not records.
+step "throughput, CUDA (batch 8, 32)"
+timeout 150 "$PY" -m pytest -p no:cacheprovider benchmarks --benchmark-only -q \
+  --bench-batches=8,32 --bench-devices=cuda --bench-layer-sets=layer4,all --bench-rounds=5 \
+  --bench-case-budget=3 --benchmark-json="$OUT/bench-cuda.json" > /tmp/bench-cuda.log 2>&1
+echo "cuda bench exit $?"; tail -2 /tmp/bench-cuda.log
+step "throughput, CPU (batch 8)"
+timeout 150 "$PY" -m pytest -p no:cacheprovider benchmarks --benchmark-only -q \
+  --bench-batches=8 --bench-devices=cpu --bench-layer-sets=layer4,all --bench-rounds=3 \
+  --bench-case-budget=4 --benchmark-json="$OUT/bench-cpu.json" > /tmp/bench-cpu.log 2>&1
+echo "cpu bench exit $?"; tail -2 /tmp/bench-cpu.log
+{
+  "$PY" - "$OUT/bench-cuda.json" "$OUT/bench-cpu.json" /tmp/bench-both.json <<'PY'
+import json, sys
+from pathlib import Path
+runs = [json.loads(Path(p).read_text()) for p in sys.argv[1:-1] if Path(p).is_file()]
+merged = dict(runs[0]) if runs else {"benchmarks": []}
+merged["benchmarks"] = [b for r in runs for b in r.get("benchmarks", [])]
+Path(sys.argv[-1]).write_text(json.dumps(merged))
+PY
+  "$PY" benchmarks/tables.py /tmp/bench-both.json --allow-missing \
+    --title "Grad-CAM throughput, ResNet-50 (random weights), CPU and GPU of one machine"
+  echo; echo "## logs (tails)"; tail -5 /tmp/bench-cuda.log; tail -5 /tmp/bench-cpu.log
+} > "$OUT/bench-table.md" 2>&1
+grep -E "GPU / CPU|x \||MISS|PASS" "$OUT/bench-table.md" | head -12
+
+step "end-to-end study on 1 GPU rank (torchrun), the carried photos, random weights"
+# Random weights as the model under test: only the rate and the distributed launch mean
+# anything here (verdicts on random weights are not the study's).
+start=$SECONDS
+timeout 90 "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
+  -m xai_checks study --device cuda --weights random --data "$PHOTOS" --out /tmp/study-report \
+  > "$OUT/study.log" 2>&1
+rc=$?
+echo "wall seconds: $((SECONDS - start)), exit $rc" >> "$OUT/study.log"
+grep -iE "seconds|phase|photos" /tmp/study-report/results.json 2>/dev/null | head -20 >> "$OUT/study.log"
+echo "study exit $rc"; tail -4 "$OUT/study.log"
+
+step "CUDA tests: CPU vs CUDA for every CAM method, channels_last on CUDA (TF32 off inside)"
+timeout 60 "$PY" -m pytest -p no:cacheprovider -q -rA -m "not slow" -k "cuda" \
   tests/unit/test_cam_equivalence.py tests/unit/test_cam_methods.py \
   tests/unit/test_cam_oracles.py tests/unit/test_cam_robustness.py \
   > "$OUT/tests.log" 2>&1
 echo "tests exit $?"; grep -E "passed|failed" "$OUT/tests.log" | tail -2
-grep -E "cuda|CUDA" "$OUT/tests.log" | grep -E "PASSED|FAILED|SKIPPED" | head -20
-
-step "throughput, CPU (batch 8) then CUDA (batch 8, 32); random weights, TF32 as PyTorch defaults"
-"$PY" -m pytest -p no:cacheprovider benchmarks --benchmark-only -q --bench-batches=8 \
-  --bench-devices=cpu --bench-layer-sets=layer4,all --bench-rounds=3 \
-  --benchmark-json="$OUT/bench-cpu.json" > /tmp/bench-cpu.log 2>&1
-echo "cpu bench exit $?"
-"$PY" -m pytest -p no:cacheprovider benchmarks --benchmark-only -q --bench-batches=8,32 \
-  --bench-devices=cuda --bench-layer-sets=layer4,all --bench-rounds=5 \
-  --benchmark-json="$OUT/bench-cuda.json" > /tmp/bench-cuda.log 2>&1
-echo "cuda bench exit $?"
-{
-  "$PY" benchmarks/tables.py "$OUT/bench-cpu.json"
-  "$PY" benchmarks/tables.py "$OUT/bench-cuda.json"
-  echo; echo "## logs (tails)"; tail -5 /tmp/bench-cpu.log; tail -5 /tmp/bench-cuda.log
-} > "$OUT/bench-table.md" 2>&1
-grep -E "vs plain|MISS|PASS" "$OUT/bench-table.md" | head -20
-
-step "end-to-end study on 1 GPU rank (torchrun), embedded photos, random weights"
-# The photo set that ships with the installed packages (no shared photos there); random weights
-# as the model under test, so only the rate and the distributed launch mean anything.
-if "$PY" -c "import torch.distributed.run" 2>/dev/null; then
-  start=$SECONDS
-  "$PY" -m torch.distributed.run --standalone --nproc-per-node 1 \
-    -m xai_checks study --device cuda --weights random --out /tmp/study-report \
-    > "$OUT/study.log" 2>&1
-  rc=$?
-  echo "wall seconds: $((SECONDS - start)), exit $rc" >> "$OUT/study.log"
-  echo "study exit $rc"; tail -5 "$OUT/study.log"
-else
-  echo "no torch.distributed.run" > "$OUT/study.log"
-fi
+step "precision: CPU vs CUDA maps under PyTorch's defaults (TF32 convolutions) and with TF32 off"
+timeout 45 "$PY" - >> "$OUT/tests.log" 2>&1 <<'PY'
+import torch
+from xai_checks.cam import CAM
+from xai_checks.models import load_resnet50
+torch.manual_seed(0)
+x = torch.randn(4, 3, 224, 224)
+t = torch.randint(0, 1000, (4,))
+layers = ["layer1", "layer2", "layer3", "layer4"]
+cpu = CAM(load_resnet50("random"), layers=layers)(x, targets=t)
+gpu_model = load_resnet50("random", device="cuda")
+def diffs(fmt=torch.contiguous_format):
+    got = CAM(gpu_model, layers=layers, memory_format=fmt)(x.cuda(), targets=t.cuda())
+    return {n: f"{float((got.maps[n].cpu() - cpu.maps[n]).abs().max()):.1e}" for n in layers}
+print("
+max |canonical map CUDA - CPU|, random ResNet-50 (seeded), 4 random inputs, Grad-CAM")
+print("cudnn.allow_tf32 =", torch.backends.cudnn.allow_tf32, "(default):", diffs())
+print("  + channels_last on CUDA:", diffs(torch.channels_last))
+torch.backends.cudnn.allow_tf32 = False
+torch.backends.cuda.matmul.allow_tf32 = False
+print("TF32 off (full float32):", diffs())
+print("  + channels_last on CUDA:", diffs(torch.channels_last))
+PY
+tail -6 "$OUT/tests.log"
 step "done"
 ls -l "$OUT"
