@@ -174,8 +174,7 @@ gpu_model = load_resnet50("random", device="cuda")
 def diffs(fmt=torch.contiguous_format):
     got = CAM(gpu_model, layers=layers, memory_format=fmt)(x.cuda(), targets=t.cuda())
     return {n: f"{float((got.maps[n].cpu() - cpu.maps[n]).abs().max()):.1e}" for n in layers}
-print("
-max |canonical map CUDA - CPU|, random ResNet-50 (seeded), 4 random inputs, Grad-CAM")
+print("max |canonical map CUDA - CPU|, random ResNet-50 (seeded), 4 random inputs, Grad-CAM")
 print("cudnn.allow_tf32 =", torch.backends.cudnn.allow_tf32, "(default):", diffs())
 print("  + channels_last on CUDA:", diffs(torch.channels_last))
 torch.backends.cudnn.allow_tf32 = False

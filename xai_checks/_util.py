@@ -4,6 +4,7 @@ normalisation constants, and the device a model lives on.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Mapping
@@ -79,7 +80,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 def model_dtype(model: nn.Module) -> torch.dtype | None:
     """The dtype of ``model``'s first floating-point parameter (or buffer); None if it has none."""
-    for tensor in (*model.parameters(), *model.buffers()):
+    for tensor in itertools.chain(model.parameters(), model.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype
     return None

@@ -110,7 +110,7 @@ class StudyConfig:
     ``layers=()`` (or ``None``) picks the layers automatically (the last module at each spatial
     resolution, traced); the result's config then holds the layers picked and
     ``layers_auto=True``. ``workers`` is the number of photo-decoding processes (``None``: one
-    per spare core, at most 4); it never changes a number.
+    per spare core, at most 8); it never changes a number.
     """
 
     layers: tuple[str, ...] = DEFAULT_LAYERS
@@ -405,7 +405,7 @@ def _workers(config: StudyConfig, shard: Shard) -> int:
     # a decoding worker only pays where a core is spare (on this loaded 2-core machine, one
     # process: 0.83x of the engine-only rate with a worker, 0.88x decoding inline)
     spare = cores // max(1, shard.world) - 1
-    return max(0, min(4, spare))
+    return max(0, min(8, spare))
 
 
 def _index_batches(n: int, batch_size: int, shard: Shard) -> list[list[int]]:
@@ -495,18 +495,15 @@ def _ratio_phase(
         for name, cam in cams.items():
             device = model_device(models[name])
             x = images.to(device, non_blocking=True)
-            if config.target == "true":
-                result = cam(x, targets=labels.to(device)).cpu()
-            else:
-                result = cam(x, targets=None).cpu()
-            probs = result.logits.softmax(dim=1)
-            conf, pred = probs.max(dim=1)
-            true_conf = probs.gather(1, labels.view(-1, 1))[:, 0]
+            # Targets stay on the host: the engine range-checks them there, without a sync.
+            result = cam(x, targets=labels if config.target == "true" else None)
+            # The per-photo numbers are computed where the maps are (on a GPU: no copy of
+            # N x layers x H x W maps to the host), then only they travel.
             grid = _coarsest(result.raw)
-            per_layer: dict[str, dict[str, Tensor]] = {}
+            on_device: dict[str, dict[str, Tensor]] = {}
             for layer in result.layers:
                 maps = result.maps[layer]
-                per_layer[layer] = {
+                on_device[layer] = {
                     "ratio": high_activation_ratio(maps, threshold=config.threshold),
                     "ratio_pooled": high_activation_ratio(
                         pool_to_grid(maps, size=grid), threshold=config.threshold
@@ -514,13 +511,24 @@ def _ratio_phase(
                     "sweep": threshold_sweep(maps, thresholds=config.sweep),
                 }
                 if masks is not None:
-                    per_layer[layer]["box_mass"] = mass_in_region(maps, masks)
+                    on_device[layer]["box_mass"] = mass_in_region(maps, masks.to(maps.device))
+            per_layer = {k: {m: v.cpu() for m, v in d.items()} for k, d in on_device.items()}
+            wanted = config.keep_examples - sum(1 for _, _, e in found[name] if e is not None)
+            small_maps = (
+                {k: _small(result.maps[k][:wanted]).cpu() for k in result.layers}
+                if wanted > 0
+                else {}
+            )
+            result_targets = result.targets.cpu()
+            probs = result.logits.float().cpu().softmax(dim=1)
+            conf, pred = probs.max(dim=1)
+            true_conf = probs.gather(1, labels.view(-1, 1))[:, 0]
             for i, sample in enumerate(batch_samples):
                 record: dict[str, Any] = {
                     "file": str(sample.path),
                     "label": int(sample.label),
                     "label_name": sample.name,
-                    "target": int(result.targets[i]),
+                    "target": int(result_targets[i]),
                     "pred": int(pred[i]),
                     "pred_name": photoset.class_name(int(pred[i])),
                     "confidence": float(conf[i]),
@@ -545,7 +553,7 @@ def _ratio_phase(
                         "confidence": record["confidence"],
                         "correct": record["correct"],
                         "thumb": _thumb(images[i : i + 1], config.preprocess)[0],
-                        "maps": {k: _small(result.maps[k][i : i + 1])[0] for k in result.layers},
+                        "maps": {k: small_maps[k][i] for k in result.layers},
                         "ratio": record["ratio"],
                     }
                 found[name].append((indices[i], record, example))

@@ -540,6 +540,54 @@ def test_target_out_of_range_without_a_linear_layer(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("targets", [[4, 0], torch.tensor([0, 4])])
+def test_targets_checked_against_this_calls_logits_when_the_head_changes(backend, targets):
+    """Host-side target checks use the class count of the previous call (no device sync); a
+    model whose head shrank since must still get the range error, not an index error."""
+    model = tiny_net(classes=5)
+    cam = GradCAM(model, backend=backend)
+    cam(batch(), targets=[4, 0])  # class 4 exists: the engine now knows 5 classes
+    model.fc = nn.Linear(model.fc.in_features, 3)
+    with pytest.raises(ValueError, match="out of range"):
+        cam(batch(), targets=targets)
+    assert hooks_left(model) == {}
+    assert cam(batch(), targets=[2, 0]).logits.shape == (2, 3)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_frozen_eval_touches_and_restores_only_what_it_changes(fused):
+    """Mixed training flags and requires_grad flags come back exactly as they were."""
+    model = tiny_net().train()
+    model.layer2.eval()
+    model.layer1[0].weight.requires_grad_(False)
+    before = [(m.training) for m in model.modules()], [p.requires_grad for p in model.parameters()]
+    GradCAM(model, fused=fused)(batch(), targets=[1, 2])
+    after = [(m.training) for m in model.modules()], [p.requires_grad for p in model.parameters()]
+    assert after == before
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_warm_cuda_call_syncs_the_host_at_most_twice():
+    """The input's finiteness check and one final check (logits and every map at once): the
+    queue is never drained mid-call, e.g. by a target range check after the forward."""
+    model = tiny_net().cuda()
+    cam = GradCAM(model)
+    x = batch().cuda()
+    cam(x, targets=[1, 2])  # warm: the engine learns the class count
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            cam(x, targets=[1, 2])
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    syncs = [w for w in seen if "synchroniz" in str(w.message)]
+    assert len(syncs) <= 2, [str(w.message)[:200] for w in syncs]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bad_input_shapes_and_dtypes(backend):
     model = tiny_net()
     cam = GradCAM(model, backend=backend)

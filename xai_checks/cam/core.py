@@ -13,7 +13,7 @@ from xai_checks._util import as_model_input, check_finite, model_device, model_n
 from xai_checks.cam.captum_backend import CAPTUM_METHODS, captum_raw_maps, captum_upsample
 from xai_checks.cam.methods import CAMMethod, get_method
 from xai_checks.cam.native import InPlaceModified, native_raw_maps
-from xai_checks.cam.pipeline import REL_EPS, canonical, normalise
+from xai_checks.cam.pipeline import REL_EPS, canonical, check_targets, normalise
 from xai_checks.cam.private import PrivateCopy
 from xai_checks.cam.state import LayerSpec, resolve_layers
 
@@ -140,6 +140,7 @@ class CAM:
         self.eps = eps
         # Hooks hand activations on uncopied until a call finds one modified in place.
         self._clone = False
+        self._classes: int | None = None  # the logits' class count seen by the last call
         self._private = (
             PrivateCopy(model, memory_format=memory_format)
             if memory_format != torch.contiguous_format
@@ -190,6 +191,10 @@ class CAM:
                 t = t.expand(n)
         if t.numel() != n:
             raise ValueError(f"got {t.numel()} targets for {n} images")
+        if t.device.type == "cpu" and self._classes is not None:
+            # Range-checked here, on the host, against the class count of the previous call
+            # (the backend checks it again if the logits say otherwise): no device sync.
+            check_targets(t, self._classes)
         return t.to(device)
 
     def __call__(self, x: Tensor, *, targets: Targets = None) -> CAMResult:
@@ -213,6 +218,9 @@ class CAM:
             groups = [layers] if self.fused else [{k: v} for k, v in layers.items()]
             logits = torch.empty(0)
             scales = {}
+            checked = self._classes if targets is not None else None
+            if isinstance(targets, Tensor) and targets.device.type != "cpu":
+                checked = None  # given on the device: the backend checks them (one sync)
             for group in groups:
                 try:
                     part, logits, t, part_scales = native_raw_maps(
@@ -223,6 +231,7 @@ class CAM:
                         method=self.method,
                         autocast=self.autocast,
                         clone=self._clone,
+                        checked_classes=checked,
                     )
                 except InPlaceModified:
                     self._clone = True  # this model needs the copies: remember it
@@ -234,19 +243,26 @@ class CAM:
                         method=self.method,
                         autocast=self.autocast,
                         clone=True,
+                        checked_classes=checked,
                     )
                 raw.update(part)
                 scales.update(part_scales)
+                checked = int(logits.shape[1])  # the next groups get this call's checked targets
             maps = {
                 k: canonical(v.contiguous(), size, eps=self.eps, scale=scales[k])
                 for k, v in raw.items()
             }
         assert t is not None
+        self._classes = int(logits.shape[1])
         # NaN logits would read as class 0 and NaN maps as ratio 0: refuse them, naming the model.
-        who = model_name(self.model)
-        check_finite(logits, what=f"the logits of {who}")
-        for layer, values in raw.items():
-            check_finite(values, what=f"the {layer} {self.method.title} maps of {who}")
+        # One host sync for all of them (on a GPU each check is a sync that stalls the queue);
+        # the per-tensor checks, which name what is wrong, run only when something is.
+        flags = [torch.isfinite(logits).all(), *(torch.isfinite(v).all() for v in raw.values())]
+        if not bool(torch.stack(flags).all()):
+            who = model_name(self.model)
+            check_finite(logits, what=f"the logits of {who}")
+            for layer, values in raw.items():
+                check_finite(values, what=f"the {layer} {self.method.title} maps of {who}")
         return CAMResult(
             self.layer_names,
             raw,

@@ -49,6 +49,7 @@ def native_raw_maps(
     method: str | CAMMethod = "gradcam",
     autocast: torch.dtype | None = None,
     clone: bool = True,
+    checked_classes: int | None = None,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor, dict[str, Tensor]]:
     """Raw CAM maps for every layer from one forward and one ``autograd.grad``.
 
@@ -57,6 +58,8 @@ def native_raw_maps(
     ``targets=None`` explains the predicted class (the argmax of this very forward's logits).
     ``clone=False`` skips the per-layer copy in the hooks and raises :class:`InPlaceModified`
     if a captured activation was modified in place (exactness is never traded).
+    ``checked_classes``: the caller has range-checked ``targets`` against that many classes;
+    when the logits have that many, the check here (a device sync on a GPU) is skipped.
     Returns ``({layer: (N, h, w) raw map}, logits, targets, {layer: (N,) magnitude})``.
     """
     cam_method = get_method(method)
@@ -86,8 +89,9 @@ def native_raw_maps(
                 raise InPlaceModified(f"layers {changed} were modified in place downstream")
             raise AssertionError(f"cloned activations of {changed} changed")  # pragma: no cover
         if targets is None:
-            targets = logits.detach().argmax(dim=1)
-        check_targets(targets, logits.shape[1])
+            targets = logits.detach().argmax(dim=1)  # in range by construction
+        elif checked_classes != logits.shape[1]:
+            check_targets(targets, logits.shape[1])
         score = logits.gather(1, targets.view(-1, 1)).sum()
         names = list(layers)
         try:

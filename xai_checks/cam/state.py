@@ -84,19 +84,22 @@ def frozen_eval(model: nn.Module, *, freeze: bool = True) -> Iterator[nn.Module]
     Every module's ``training`` flag and every parameter's ``requires_grad`` flag are restored
     even when the body raises.
     """
-    modes = [(m, m.training) for m in model.modules()]
-    flags = [(p, p.requires_grad) for p in model.parameters()]
+    # Only the flags that change are recorded and set: on a GPU the engine's call is short
+    # enough that ``model.eval()`` plus a toggle of every parameter (~1.5 ms of Python for a
+    # ResNet-50) was a visible share of it.
+    training = [m for m in model.modules() if m.training]
+    frozen = [p for p in model.parameters() if p.requires_grad] if freeze else []
     try:
-        model.eval()
-        if freeze:
-            for p, _ in flags:
-                p.requires_grad_(False)
+        if training:
+            model.eval()  # as before: a module that overrides train() sees the call
+        for p in frozen:
+            p.requires_grad_(False)
         yield model
     finally:
-        for m, training in modes:
-            m.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
+        for m in training:
+            m.training = True
+        for p in frozen:
+            p.requires_grad_(True)
 
 
 @contextlib.contextmanager
