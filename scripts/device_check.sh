@@ -21,7 +21,8 @@
 #             so a step that runs long costs only itself. Order: what the mission lacks first.
 # Writes at most 8 files under $OUT (the tool brings back 8): machine.txt (GPU, versions, TF32
 # and precision settings), install.log, bench-cuda.json, bench-cpu.json, bench-table.md (both
-# runs merged: per-device tables, GPU/CPU ratios, the speed gate), study.log, tests.log.
+# runs merged: per-device tables, GPU/CPU ratios, the speed gate), study.log, tests.log,
+# profile.txt (torch.profiler of warm CUDA calls). XAI_DEVICE_SKIP_CPU=1 skips the CPU bench.
 set -uo pipefail
 
 WHEELS=(
@@ -123,7 +124,7 @@ timeout 150 "$PY" -m pytest -p no:cacheprovider benchmarks --benchmark-only -q \
   --bench-case-budget=3 --benchmark-json="$OUT/bench-cuda.json" > /tmp/bench-cuda.log 2>&1
 echo "cuda bench exit $?"; tail -2 /tmp/bench-cuda.log
 step "throughput, CPU (batch 8)"
-timeout 150 "$PY" -m pytest -p no:cacheprovider benchmarks --benchmark-only -q \
+[ -n "${XAI_DEVICE_SKIP_CPU:-}" ] && echo "skipped (XAI_DEVICE_SKIP_CPU)" || timeout 150 "$PY" -m pytest -p no:cacheprovider benchmarks --benchmark-only -q \
   --bench-batches=8 --bench-devices=cpu --bench-layer-sets=layer4,all --bench-rounds=3 \
   --bench-case-budget=4 --benchmark-json="$OUT/bench-cpu.json" > /tmp/bench-cpu.log 2>&1
 echo "cpu bench exit $?"; tail -2 /tmp/bench-cpu.log
@@ -183,5 +184,34 @@ print("TF32 off (full float32):", diffs())
 print("  + channels_last on CUDA:", diffs(torch.channels_last))
 PY
 tail -6 "$OUT/tests.log"
+step "profile: where a warm CUDA call of layer4 Grad-CAM spends its time (batch 8)"
+timeout 45 "$PY" - > "$OUT/profile.txt" 2>&1 <<'PY'
+import torch
+from torch.profiler import ProfilerActivity, profile
+from xai_checks.cam import GradCAM
+from xai_checks.models import load_resnet50
+model = load_resnet50("random", device="cuda")
+x = torch.randn(8, 3, 224, 224, device="cuda")
+t = torch.randint(0, 1000, (8,))
+for layers in (["layer4"], ["layer1", "layer2", "layer3", "layer4"]):
+    cam = GradCAM(model, layers=layers)
+    for _ in range(5):
+        cam(x, targets=t)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(10):
+            cam(x, targets=t)
+        torch.cuda.synchronize()
+    print(f"== {layers}: 10 calls")
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=14, max_name_column_width=50))
+with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    for _ in range(10):
+        with torch.inference_mode():
+            model(x)
+    torch.cuda.synchronize()
+print("== plain inference: 10 calls")
+print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=6, max_name_column_width=50))
+PY
+grep -E "Self CPU time total|Self CUDA time total" "$OUT/profile.txt"
 step "done"
 ls -l "$OUT"
