@@ -4,10 +4,11 @@ normalisation constants, and the device a model lives on.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from enum import Enum
 from pathlib import PurePath
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "NonFiniteError",
     "as_model_input",
     "check_finite",
+    "cuda_tf32",
     "jsonable",
     "model_device",
     "model_dtype",
@@ -124,3 +126,16 @@ def as_model_input(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
     if dtype is not None and x.is_floating_point() and x.dtype != dtype:
         x = x.to(dtype)
     return x
+
+
+@contextlib.contextmanager
+def cuda_tf32(*, allowed: bool) -> Iterator[None]:
+    """Set whether CUDA convolutions and matrix products may use TF32 (10-bit mantissa) for the
+    body, and restore PyTorch's flags after. Without effect on CPU computations."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = allowed
+    torch.backends.cuda.matmul.allow_tf32 = allowed
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

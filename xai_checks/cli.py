@@ -154,6 +154,7 @@ def _run(
             layers=layers or (),
             method=args.method,
             channels_last=args.channels_last,
+            tf32=args.tf32,
             threshold=args.threshold,
             target=args.target,
             backend=args.backend,

@@ -292,7 +292,7 @@ class StudyRunner:
         }
         if self.session.phases:
             kwargs["phases"] = self.session.phases
-        for key in ("channels_last", "memory_format"):
+        for key in ("channels_last", "memory_format", "tf32"):
             value = overrides.get(key, settings.extra.get(key))
             if value is None:
                 continue

@@ -47,7 +47,7 @@ from scipy import stats as sps
 from torch import Tensor, nn
 
 from xai_checks import __version__
-from xai_checks._util import model_device
+from xai_checks._util import cuda_tf32, model_device
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 from xai_checks.data import PhotoSet, Sample, load_image
 from xai_checks.data.classes import ClassList, ClassListError, Preprocess
@@ -131,6 +131,10 @@ class StudyConfig:
     phases: tuple[str, ...] = PHASES
     preprocess: Preprocess = field(default_factory=Preprocess)
     layers_auto: bool = False
+    #: on CUDA, let cuDNN and cuBLAS use TF32 (PyTorch's default for convolutions). Off here:
+    #: on an H200, TF32 moved a random ResNet-50's layer1 maps by up to 0.19 from the CPU's,
+    #: against 7e-4 in full float32 (benchmarks/results/gpu-nvidia-h200.md)
+    tf32: bool = False
     workers: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -860,6 +864,19 @@ def run_study(
             "roles are no longer given by the order of a dict"
         )
     config = config or StudyConfig()
+    with cuda_tf32(allowed=config.tf32):
+        return _run_study(model, photoset, controls, config, progress, name, shard)
+
+
+def _run_study(
+    model: nn.Module,
+    photoset: PhotoSet,
+    controls: Mapping[str, nn.Module] | None,
+    config: StudyConfig,
+    progress: Progress | None,
+    name: str,
+    shard: Shard | None,
+) -> StudyResult:
     if shard is None:
         shard = _current_shard()
     if len(photoset) == 0:

@@ -163,3 +163,34 @@ def test_run_study_refuses_a_dict_of_models(tmp_path):
     photos = open_photoset(_tinyimagenet200(tmp_path / "tiny200"))
     with pytest.raises(TypeError, match="controls="):
         run_study({"a": Tiny(0)}, photos)  # type: ignore[arg-type]
+
+
+class _RecordsTF32(Tiny):
+    seen: list[tuple[bool, bool]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_the_study_runs_in_the_precision_it_records_and_restores_torchs_flags(tmp_path, tf32):
+    """TF32 is a study setting (recorded in its config), set for the whole run and restored
+    after, whatever PyTorch's flags were before."""
+    photos = open_photoset(_tinyimagenet200(tmp_path / "tiny200"))
+    model = _RecordsTF32(0)
+    model.seen = []
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not tf32
+    try:
+        config = StudyConfig(batch_size=4, phases=("ratio",), tf32=tf32)
+        with pytest.warns(UserWarning):
+            study = run_study(model, photos, controls={}, config=config)
+        assert model.seen and set(model.seen) == {(tf32, tf32)}
+        assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == (
+            not tf32,
+            not tf32,
+        )
+        assert study.config.to_dict()["tf32"] is tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before

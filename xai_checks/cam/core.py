@@ -195,7 +195,8 @@ class CAM:
             # Range-checked here, on the host, against the class count of the previous call
             # (the backend checks it again if the logits say otherwise): no device sync.
             check_targets(t, self._classes)
-        return t.to(device)
+        # From host memory a non-blocking copy returns once the data is staged: no stream sync.
+        return t.to(device, non_blocking=t.device.type == "cpu")
 
     def __call__(self, x: Tensor, *, targets: Targets = None) -> CAMResult:
         self._check_input(x)
