@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh clone:
-#   make study   - the main job: the study on the embedded real photos, writing its report
+#   make study   - the main job: the study on real photos (--data auto), writing its report
 #   make test    - the test suite (unit tests, then the claims on the shared ImageNet photos)
 PYTHON ?= python3
 VENV   ?= .venv

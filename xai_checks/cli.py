@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from xai_checks.options import (
     OptionError,
     add_cli_options,
+    auto_photos_note,
     cli_values,
     preflight,
     resolve_source,
@@ -106,12 +108,15 @@ def _open_photos(args: argparse.Namespace) -> Any:
             classes = read_class_list(args.classes)
         except ClassListError as exc:
             raise UsageError(str(exc)) from None
+    limit, note = auto_photos_note(args.data, getattr(args, "limit", None))
+    if note and os.environ.get("RANK", "0") == "0":  # once under torchrun
+        print(f"xai-checks: {note}", file=sys.stderr)
     try:
         photos = open_photoset(
             source,
             layout=args.layout,
             labels=args.label or None,
-            limit=getattr(args, "limit", None),
+            limit=limit,
             seed=getattr(args, "seed", 0),
             classes=classes,
         )

@@ -31,11 +31,13 @@ from typing import Any, Literal
 
 __all__ = [
     "ALL",
+    "AUTO_LIMIT",
     "OPTIONS",
     "Option",
     "OptionError",
     "add_cli_options",
     "add_plugin_options",
+    "auto_photos_note",
     "cli_values",
     "option",
     "plugin_values",
@@ -286,6 +288,31 @@ def strict_kinds(text: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- checks
 
 
+#: photos taken from the ImageNet samples when ``--data auto`` finds them and no --limit is set
+AUTO_LIMIT = 200
+
+
+def auto_photos_note(data: str, limit: int | None) -> tuple[int | None, str]:
+    """For ``--data auto``: the limit to use and a line saying which photos were picked, why,
+    and what to run for the other choice. Other values: ``limit`` unchanged and no note."""
+    if data != "auto":
+        return limit, ""
+    if resolve_source(data) == "imagenet-samples":
+        from xai_checks.data import find_imagenet_samples
+
+        limit = AUTO_LIMIT if limit is None else limit
+        return limit, (
+            f"photos: --data auto found the ImageNet samples at {find_imagenet_samples()}; "
+            f"using {'all' if limit is None else limit} of them "
+            "(--data embedded: the 8 photos that ship with installed packages)"
+        )
+    return limit, (
+        "photos: --data auto found no ImageNet samples on this machine, so the 8 photos that "
+        "ship with installed packages are used: too few for some claims. For every claim: "
+        f"xai-checks data fetch imagenet-samples && xai-checks study --limit {AUTO_LIMIT}"
+    )
+
+
 def resolve_source(data: str) -> str | Path:
     """``auto`` -> ``imagenet-samples`` when found, else ``embedded``; a folder -> Path."""
     if data == "auto":
@@ -431,10 +458,9 @@ OPTIONS: list[Option] = [
         "data",
         "photo set: a folder (flat ImageNet samples, tutorial-10 TinyImageNet, "
         "TinyImageNet-200, or an ImageFolder), 'embedded' (real photos shipped in installed "
-        "packages), 'imagenet-samples', or 'auto' (the ImageNet samples if found, else "
-        "embedded)",
-        default="embedded",
-        plugin_default="auto",
+        "packages), 'imagenet-samples', or 'auto' (default: the ImageNet samples if found on "
+        f"this machine, {AUTO_LIMIT} of them unless --limit says otherwise; else embedded)",
+        default="auto",
         env="XAI_CHECKS_DATA",
         cli="--data",
         plugin="--xai-data",
@@ -467,7 +493,7 @@ OPTIONS: list[Option] = [
         "limit",
         f"use a seeded, class-stratified sample of N photos, or '{ALL}'",
         default=None,
-        plugin_default=200,
+        plugin_default=AUTO_LIMIT,
         type=photo_limit,
         metavar="N|all",
         cli="--limit",

@@ -423,3 +423,46 @@ def test_the_seed_study_is_a_one_liner(tutorial10_root, tmp_path):
     assert len(rows) == 5
     assert {row["label"] for row in rows} == {104}
     assert "seed-depth-ratio" in proc.stdout
+
+
+def _fake_samples(root: Path) -> Path:
+    root.mkdir()
+    (root / "MANIFEST.tsv").write_text(
+        "file\twnid\tclass_index\tclass_name\tsha256\n"
+        "n01443537_goldfish.JPEG\tn01443537\t1\tgoldfish\t-\n",
+        encoding="utf-8",
+    )
+    Image.new("RGB", (32, 32), (200, 100, 0)).save(root / "n01443537_goldfish.JPEG")
+    return root
+
+
+def test_data_auto_takes_200_samples_when_found_and_says_so(tmp_path, monkeypatch):
+    """The main job's default: the ImageNet samples where this machine has them (200 unless
+    --limit says otherwise), else the embedded photos with what to run for every claim."""
+    from xai_checks.options import AUTO_LIMIT, auto_photos_note
+
+    samples = _fake_samples(tmp_path / "samples")
+    monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(samples))
+    limit, note = auto_photos_note("auto", None)
+    assert limit == AUTO_LIMIT == 200
+    assert str(samples) in note and "200" in note
+    assert auto_photos_note("auto", 50)[0] == 50
+    assert auto_photos_note("embedded", None) == (None, "")
+    assert auto_photos_note(str(samples), None) == (None, "")
+
+    monkeypatch.setattr("xai_checks.data.find_imagenet_samples", lambda: None)
+    limit, note = auto_photos_note("auto", None)
+    assert limit is None
+    assert "xai-checks data fetch imagenet-samples" in note and "8 photos" in note
+
+
+def test_study_without_data_uses_the_samples_it_finds(tmp_path, monkeypatch, capsys):
+    samples = _fake_samples(tmp_path / "samples")
+    monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(samples))
+    code = main(
+        ["study", "--weights", "random", "--phases", "ratio", "--out", str(tmp_path / "r")]
+    )
+    assert code in (0, 1)  # verdicts on random weights are not the point here
+    doc = json.loads((tmp_path / "r" / "results.json").read_text(encoding="utf-8"))
+    assert doc["photoset"]["root"] == str(samples)
+    assert "--data auto found the ImageNet samples" in capsys.readouterr().err
