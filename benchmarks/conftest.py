@@ -135,6 +135,7 @@ def machine_description() -> dict[str, Any]:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "weights": os.environ.get("XAI_BENCH_WEIGHTS", "msra"),
         "gpu": None,
     }
     if torch.cuda.is_available():

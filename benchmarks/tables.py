@@ -193,6 +193,9 @@ def slug(text: str) -> str:
 # --------------------------------------------------------------------------- rendering
 
 
+_WEIGHTS = {"msra": "MSRA ImageNet weights", "random": "seeded random weights"}
+
+
 def machine_lines(run: Run, stat: str) -> list[str]:
     data, entries = run.data, run.entries
     mi = data.get("machine_info", {})
@@ -205,9 +208,15 @@ def machine_lines(run: Run, stat: str) -> list[str]:
         f"- GPU: {x.get('gpu') or 'none'}; CUDA: {x.get('cuda') or 'n/a'}",
         f"- torch {x.get('torch', '?')}, captum {x.get('captum', '?')}, "
         f"grad-cam {x.get('grad_cam', '?')}; Python {mi.get('python_version', '?')}",
-        f"- run: {data.get('datetime', '?')} ({Path(run.path).name}); model: ResNet-50, MSRA "
-        "ImageNet weights; inputs: seeded random-normal (N, 3, 224, 224) with random target "
-        "classes (throughput does not depend on image content)",
+        f"- run: {data.get('datetime', '?')} ({Path(run.path).name}); model: ResNet-50, "
+        f"{_WEIGHTS.get(x.get('weights', 'msra'), x.get('weights'))}; inputs: seeded "
+        "random-normal (N, 3, 224, 224) with random target classes (throughput does not depend "
+        "on image content)"
+        + (
+            f"; the end-to-end cases: {e2e[0].images} real photos per round"
+            if (e2e := [e for e in entries if e.impl in ("study_e2e", "engine_photos")])
+            else ""
+        ),
     ]
     if loads:
         start = x.get("loadavg_at_start")
