@@ -121,3 +121,55 @@ def test_gate_required_vs_aspirational(
     out = capsys.readouterr().out
     assert "fused / plain" in out  # the ratio's label from the toml, in the ratio table
     assert ("FAIL" in out) == (rc == 1)
+
+
+@pytest.mark.parametrize(("weights", "said"), [("random", "seeded random weights"), (None, "MSRA")])
+def test_the_table_names_the_weights_the_run_used(
+    tables: ModuleType, tmp_path: Path, weights: str | None, said: str
+) -> None:
+    """The GPU runs use random weights (the pretrained tarball is not carried); their tables
+    said "MSRA ImageNet weights" until the run recorded which."""
+    path = _bench_json(tmp_path, 0.5)
+    doc = json.loads(path.read_text())
+    if weights:
+        doc["machine_info"] = {"xai_checks": {"weights": weights}}
+    path.write_text(json.dumps(doc))
+    line = next(ln for ln in tables.machine_lines(tables.load_run(path), "min") if "run:" in ln)
+    assert said in line
+
+
+def test_end_to_end_cases_count_photos_per_round_not_the_batch(
+    tables: ModuleType, tmp_path: Path
+) -> None:
+    """An end-to-end round is all N photos: images/s and the paired ratio to plain count them."""
+    doc = json.loads(_bench_json(tmp_path, 0.5).read_text())
+    for impl, seconds in (("engine_photos", 2.0), ("study_e2e", 2.5)):
+        doc["benchmarks"].append(
+            {
+                "stats": {
+                    "min": seconds,
+                    "median": seconds,
+                    "mean": seconds,
+                    "max": seconds,
+                    "stddev": 0.0,
+                    "rounds": 2,
+                },
+                "extra_info": {
+                    "impl": impl,
+                    "layer_set": "all",
+                    "device": "cpu",
+                    "batch": 8,
+                    "images_per_round": 40,
+                    "paired_plain_s": [0.1, 0.1],
+                    "round_s": [seconds, seconds],
+                },
+            }
+        )
+    path = tmp_path / "e2e.json"
+    path.write_text(json.dumps(doc))
+    cases = tables.load_run(path).index()[("cpu", 8)]
+    assert cases[("all", "study_e2e")].ips("min") == pytest.approx(40 / 2.5)
+    # plain: 8 images in 0.1 s = 80/s; e2e 16/s -> 0.2x of plain
+    assert cases[("all", "study_e2e")].vs_plain == pytest.approx(0.2)
+    ratio = tables.load_definitions().ratios["study_e2e/engine"]
+    assert tables.ratio_value(cases, ratio, "paired") == pytest.approx(2.0 / 2.5)
