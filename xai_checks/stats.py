@@ -25,15 +25,20 @@ from scipy import stats as sps
 from xai_checks._util import jsonable
 
 __all__ = [
+    "EffectEstimate",
     "PairResult",
     "TestResult",
     "bootstrap_median_ci",
+    "depth_rise",
     "describe_layers",
+    "detectable_effect",
     "friedman",
     "holm",
     "kruskal_wallis",
     "page_trend",
+    "paired_effect",
     "rank_biserial",
+    "ratio_of_means_ci",
     "wilcoxon_holm",
 ]
 
@@ -533,3 +538,228 @@ def describe_layers(
             "median_ci_high": high,
         }
     return out
+
+
+# --------------------------------------------------------------------------- effects vs a SESOI
+
+Decision = Literal["present", "absent", "unclear"]
+
+
+def depth_rise(values: ArrayLike) -> FloatArray:
+    """Per-row fitted rise from the first column to the last: the least-squares slope over the
+    column positions 0..k-1, times (k - 1).
+
+    For k = 2 it is ``last - first``; for more layers it uses every layer, so one noisy layer
+    moves it less. In the units of ``values``. Rows with any NaN give NaN.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 2 or arr.shape[1] < 2:
+        raise ValueError(f"values must be (n, k >= 2); got shape {arr.shape}")
+    k = arr.shape[1]
+    x = np.arange(k, dtype=np.float64) - (k - 1) / 2.0
+    slope = (arr - arr.mean(axis=1, keepdims=True)) @ x / float(x @ x)
+    return np.asarray(slope * (k - 1), dtype=np.float64)
+
+
+def detectable_effect(sd: float, n: int, *, alpha: float, power: float = 0.8) -> float:
+    """Smallest mean paired difference a one-sided test at ``alpha`` detects with ``power``.
+
+    Normal-theory formula with t quantiles, ``(t_{1-alpha} + t_{power}) * sd / sqrt(n)``, times
+    ``sqrt(pi / 3)``, the Wilcoxon signed-rank test's efficiency loss against the t-test
+    under normality (asymptotic relative efficiency 3/pi). Hand-written: statsmodels'
+    ``TTestPower.solve_power`` gives the t part, but statsmodels is not a dependency.
+    NaN when ``n < 2`` or ``sd`` is not finite.
+    """
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    df = n - 1
+    t_sum = float(sps.t.ppf(1.0 - alpha, df) + sps.t.ppf(power, df))
+    return t_sum * sd / math.sqrt(n) * math.sqrt(math.pi / 3.0)
+
+
+@dataclass(frozen=True)
+class EffectEstimate:
+    """A per-photo difference judged against a smallest effect size of interest (SESOI).
+
+    ``estimate`` is the mean difference and ``[ci_low, ci_high]`` its two-sided
+    ``confidence`` = 1 - 2 alpha bootstrap interval (so each bound is a one-sided
+    1 - alpha bound); ``pvalue`` is the one-sided Wilcoxon signed-rank test of ``> 0``, with
+    the matched-pairs rank-biserial correlation as its effect size. ``decision``:
+
+    ``present``  significant (Wilcoxon p < alpha and ci_low > 0) and not trivially small
+                 (ci_high >= sesoi);
+    ``absent``   ci_high < sesoi: smaller than the smallest effect of interest (equivalence);
+    ``unclear``  neither (too few photos for this effect).
+
+    ``mde`` is the smallest mean difference this n detects with 80 % power
+    (:func:`detectable_effect` with the observed standard deviation).
+    """
+
+    name: str
+    estimate: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    pvalue: float
+    statistic: float
+    rank_biserial: float
+    sd: float
+    n: int
+    n_dropped: int
+    sesoi: float
+    alpha: float
+    decision: Decision
+    mde: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "method": "mean per-photo difference vs SESOI",
+            "estimate": jsonable(self.estimate),
+            "effect": jsonable(self.estimate),
+            "effect_name": "mean difference",
+            "ci_low": jsonable(self.ci_low),
+            "ci_high": jsonable(self.ci_high),
+            "confidence": self.confidence,
+            "pvalue": jsonable(self.pvalue),
+            "statistic": jsonable(self.statistic),
+            "test": "wilcoxon signed-rank, one-sided (> 0)",
+            "rank_biserial": jsonable(self.rank_biserial),
+            "sd": jsonable(self.sd),
+            "n": int(self.n),
+            "n_dropped": int(self.n_dropped),
+            "sesoi": self.sesoi,
+            "alpha": self.alpha,
+            "decision": self.decision,
+            "mde": jsonable(self.mde),
+            "ci_method": "bootstrap (scipy.stats.bootstrap, BCa) of the mean",
+        }
+
+
+def _bootstrap(
+    data: tuple[FloatArray, ...],
+    statistic: Any,
+    *,
+    confidence: float,
+    n_resamples: int,
+    seed: int,
+    paired: bool = False,
+) -> tuple[float, float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for method in ("BCa", "percentile"):  # BCa is NaN on degenerate resamples
+            res = sps.bootstrap(
+                data,
+                statistic,
+                n_resamples=n_resamples,
+                confidence_level=confidence,
+                method=method,
+                vectorized=True,
+                paired=paired,
+                rng=np.random.default_rng(seed),
+            )
+            low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+            if math.isfinite(low) and math.isfinite(high):
+                return low, high
+    return math.nan, math.nan
+
+
+def paired_effect(
+    differences: ArrayLike,
+    *,
+    sesoi: float,
+    alpha: float,
+    name: str = "",
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> EffectEstimate:
+    """Judge per-photo differences (model minus control, or a rise) against ``sesoi``.
+
+    See :class:`EffectEstimate` for the decision rule. NaN differences are dropped and
+    counted. Fewer than 2 values give NaN figures and ``unclear``.
+    """
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5); got {alpha}")
+    d = np.asarray(differences, dtype=np.float64).ravel()
+    keep = ~np.isnan(d)
+    dropped = int((~keep).sum())
+    d = d[keep]
+    n = int(d.size)
+    confidence = 1.0 - 2.0 * alpha
+    if n < 2:
+        return EffectEstimate(
+            name, math.nan, math.nan, math.nan, confidence, math.nan, math.nan, math.nan,
+            math.nan, n, dropped, sesoi, alpha, "unclear", math.nan,
+        )  # fmt: skip
+    estimate = float(d.mean())
+    sd = float(d.std(ddof=1))
+    if np.all(d == d[0]):
+        low = high = estimate
+    else:
+        low, high = _bootstrap(
+            (d,), np.mean, confidence=confidence, n_resamples=n_resamples, seed=seed
+        )
+    if np.any(d != 0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = sps.wilcoxon(d, alternative="greater", zero_method="wilcox")
+        p, stat = float(res.pvalue), float(res.statistic)
+    else:
+        p, stat = 1.0, 0.0
+    decision: Decision
+    if math.isfinite(high) and high < sesoi:
+        decision = "absent"
+    elif p < alpha and math.isfinite(low) and low > 0 and high >= sesoi:
+        decision = "present"
+    else:
+        decision = "unclear"
+    return EffectEstimate(
+        name=name,
+        estimate=estimate,
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        pvalue=p,
+        statistic=stat,
+        rank_biserial=rank_biserial(d),
+        sd=sd,
+        n=n,
+        n_dropped=dropped,
+        sesoi=sesoi,
+        alpha=alpha,
+        decision=decision,
+        mde=detectable_effect(sd, n, alpha=alpha),
+    )
+
+
+def ratio_of_means_ci(
+    numerator: ArrayLike,
+    denominator: ArrayLike,
+    *,
+    confidence: float = 0.9,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``mean(numerator) / mean(denominator)`` over paired rows, with a paired bootstrap CI.
+
+    E.g. the share of a model's depth rise that survives pooling every map to one grid.
+    Rows with NaN in either are dropped; fewer than 2 rows or a zero denominator mean give NaN.
+    """
+    a = np.asarray(numerator, dtype=np.float64).ravel()
+    b = np.asarray(denominator, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"numerator and denominator differ in length: {a.size} vs {b.size}")
+    keep = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[keep], b[keep]
+    if a.size < 2 or b.mean() == 0:
+        return (math.nan, math.nan, math.nan)
+    ratio = float(a.mean() / b.mean())
+
+    def stat(x: FloatArray, y: FloatArray, axis: int = -1) -> FloatArray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(np.mean(x, axis=axis) / np.mean(y, axis=axis))
+
+    low, high = _bootstrap(
+        (a, b), stat, confidence=confidence, n_resamples=n_resamples, seed=seed, paired=True
+    )
+    return (ratio, low, high)

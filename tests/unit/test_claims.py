@@ -67,39 +67,59 @@ def rng() -> np.random.Generator:
 
 
 def test_seed_claim_supported_when_only_the_trained_model_rises(rng):
-    study = _study(_rising(30, rng), control=_flat(30, rng))
+    study = _study(_rising(40, rng), control=_flat(40, rng))
     verdict = evaluate("seed-depth-ratio", study)
     assert verdict.status is Status.SUPPORTED, verdict.summary()
-    assert verdict.primary["pvalue"] < 0.05
-    assert verdict.controls["untrained"]["passes"] is False
-    assert verdict.controls["pooled"]["passes"] is True
+    assert verdict.tests["seed"]["pvalue"] < 0.05 and verdict.tests["seed"]["passes"]
+    assert verdict.controls["untrained"]["explains_effect"] is False
+    assert verdict.controls["pooled"]["explains_effect"] is False
+    # every verdict carries its effect with a CI, its n of photos and a power statement
+    row = verdict.row()
+    assert row["n"] == 40 and row["n_unit"] == "photos"
+    assert row["ci_low"] <= row["effect"] <= row["ci_high"]
+    assert row["sesoi"] == 0.05 and row["mde"] > 0 and "80% power" in row["power_statement"]
 
 
-def test_seed_claim_confounded_when_the_untrained_control_rises_too(rng):
-    study = _study(_rising(30, rng), control=_rising(30, rng))
+def test_seed_claim_confounded_when_the_untrained_control_rises_as_much(rng):
+    study = _study(_rising(40, rng), control=_rising(40, rng))
     verdict = evaluate("seed-depth-ratio", study)
-    assert verdict.status is Status.CONFOUNDED
-    assert any("untrained" in r for r in verdict.reasons)
+    assert verdict.status is Status.CONFOUNDED, verdict.summary()
+    assert any(r.code == "control-explains" for r in verdict.reasons)
+    # the seed's own test still passes, and stays visible as the seed ran it
+    assert verdict.tests["seed"]["passes"] and verdict.tests["seed"]["method"] == "kruskal-wallis"
+
+
+def test_a_small_control_effect_does_not_confound_a_large_one_at_large_n(rng):
+    """Issue 11.2: the old rule said CONFOUNDED whenever the control was also significant,
+    which any small artefact is at large n. Judged by effect, it is SUPPORTED."""
+    n = 1000
+    main = _rising(n, rng, step=0.1) + rng.normal(0, 0.05, (n, 4))
+    control = _rising(n, rng, step=0.005) + rng.normal(0, 0.05, (n, 4))  # small but real
+    verdict = evaluate("seed-depth-ratio", _study(main, control=control))
+    assert verdict.controls["untrained"]["passes"], "the control's own test is significant"
+    assert verdict.status is Status.SUPPORTED, verdict.summary()
 
 
 def test_seed_claim_confounded_when_pooling_removes_the_effect(rng):
-    study = _study(_rising(30, rng), control=_flat(30, rng), pooled=_flat(30, rng))
+    study = _study(_rising(40, rng), control=_flat(40, rng), pooled=_flat(40, rng))
     verdict = evaluate("seed-depth-ratio", study)
     assert verdict.status is Status.CONFOUNDED
-    assert any("coarsest grid" in r and "artefact" in r for r in verdict.reasons)
+    assert any(r.code == "pooling-explains" and "artefact" in r for r in verdict.reasons)
+    share = verdict.controls["pooled"]["share_surviving"]
+    assert share["ci_low"] <= share["estimate"] <= share["ci_high"] and share["estimate"] < 0.2
 
 
 def test_seed_claim_refuted_without_an_effect(rng):
-    verdict = evaluate("seed-depth-ratio", _study(_flat(30, rng), control=_flat(30, rng)))
-    assert verdict.status is Status.REFUTED
-    assert verdict.primary["pvalue"] >= 0.05
+    verdict = evaluate("seed-depth-ratio", _study(_flat(60, rng), control=_flat(60, rng)))
+    assert verdict.status is Status.REFUTED, verdict.summary()
+    assert verdict.reasons[-1].code == "no-effect"
 
 
 def test_seed_claim_refuted_when_medians_fall(rng):
-    falling = _rising(30, rng)[:, ::-1].copy()
-    verdict = evaluate("seed-depth-ratio", _study(falling, control=_flat(30, rng)))
+    falling = _rising(40, rng)[:, ::-1].copy()
+    verdict = evaluate("seed-depth-ratio", _study(falling, control=_flat(40, rng)))
     assert verdict.status is Status.REFUTED
-    assert "do not rise" in verdict.reasons[0]
+    assert not verdict.tests["seed"]["passes"]
 
 
 def test_seed_claim_inconclusive_with_too_few_images(rng):
@@ -110,39 +130,49 @@ def test_seed_claim_inconclusive_with_too_few_images(rng):
 
 
 def test_alpha_is_honoured(rng):
-    # a weak effect: significant at 0.05 but not at 1e-12
-    main = _rising(12, rng, step=0.004)
-    study = _study(main, control=_flat(12, rng))
+    main = _rising(40, rng, step=0.03) + rng.normal(0, 0.03, (40, 4))
+    study = _study(main, control=_flat(40, rng))
     loose = evaluate(get_claim("seed-depth-ratio").with_(alpha=0.05), study)
     strict = evaluate(get_claim("seed-depth-ratio").with_(alpha=1e-12), study)
-    assert loose.primary["pvalue"] < 0.05
-    assert strict.status is Status.REFUTED
+    assert loose.status is Status.SUPPORTED, loose.summary()
+    assert strict.status is Status.INCONCLUSIVE and strict.p_value > 1e-12
 
 
-def _grid_study(main: np.ndarray, control: np.ndarray) -> StudyResult:
+def _grid_study(
+    main: np.ndarray, control: np.ndarray, targets: list[str] | None = None
+) -> StudyResult:
     study = _study(np.zeros((len(main), 4)))
     study.controls["untrained"] = _run("untrained", np.zeros((len(main), 4)), source="random")
-    study.gridpg = GridPGRun(layers=LAYERS, scores={"pretrained": main, "untrained": control})
+    targets = targets or [f"target{i}.JPEG" for i in range(len(main))]
+    specs = [
+        {"files": [t, "a.JPEG", "b.JPEG", "c.JPEG"], "cell": 0, "labels": [0, 1, 2, 3]}
+        for t in targets
+    ]
+    study.gridpg = GridPGRun(
+        layers=LAYERS, specs=specs, scores={"pretrained": main, "untrained": control}
+    )
     return study
 
 
 def test_gridpg_supported_confounded_and_refuted(rng):
-    rising = np.clip(0.25 + _rising(20, rng, step=0.15), 0, 1)
-    chance = rng.uniform(0.2, 0.3, size=(20, 4))
-    assert (
-        evaluate("depth-localisation-gridpg", _grid_study(rising, chance)).status
-        is Status.SUPPORTED
-    )
-    assert (
-        evaluate("depth-localisation-gridpg", _grid_study(rising, rising)).status
-        is Status.CONFOUNDED
-    )
-    assert (
-        evaluate("depth-localisation-gridpg", _grid_study(chance, chance)).status is Status.REFUTED
-    )
+    rising = np.clip(0.25 + _rising(40, rng, step=0.15), 0, 1)
+    chance = rng.uniform(0.2, 0.3, size=(40, 4))
+    claim = "depth-localisation-gridpg"
+    assert evaluate(claim, _grid_study(rising, chance)).status is Status.SUPPORTED
+    assert evaluate(claim, _grid_study(rising, rising)).status is Status.CONFOUNDED
+    assert evaluate(claim, _grid_study(chance, chance)).status is Status.REFUTED
     below = rising - 0.6  # rises, but layer4 below chance
-    verdict = evaluate("depth-localisation-gridpg", _grid_study(below, chance))
-    assert verdict.status is Status.REFUTED and "chance" in verdict.reasons[-1]
+    verdict = evaluate(claim, _grid_study(below, chance))
+    assert verdict.status is Status.REFUTED and verdict.reasons[-1].code == "not-above-baseline"
+
+
+def test_gridpg_n_counts_distinct_target_photos(rng):
+    """One photo is one vote: mosaics that repeat a target photo are not counted again."""
+    rising = np.clip(0.25 + _rising(40, rng, step=0.15), 0, 1)
+    targets = [f"t{i % 20}.JPEG" for i in range(40)]  # 40 mosaics, 20 distinct targets
+    verdict = evaluate("depth-localisation-gridpg", _grid_study(rising, rising, targets))
+    assert verdict.n == 20 == len(set(targets))
+    assert any(r.code == "repeated-targets" for r in verdict.reasons)
 
 
 def test_gridpg_without_mosaics_is_insufficient():
@@ -152,18 +182,19 @@ def test_gridpg_without_mosaics_is_insufficient():
 
 
 def test_sanity_verdicts():
-    study = _study(np.zeros((5, 4)))
+    study = _study(np.zeros((8, 4)))
+    low = [0.1, -0.2, 0.3, 0.0, 0.15, -0.1, 0.05, 0.2]
     study.sanity = SanityRun(
-        layer="layer4",
-        steps=["fc", "layer4"],
-        rho={"fc": [0.1, -0.2, 0.3, 0.0], "layer4": [0.05, 0.1, 0.2, 0.1]},
+        layer="layer4", steps=["fc", "layer4"], rho={"fc": low, "layer4": [x / 2 for x in low]}
     )
-    assert evaluate("sanity-randomisation", study).status is Status.SUPPORTED
-    study.sanity.rho["layer4"] = [0.9, 0.8, 0.95, 0.7]
     verdict = evaluate("sanity-randomisation", study)
-    assert verdict.status is Status.REFUTED and "layer4" in verdict.reasons[0]
-    # the median of |rho| is what counts: strongly negative correlation is still similarity
-    study.sanity.rho["layer4"] = [-0.9, -0.8, -0.95, -0.7]
+    assert verdict.status is Status.SUPPORTED, verdict.summary()
+    assert verdict.n == 8 and verdict.effect_size["ci_low"] <= verdict.effect
+    study.sanity.rho["layer4"] = [0.9, 0.8, 0.95, 0.7, 0.85, 0.9, 0.75, 0.8]
+    verdict = evaluate("sanity-randomisation", study)
+    assert verdict.status is Status.REFUTED and "layer4" in verdict.reasons[-1]
+    # |rho| is what counts: strongly negative correlation is still similarity
+    study.sanity.rho["layer4"] = [-x for x in study.sanity.rho["layer4"]]
     assert evaluate("sanity-randomisation", study).status is Status.REFUTED
 
 
@@ -176,7 +207,7 @@ def test_agreement_verdicts():
 
 
 def test_every_builtin_claim_evaluates_and_serialises(rng):
-    study = _grid_study(rng.uniform(0, 1, (12, 4)), rng.uniform(0, 1, (12, 4)))
+    study = _grid_study(rng.uniform(0, 1, (40, 4)), rng.uniform(0, 1, (40, 4)))
     study.sanity = SanityRun(layer="layer4", steps=["fc"], rho={"fc": [0.1, 0.2, float("nan")]})
     study.agreement = dict.fromkeys(LAYERS, 0.0)
     verdicts = evaluate_all(study)
@@ -201,8 +232,8 @@ def _box_study(main: np.ndarray, control: np.ndarray, area: float = 0.2) -> Stud
 
 
 def test_box_localisation_verdicts(rng):
-    rising = np.clip(0.2 + _rising(20, rng, step=0.15), 0, 1)
-    at_area = rng.uniform(0.15, 0.25, size=(20, 4))
+    rising = np.clip(0.2 + _rising(40, rng, step=0.15), 0, 1)
+    at_area = rng.uniform(0.15, 0.25, size=(40, 4))
     claim = "depth-localisation-boxes"
     assert evaluate(claim, _box_study(rising, at_area)).status is Status.SUPPORTED
     assert evaluate(claim, _box_study(rising, rising)).status is Status.CONFOUNDED
@@ -210,6 +241,11 @@ def test_box_localisation_verdicts(rng):
     # rises with depth, but layer4 holds no more mass than a uniform map would (area 0.9)
     verdict = evaluate(claim, _box_study(rising, at_area, area=0.9))
     assert verdict.status is Status.REFUTED and "area share" in verdict.reasons[-1]
+    # one photo, one vote: a photo listed twice is counted once
+    study = _box_study(rising, at_area)
+    for run in study.runs.values():
+        run.records[1]["file"] = run.records[0]["file"]
+    assert evaluate(claim, study).n == 39
 
 
 def test_box_claim_without_boxes_is_insufficient(rng):
@@ -231,7 +267,7 @@ def test_every_declared_field_is_read_and_unknown_ones_are_refused(rng):
     fried = evaluate(get_claim("seed-depth-ratio").with_(paired_check="friedman"), study)
     assert fried.tests["paired_check"]["method"] == "friedman"
     # localisation controls: without a declared control, none is compared
-    rising = np.clip(0.25 + _rising(20, rng, step=0.15), 0, 1)
+    rising = np.clip(0.25 + _rising(40, rng, step=0.15), 0, 1)
     bare = evaluate(
         get_claim("depth-localisation-gridpg").with_(controls=()), _grid_study(rising, rising)
     )
@@ -326,7 +362,7 @@ def test_a_third_party_claim_registers_through_the_entry_point_group(tmp_path, m
         ids = [c.id for c in registered_claims(refresh=True)]
         assert ids[: len(BUILTIN_CLAIMS)] == [c.id for c in BUILTIN_CLAIMS]
         assert ids[-1] == "top-layer-above-half"
-        study = _study(np.clip(_rising(12, rng, step=0.3), 0, 1))
+        study = _study(np.clip(_rising(40, rng, step=0.3), 0, 1))
         verdict = evaluate("top-layer-above-half", study)
         assert verdict.status is Status.SUPPORTED and verdict.claim.layers == LAYERS
         assert [v.claim.id for v in evaluate_all(study)][-1] == "top-layer-above-half"
@@ -358,3 +394,40 @@ def test_report_section_carries_the_verdict_row(rng):
     assert isinstance(section, ReportSection) and section.id == "seed-depth-ratio"
     assert section.context["row"]["status"] == verdict.status.value
     assert section.context["hypothesis"] == verdict.hypothesis
+
+
+def _verdict(claim_id: str, status: Status, p: float | None):
+    from xai_checks.claims import Verdict
+
+    claim = get_claim(claim_id).with_(layers=LAYERS)
+    return Verdict(claim, status, [], 100, p_value=p)
+
+
+def test_holm_across_the_claims_of_a_run():
+    from xai_checks.claims import apply_holm
+
+    # each significant alone at 0.05; together, Holm's adjusted p is 0.06 for both
+    a = _verdict("seed-depth-ratio", Status.SUPPORTED, 0.03)
+    b = _verdict("depth-localisation-gridpg", Status.SUPPORTED, 0.04)
+    c = _verdict("native-captum-agreement", Status.SUPPORTED, None)  # exact bound: no p
+    apply_holm([a, b, c])
+    assert a.status is b.status is Status.INCONCLUSIVE
+    assert a.multiplicity["p_adjusted"] == pytest.approx(0.06)
+    assert a.reasons[-1].code == "holm" and a.multiplicity["m"] == 2
+    assert c.status is Status.SUPPORTED and c.multiplicity["method"] == "none"
+
+
+def test_bottom_line_connects_a_supported_depth_claim_with_a_failed_sanity_check():
+    from xai_checks.claims import bottom_line
+
+    grid = _verdict("depth-localisation-gridpg", Status.SUPPORTED, 1e-9)
+    sanity = _verdict("sanity-randomisation", Status.REFUTED, 0.5)
+    line = bottom_line([grid, sanity])
+    assert line["status"] == "undermined"
+    assert any("sanity" in p and "learned" in p for p in line["points"])
+    seed = _verdict("seed-depth-ratio", Status.CONFOUNDED, 1e-9)
+    ok_sanity = _verdict("sanity-randomisation", Status.SUPPORTED, 1e-3)
+    mixed = bottom_line([seed, grid, ok_sanity])
+    assert mixed["status"] == "mixed"
+    assert any("learned nothing" in p for p in mixed["points"])
+    assert bottom_line([grid, ok_sanity])["status"] == "holds"

@@ -393,3 +393,58 @@ def test_to_dict_is_json_safe() -> None:
     assert isinstance(good["statistic"], float) and isinstance(good["n"], int)
     json.dumps(good, allow_nan=False)
     assert TestResult("m", 1.0, 0.5, 3, 2, None, None, "two-sided").to_dict()["details"] == {}
+
+
+# --------------------------------------------------------------------------- effects vs SESOI
+
+
+def test_depth_rise_is_the_fitted_first_to_last_rise():
+    from xai_checks.stats import depth_rise
+
+    rows = np.array([[0.0, 1.0, 2.0, 3.0], [3.0, 2.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    np.testing.assert_allclose(depth_rise(rows), [3.0, -3.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(depth_rise(np.array([[0.2, 0.5]])), [0.3], atol=1e-12)
+    # one noisy middle layer moves the fitted rise less than it moves a max-min
+    assert depth_rise(np.array([[0.0, 2.0, 1.0, 3.0]]))[0] == pytest.approx(2.4)  # slope 0.8
+    assert np.isnan(depth_rise(np.array([[0.0, np.nan, 1.0]])))[0]
+
+
+def test_paired_effect_decisions_against_the_sesoi():
+    from xai_checks.stats import paired_effect
+
+    rng = np.random.default_rng(0)
+    big = paired_effect(rng.normal(0.2, 0.1, 200), sesoi=0.05, alpha=0.05)
+    assert big.decision == "present" and big.ci_low <= big.estimate <= big.ci_high
+    assert big.confidence == pytest.approx(0.9) and big.pvalue < 1e-10
+    tiny = paired_effect(rng.normal(0.01, 0.05, 2000), sesoi=0.05, alpha=0.05)
+    assert tiny.decision == "absent"  # significant, but smaller than the SESOI
+    few = paired_effect(rng.normal(0.05, 0.2, 6), sesoi=0.05, alpha=0.05)
+    assert few.decision == "unclear" and few.mde > 0.05
+    nan = paired_effect([0.1, np.nan], sesoi=0.05, alpha=0.05)
+    assert nan.n == 1 and nan.n_dropped == 1 and nan.decision == "unclear"
+    zero = paired_effect(np.zeros(10), sesoi=0.05, alpha=0.05)
+    assert zero.decision == "absent" and zero.pvalue == 1.0
+
+
+def test_detectable_effect_has_the_stated_power():
+    """The mde formula against the exact power of a one-sided t-test (noncentral t)."""
+    from scipy import stats as sps
+
+    from xai_checks.stats import detectable_effect
+
+    for n in (10, 30, 100, 1000):
+        mde = detectable_effect(1.0, n, alpha=0.05) / np.sqrt(np.pi / 3)  # the t-test part
+        crit = sps.t.ppf(0.95, n - 1)
+        power = 1 - sps.nct.cdf(crit, n - 1, mde * np.sqrt(n))
+        assert power == pytest.approx(0.8, abs=0.01), n
+
+
+def test_ratio_of_means_ci_brackets_the_estimate():
+    from xai_checks.stats import ratio_of_means_ci
+
+    rng = np.random.default_rng(1)
+    whole = rng.normal(0.3, 0.1, 300)
+    part = 0.25 * whole + rng.normal(0, 0.02, 300)
+    est, low, high = ratio_of_means_ci(part, whole)
+    assert low <= est <= high and est == pytest.approx(0.25, abs=0.01)
+    assert np.isnan(ratio_of_means_ci([1.0], [1.0])[0])

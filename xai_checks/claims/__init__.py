@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
+from xai_checks import stats
 from xai_checks.claims.base import Claim, Reason, Status, Verdict
 from xai_checks.claims.depth_localisation_boxes import DepthLocalisationBoxes
 from xai_checks.claims.depth_localisation_gridpg import DepthLocalisationGridPG
@@ -44,6 +45,8 @@ __all__ = [
     "SeedDepthRatio",
     "Status",
     "Verdict",
+    "apply_holm",
+    "bottom_line",
     "evaluate",
     "evaluate_all",
     "get_claim",
@@ -78,14 +81,137 @@ def evaluate_all(
     claims: Sequence[Claim] | None = None,
     *,
     alpha: float | None = None,
+    multiplicity: str = "holm",
 ) -> list[Verdict]:
-    """Every claim's verdict (default: every registered claim), optionally at another alpha."""
+    """Every claim's verdict (default: every registered claim), optionally at another alpha.
+
+    With ``multiplicity="holm"`` (the default) the claims of the run form one family and a
+    SUPPORTED verdict must survive Holm's correction (:func:`apply_holm`); ``"none"`` skips it.
+    """
+    if multiplicity not in ("holm", "none"):
+        raise ValueError(f"multiplicity must be 'holm' or 'none'; got {multiplicity!r}")
     out = []
     for claim in registered_claims() if claims is None else claims:
         if alpha is not None:
             claim = claim.with_(alpha=alpha)
         out.append(evaluate(claim, study))
+    if multiplicity == "holm":
+        apply_holm(out)
     return out
+
+
+def apply_holm(verdicts: Sequence[Verdict]) -> None:
+    """Holm (1979) across the claims of one run, in place.
+
+    The family is every verdict with a claim-level p-value (``Verdict.p_value``: the largest
+    p of the tests the claim needs, an intersection-union test). A SUPPORTED verdict whose
+    Holm-adjusted p is not below its alpha becomes INCONCLUSIVE and says why. Claims without
+    a p-value (an exact numerical bound such as backend agreement) are outside the family.
+    """
+    family = [v for v in verdicts if v.decisive_p is not None]
+    pvalues = [float(v.decisive_p or 0.0) for v in family]
+    adjusted: list[float] = [float(p) for p in stats.holm(pvalues)] if family else []
+    ids = [v.claim.id for v in family]
+    for v, p_adj in zip(family, adjusted, strict=True):
+        v.multiplicity = {
+            "method": "holm",
+            "family": ids,
+            "m": len(family),
+            "p": v.decisive_p,
+            "p_adjusted": float(p_adj),
+        }
+        if v.status is Status.SUPPORTED and not float(p_adj) < v.claim.alpha:
+            v.status = Status.INCONCLUSIVE
+            v.add(
+                "holm",
+                f"not significant after Holm's correction across the run's {len(family)} "
+                f"claims (adjusted p = {float(p_adj):.2g} >= {v.claim.alpha:g})",
+            )
+    for v in verdicts:
+        if v.decisive_p is None:
+            v.multiplicity = {
+                "method": "none",
+                "note": "no claim-level p-value (not a statistical test, or not reached)",
+            }
+
+
+_DEPTH_METRICS = ("ratio", "gridpg", "boxes")
+
+
+def bottom_line(verdicts: Sequence[Verdict]) -> dict[str, object]:
+    """One reconciled conclusion for a run's verdicts, for the report's top line.
+
+    Returns ``{"status": ..., "text": ..., "points": [...]}``: ``status`` is ``"holds"``
+    (every claim that could be judged is SUPPORTED and the checks that guard them pass),
+    ``"does not hold"`` (a depth claim is REFUTED or CONFOUNDED with nothing supported),
+    ``"undermined"`` (a depth claim is SUPPORTED but a guard failed: the maps do not depend
+    on the learned weights, or the backends disagree), ``"mixed"`` or ``"not judged"``.
+    """
+    by_metric: dict[str, Verdict] = {}
+    for v in verdicts:
+        by_metric.setdefault(v.claim.metric, v)
+    judged = [v for v in verdicts if not v.insufficient and v.status is not Status.INCONCLUSIVE]
+    points: list[str] = []
+    supported_depth = [
+        v for v in verdicts if v.claim.metric in _DEPTH_METRICS and v.status is Status.SUPPORTED
+    ]
+    failed_depth = [
+        v
+        for v in verdicts
+        if v.claim.metric in _DEPTH_METRICS and v.status in (Status.REFUTED, Status.CONFOUNDED)
+    ]
+    sanity = by_metric.get("randomisation")
+    agreement = by_metric.get("agreement")
+    guards_failed = []
+    if sanity is not None and sanity.status is not Status.SUPPORTED:
+        guards_failed.append(
+            f"the sanity check is {sanity.status.value}: the maps may not depend on what the "
+            "model learned, so no map-based claim can be credited to the model"
+        )
+    if agreement is not None and agreement.status is Status.REFUTED:
+        guards_failed.append(
+            "the native and Captum maps disagree: the numbers themselves are in doubt"
+        )
+    for v in supported_depth:
+        points.append(f"{v.claim.id} is SUPPORTED: {v.claim.title.lower()}")
+    for v in failed_depth:
+        why = v.reasons[-1] if v.reasons else ""
+        points.append(f"{v.claim.id} is {v.status.value}: {why}")
+    if supported_depth and failed_depth:
+        seed = next((v for v in failed_depth if v.claim.metric == "ratio"), None)
+        if seed is not None and seed.status is Status.CONFOUNDED:
+            points.append(
+                "the seed's ratio measure rises in a network that learned nothing too, so it "
+                "cannot show localisation; the ground-truth claims can, and do"
+            )
+    points.extend(guards_failed)
+    if not judged:
+        status, text = "not judged", "No claim could be judged on these photos."
+    elif supported_depth and guards_failed:
+        status = "undermined"
+        text = (
+            "Deeper layers look better localised, but a guard failed, so this run cannot "
+            "credit that to the model."
+        )
+    elif supported_depth and not failed_depth:
+        status = "holds" if not guards_failed else "undermined"
+        text = "Deeper layers localise what the label is about, beyond the controls."
+    elif supported_depth:
+        status = "mixed"
+        text = (
+            "Ground truth says deeper layers localise the label; the claims that fail here "
+            "measure it in a way a control explains."
+        )
+    elif failed_depth:
+        status = "does not hold"
+        text = "No depth claim holds up against its controls on these photos."
+    else:
+        status = "mixed" if guards_failed else "not judged"
+        text = "The depth claims could not be decided on these photos."
+    undecided = [v.claim.id for v in verdicts if v.status is Status.INCONCLUSIVE]
+    if undecided:
+        points.append(f"not decided here: {', '.join(undecided)}")
+    return {"status": status, "text": text, "points": points}
 
 
 def phases_for(claims: Iterable[Claim | str]) -> tuple[str, ...]:

@@ -1,11 +1,18 @@
-"""Shared rules for ground-truth localisation claims (GridPG, boxes)."""
+"""Shared rules for ground-truth localisation claims (GridPG, boxes), judged by effect.
+
+Per target photo: the fitted rise of the score with depth, the last layer's score above a map
+that knows nothing (``baseline``: chance, or the box's area share), and the rise beyond each
+declared control's rise on the same photo. Each is a mean with a bootstrap CI and a one-sided
+Wilcoxon test, against the claim's SESOI; the claim's own Page test must agree.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from xai_checks import stats
 from xai_checks.claims import _rules as R
 from xai_checks.claims.base import Claim, Status, Verdict, control_runs, under_test
 
@@ -14,12 +21,17 @@ if TYPE_CHECKING:
 
 
 class LocalisationClaim(Claim):
-    """Scores rise with depth (the claim's test), the last layer beats a map that knows
-    nothing (``baseline``), and it beats each declared control (CONFOUNDED if not)."""
+    """Scores rise with depth, the last layer beats ``baseline``, and the rise exceeds each
+    declared control's (CONFOUNDED when a control explains it)."""
 
     test: ClassVar[str] = "page"
+    defaults: ClassVar[dict[str, Any]] = {"n_boot": 2000}
     controls = ("untrained",)
-    min_n = 10
+    #: 5 percentage points of the map's mass (in the target cell, or the box), declared
+    #: before any photo: for the rise, for the margin over the baseline, beyond a control
+    sesoi = 0.05
+    #: from the calibration table (docs/calibration.md): power >= 0.8 at the SESOI
+    min_n = 30
 
     def judge(
         self,
@@ -31,18 +43,22 @@ class LocalisationClaim(Claim):
         baseline_name: str,
         key: str,
     ) -> Verdict:
-        claim = self
+        layers = self.layers or ()
         main = under_test(study)
         values = scores[main.name]
-        verdict = claim.verdict(study, n)
-        passed, primary, med = R.depth_test(values, claim)
-        verdict.tests["primary"] = primary
+        verdict = self.verdict(study, n)
+        _, page, med = R.depth_test(values, self)
+        verdict.tests["page"] = page
         verdict.medians[main.name] = med
+        rise_m = stats.depth_rise(values)
+        rise = R.effect(rise_m, self, name=f"fitted rise {layers[0]}->{layers[-1]}")
+        verdict.tests["primary"] = rise.to_dict()
         last = values[:, -1]
-        above = R.paired_greater(last, baseline, method=f"wilcoxon signed-rank vs {key}")
-        verdict.tests[f"last_layer_above_{key}"] = above
+        above = R.effect(last - baseline, self, name=f"{layers[-1]} minus {key}")
+        verdict.tests[f"last_layer_above_{key}"] = above.to_dict()
+        excess: dict[str, stats.EffectEstimate] = {}
         controls = control_runs(study)
-        for name in claim.controls:
+        for name in self.controls:
             control = controls.get(name) or (
                 next(iter(controls.values()), None) if name == "untrained" else None
             )
@@ -50,51 +66,112 @@ class LocalisationClaim(Claim):
                 verdict.controls[name] = {"ran": False, "note": f"no {name} control in the study"}
                 continue
             c_values = scores[control.name]
-            verdict.tests["last_layer_above_control"] = R.paired_greater(last, c_values[:, -1])
             entry = R.record_control(verdict, name, control.name, c_values, model=control.name)
             entry[f"above_{key}"] = R.paired_greater(
                 c_values[:, -1], baseline, method=f"wilcoxon signed-rank vs {key}"
             )
-        alpha = claim.alpha
-        layers = claim.layers or ()
-        if not passed:
+            verdict.tests["last_layer_above_control"] = R.paired_greater(last, c_values[:, -1])
+            e = R.effect(
+                rise_m - stats.depth_rise(c_values), self, name=f"rise minus {name} control rise"
+            )
+            entry["effect"] = e.to_dict()
+            entry["explains_effect"] = e.decision == "absent"
+            excess[name] = e
+        head = excess.get("untrained") or next(iter(excess.values()), rise)
+        what = "excess rise over the untrained control" if "untrained" in excess else "rise"
+        verdict.effect_size = R.headline(head, what=what)
+        verdict.power = R.power_statement(head, what=what)
+        page_p = page.get("pvalue")
+        verdict.p_value = max(
+            [rise.pvalue, above.pvalue, *(e.pvalue for e in excess.values())]
+            + ([float(page_p)] if page_p is not None else [1.0])
+        )
+        self._decide(verdict, rise, above, excess, page, baseline_name)
+        return verdict
+
+    def _decide(
+        self,
+        verdict: Verdict,
+        rise: stats.EffectEstimate,
+        above: stats.EffectEstimate,
+        excess: dict[str, stats.EffectEstimate],
+        page: dict[str, Any],
+        baseline_name: str,
+    ) -> None:
+        sesoi = self.sesoi
+        last = (self.layers or ("the last layer",))[-1]
+        conf = f"{rise.confidence:.0%} CI"
+        if rise.decision == "absent":
             verdict.status = Status.REFUTED
             verdict.add(
-                "no-depth-trend",
-                f"{primary['method']} p = {R.fmt_p(primary['pvalue'])}"
-                + ("" if R.rising(med) else ", medians do not rise with depth"),
+                "no-effect",
+                f"the score's rise with depth {R.describe_effect(rise)} ({conf}) is below the "
+                f"smallest effect of interest {sesoi:g}",
             )
-            return verdict
-        verdict.add(
-            "depth-trend", f"{primary['method']} p = {R.fmt_p(primary['pvalue'])} < {alpha}"
-        )
-        if not R.significant(above, alpha):
+            return
+        if above.decision == "absent":
             verdict.status = Status.REFUTED
             verdict.add(
                 "not-above-baseline",
-                f"but {layers[-1]} is not above {baseline_name} (p = {R.fmt_p(above['pvalue'])})",
+                f"{last} is {R.describe_effect(above)} above {baseline_name}, less than {sesoi:g}",
             )
-            return verdict
+            return
+        unclear = [
+            (what, e)
+            for what, e in (("the rise with depth", rise), (f"{last} over {baseline_name}", above))
+            if e.decision == "unclear"
+        ]
+        for what, e in unclear:
+            verdict.add(
+                "effect-unclear",
+                f"{what} {R.describe_effect(e)} ({conf}, p = {R.fmt_p(e.pvalue)}) can neither be "
+                f"told from zero nor ruled below {sesoi:g}",
+            )
+        if unclear:
+            return
         verdict.add(
-            "above-baseline", f"{layers[-1]} above {baseline_name} (p = {R.fmt_p(above['pvalue'])})"
+            "effect",
+            f"the score rises with depth by {R.describe_effect(rise)} ({conf}, Wilcoxon "
+            f"p = {R.fmt_p(rise.pvalue)}); {last} is {R.describe_effect(above)} above "
+            f"{baseline_name}",
         )
-        if not claim.controls:
+        if not R.significant(page, self.alpha):
+            verdict.add(
+                "paired-check-disagrees",
+                f"but the claim's {page['method']} test disagrees (p = {R.fmt_p(page['pvalue'])})",
+            )
+            return
+        if not self.controls:
             verdict.status = Status.SUPPORTED
             verdict.add("no-controls", "the claim declares no control")
-            return verdict
-        versus = verdict.tests.get("last_layer_above_control")
-        if versus is None:
-            verdict.add("control-missing", "no untrained control to compare with")
-        elif not R.significant(versus, alpha):
+            return
+        explained = {c: e for c, e in excess.items() if e.decision == "absent"}
+        for name, e in explained.items():
+            verdict.add(
+                "control-explains",
+                f"beyond the {name} control the rise is only {R.describe_effect(e)}, below "
+                f"{sesoi:g}: the control localises as well",
+            )
+        if explained:
             verdict.status = Status.CONFOUNDED
+            return
+        missing = [c for c in self.controls if c not in excess]
+        if missing:
+            verdict.add("control-missing", f"the declared control(s) {missing} did not run")
+            return
+        not_clear = {c: e for c, e in excess.items() if e.decision == "unclear"}
+        for name, e in not_clear.items():
             verdict.add(
-                "control-localises",
-                f"but the untrained control localises as well (p = {R.fmt_p(versus['pvalue'])})",
+                "control-unclear",
+                f"beyond the {name} control the rise is {R.describe_effect(e)}: too uncertain "
+                f"to tell from the control (p = {R.fmt_p(e.pvalue)})",
             )
-        else:
-            verdict.status = Status.SUPPORTED
+        if not_clear:
+            return
+        verdict.status = Status.SUPPORTED
+        for name, e in excess.items():
             verdict.add(
-                "above-control",
-                f"and above the untrained control (p = {R.fmt_p(versus['pvalue'])})",
+                "beyond-control",
+                f"beyond the {name} control the rise is {R.describe_effect(e)} "
+                f"(p = {R.fmt_p(e.pvalue)})",
             )
-        return verdict

@@ -117,3 +117,57 @@ def fmt_p(p: float | None) -> str:
 
 def fmt_list(values: dict[str, float]) -> str:
     return ", ".join(f"{v:.3g}" for v in values.values())
+
+
+# --------------------------------------------------------------------------- effects vs SESOI
+
+
+def effect(diffs: np.ndarray, claim: Claim, *, name: str) -> stats.EffectEstimate:
+    """``stats.paired_effect`` with the claim's SESOI, alpha and bootstrap size."""
+    return stats.paired_effect(
+        diffs,
+        sesoi=float(claim.sesoi),
+        alpha=float(claim.alpha),
+        name=name,
+        n_resamples=int(claim.params.get("n_boot", 2000)),
+    )
+
+
+def describe_effect(e: stats.EffectEstimate, unit: str = "") -> str:
+    """``0.123 [0.100, 0.150]`` (the estimate and its CI)."""
+    if not math.isfinite(e.estimate):
+        return "n/a"
+    return f"{e.estimate:.3f}{unit} [{e.ci_low:.3f}, {e.ci_high:.3f}]"
+
+
+def headline(e: stats.EffectEstimate, *, what: str) -> dict[str, Any]:
+    """The verdict's headline effect: the estimate, its CI, the test, the unit of analysis."""
+    return {**e.to_dict(), "what": what, "unit_of_analysis": "photos"}
+
+
+def power_statement(e: stats.EffectEstimate, *, what: str) -> dict[str, Any]:
+    """The smallest effect this n could detect (80 % power), set against the SESOI."""
+    if not math.isfinite(e.mde):
+        text = f"with n = {e.n} photos no power statement is possible"
+    else:
+        verdict = (
+            "so the test is powered for the smallest effect of interest"
+            if e.mde <= e.sesoi
+            else "so a true effect of the smallest size of interest would often be missed"
+        )
+        text = (
+            f"with n = {e.n} photos, the smallest {what} detectable with 80% power at "
+            f"alpha {e.alpha:g} is {e.mde:.3f} (SESOI {e.sesoi:g}), {verdict}"
+        )
+    return {"mde": e.mde, "power": 0.8, "n": e.n, "sesoi": e.sesoi, "statement": text}
+
+
+def unique_photos(files: Sequence[str]) -> np.ndarray:
+    """Boolean mask keeping the first occurrence of each photo (one photo, one vote)."""
+    seen: set[str] = set()
+    keep = np.zeros(len(files), dtype=bool)
+    for i, f in enumerate(files):
+        if f not in seen:
+            seen.add(f)
+            keep[i] = True
+    return keep

@@ -133,6 +133,9 @@ class Verdict:
     effect_size: dict[str, Any] | None = None
     power: dict[str, Any] | None = None
     multiplicity: dict[str, Any] | None = None
+    #: the claim-level p-value SUPPORTED rests on (the largest p of the tests that must all
+    #: pass, an intersection-union test); Holm across a run's claims adjusts this one
+    p_value: float | None = None
 
     def add(self, code: str, text: str) -> None:
         """Append a structured reason."""
@@ -155,7 +158,7 @@ class Verdict:
     @property
     def decisive_p(self) -> float | None:
         """The p-value a SUPPORTED verdict rests on (for Holm across a run's claims)."""
-        p = (self.effect_size or {}).get("pvalue")
+        p = self.p_value
         if p is None:
             return None
         p = float(p)
@@ -178,7 +181,7 @@ class Verdict:
                 "ci_high": eff.get("ci_high"),
                 "confidence": eff.get("confidence"),
                 "sesoi": self.claim.sesoi,
-                "p": eff.get("pvalue"),
+                "p": self.p_value,
                 "p_holm": mult.get("p_adjusted"),
                 "mde": power.get("mde"),
                 "power_statement": power.get("statement"),
@@ -203,6 +206,7 @@ class Verdict:
                 "effect": self.effect_size,
                 "power": self.power,
                 "multiplicity": self.multiplicity,
+                "p_value": self.p_value,
                 "tests": self.tests,
                 "medians": self.medians,
                 "controls": self.controls,

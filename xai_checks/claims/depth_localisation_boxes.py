@@ -34,6 +34,8 @@ class DepthLocalisationBoxes(LocalisationClaim):
     def evaluate(self, study: StudyResult) -> Verdict:
         main = under_test(study)
         rows = [i for i, r in enumerate(main.records) if "box_mass" in r]
+        keep = R.unique_photos([main.records[i]["file"] for i in rows])
+        rows = [i for i, k in zip(rows, keep, strict=True) if k]
         n = len(rows)
         if n < self.min_n:
             verdict = self.verdict(study, n)
@@ -46,7 +48,9 @@ class DepthLocalisationBoxes(LocalisationClaim):
             verdict.insufficient = True
             return verdict
         layers = self.layers or ()
-        scores = {run.name: R.layer_matrix(run, "box_mass", layers) for run in study.runs.values()}
+        scores = {
+            run.name: R.layer_matrix(run, "box_mass", layers)[keep] for run in study.runs.values()
+        }
         area = np.array([main.records[i]["box_area"] for i in rows], dtype=float)
         return self.judge(
             study,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from xai_checks.claims import _rules as R
 from xai_checks.claims._localisation import LocalisationClaim
 from xai_checks.claims.base import Verdict, method_name
 
@@ -18,7 +19,7 @@ class DepthLocalisationGridPG(LocalisationClaim):
     title: ClassVar[str] = "Deeper layers localise the class (grid pointing game)"
     metric: ClassVar[str] = "gridpg"
     needs: ClassVar[tuple[str, ...]] = ("ratio", "gridpg")
-    defaults: ClassVar[dict[str, Any]] = {"chance": 0.25}
+    defaults: ClassVar[dict[str, Any]] = {"chance": 0.25, "n_boot": 2000}
 
     def hypothesis_for(self, study: StudyResult | None) -> str:
         layers = self.layers or (tuple(study.config.layers) if study is not None else ())
@@ -41,22 +42,36 @@ class DepthLocalisationGridPG(LocalisationClaim):
         layers = self.layers or ()
         idx = [grid.layers.index(layer) for layer in layers]
         empty = np.empty((0, len(layers)))
-        scores = {name: (v[:, idx] if len(v) else empty) for name, v in grid.scores.items()}
-        main = next(iter(scores))
-        n = int(scores.get(main, empty).shape[0])
+        # The unit of analysis is the target photo: each counts once, however many mosaics.
+        targets = [str(spec["files"][spec["cell"]]) for spec in grid.specs]
+        keep = R.unique_photos(targets)
+        scores = {}
+        for name, v in grid.scores.items():
+            v = v[:, idx] if len(v) else empty
+            if len(v) != len(keep):
+                raise ValueError(f"GridPG has {len(keep)} mosaics but {len(v)} scores for {name}")
+            scores[name] = v[keep]
+        n = int(keep.sum())
+        chance = float(self.params["chance"])
         if n < self.min_n:
             verdict = self.verdict(study, n)
-            reason = f"only {n} mosaics; the claim needs at least {self.min_n}"
+            reason = f"only {n} target photos; the claim needs at least {self.min_n}"
             reason += f" ({grid.note})" if grid.note else ""
             verdict.add("too-few-photos", reason)
             verdict.insufficient = True
-            return verdict
-        chance = float(self.params["chance"])
-        return self.judge(
-            study,
-            scores,
-            n=n,
-            baseline=np.full(n, chance),
-            baseline_name=f"chance {chance}",
-            key="chance",
-        )
+        else:
+            verdict = self.judge(
+                study,
+                scores,
+                n=n,
+                baseline=np.full(n, chance),
+                baseline_name=f"chance {chance:g}",
+                key="chance",
+            )
+        repeated = int(len(keep) - n)
+        if repeated:
+            verdict.add(
+                "repeated-targets",
+                f"{repeated} mosaics repeated a target photo and were not counted again",
+            )
+        return verdict

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from xai_checks import stats
+from xai_checks.claims import _rules as R
 from xai_checks.claims.base import Claim, Status, Verdict, method_name, model_name
 
 if TYPE_CHECKING:
@@ -20,7 +22,9 @@ class SanityRandomisation(Claim):
     test: ClassVar[str] = "spearman"
     direction: ClassVar[str] = "decreasing"
     needs: ClassVar[tuple[str, ...]] = ("sanity",)
-    defaults: ClassVar[dict[str, Any]] = {"bound": 0.5}
+    defaults: ClassVar[dict[str, Any]] = {"bound": 0.5, "n_boot": 2000}
+    #: |rho| must fall at least 0.1 below the bound on average to count as "changed"
+    sesoi = 0.1
     min_n = 3
 
     def default_layers(self, study: StudyResult) -> tuple[str, ...]:
@@ -45,12 +49,15 @@ class SanityRandomisation(Claim):
             return verdict
         bound = float(self.params["bound"])
         meds: dict[str, float] = {}
+        margins: dict[str, stats.EffectEstimate] = {}
         n = 0
         for step in sanity.steps:
             rho = np.asarray(sanity.rho[step], dtype=float)
             finite = rho[np.isfinite(rho)]
             n = max(n, len(rho))
             meds[step] = float(np.median(np.abs(finite))) if len(finite) else float("nan")
+            # one value per photo and step: how far below the bound its |rho| falls
+            margins[step] = R.effect(bound - np.abs(rho), self, name=f"{bound:g} - |rho| ({step})")
         verdict = self.verdict(study, n)
         verdict.medians["|spearman rho| with original"] = meds
         verdict.tests["primary"] = {
@@ -59,25 +66,43 @@ class SanityRandomisation(Claim):
             "medians": meds,
             "n": n,
         }
+        verdict.tests["margins"] = {step: e.to_dict() for step, e in margins.items()}
         if n < self.min_n:
-            verdict.add("too-few-photos", f"only {n} images; the claim needs at least {self.min_n}")
+            verdict.add("too-few-photos", f"only {n} photos; the claim needs at least {self.min_n}")
             verdict.insufficient = True
             return verdict
         if any(not math.isfinite(v) for v in meds.values()):
             verdict.add("constant-maps", "some randomised maps are constant: no rank correlation")
             return verdict
-        above = [s for s, v in meds.items() if v >= bound]
-        if above:
+        worst_step = min(margins, key=lambda s: margins[s].estimate)
+        worst = margins[worst_step]
+        what = f"margin below |rho| = {bound:g} at the weakest step ({worst_step})"
+        verdict.effect_size = R.headline(worst, what=what)
+        verdict.power = R.power_statement(worst, what=what)
+        # intersection-union: every step must fall below the bound, so the claim's p is the max
+        verdict.p_value = max(e.pvalue for e in margins.values())
+        absent = [s for s, e in margins.items() if e.decision == "absent"]
+        unclear = [s for s, e in margins.items() if e.decision == "unclear"]
+        if absent:
             verdict.status = Status.REFUTED
             verdict.add(
                 "still-similar",
-                f"maps stay similar to the original after randomising {', '.join(above)} "
-                f"(median |rho| >= {bound})",
+                f"maps stay similar to the original after randomising {', '.join(absent)}: "
+                f"mean |rho| is not at least {self.sesoi:g} below {bound:g} "
+                f"(margin {', '.join(R.describe_effect(margins[s]) for s in absent)})",
+            )
+        elif unclear:
+            verdict.add(
+                "effect-unclear",
+                f"after randomising {', '.join(unclear)} the margin below {bound:g} is too "
+                "uncertain to decide at this n",
             )
         else:
             verdict.status = Status.SUPPORTED
-            worst = max(meds.values())
             verdict.add(
-                "below-bound", f"median |rho| <= {worst:.3f} < {bound} at every cascade step"
+                "below-bound",
+                f"median |rho| <= {max(meds.values()):.3f} < {bound:g} at every cascade step; "
+                f"weakest margin {R.describe_effect(worst)} ({worst_step}, "
+                f"p = {R.fmt_p(worst.pvalue)})",
             )
         return verdict

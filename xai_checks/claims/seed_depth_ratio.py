@@ -1,15 +1,30 @@
-"""``seed-depth-ratio``: the seed study's claim, with the controls that say what it means."""
+"""``seed-depth-ratio``: the seed study's claim, judged by effect against its controls.
+
+The seed's own test (Kruskal-Wallis across layers, medians rising) is run exactly as the seed
+ran it and shown; the verdict rests on effects, paired per photo:
+
+* the model's rise: per photo, the fitted rise of the ratio from the first layer to the last
+  (:func:`xai_checks.stats.depth_rise`);
+* against the untrained control: the model's rise minus the control's on the same photo;
+* against map resolution: the rise left after pooling every layer's map to the coarsest grid.
+
+Each is a mean with a bootstrap CI and a one-sided Wilcoxon test, judged against the SESOI
+(:class:`xai_checks.stats.EffectEstimate`). CONFOUNDED means a control explains the effect:
+what is left beyond it is smaller than the smallest effect of interest.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from xai_checks import stats
 from xai_checks.claims import _rules as R
 from xai_checks.claims.base import Claim, Status, Verdict, control_runs, method_name, under_test
 
 if TYPE_CHECKING:
-    from xai_checks.study import StudyResult
+    from xai_checks.study import ModelRun, StudyResult
 
 
 class SeedDepthRatio(Claim):
@@ -23,11 +38,18 @@ class SeedDepthRatio(Claim):
     defaults: ClassVar[dict[str, Any]] = {
         # None: the threshold the study computed its ratios at (StudyConfig.threshold)
         "threshold": None,
-        # the paired, directional test that must agree with the seed's Kruskal-Wallis
+        # the paired, directional test that must agree with the model's rise
         # ("page", "friedman", or None for no paired check)
         "paired_check": "page",
+        # bootstrap resamples for every CI
+        "n_boot": 2000,
     }
     controls = ("untrained", "pooled")
+    #: a fitted rise of 5 percentage points of the map's pixels above the threshold, from the
+    #: first layer to the last, beyond what a control shows (declared before any photo)
+    sesoi = 0.05
+    #: from the calibration table (docs/calibration.md): power >= 0.8 at the SESOI
+    min_n = 30
 
     def threshold_for(self, study: StudyResult | None) -> float | None:
         if self.params.get("threshold") is not None:
@@ -39,22 +61,30 @@ class SeedDepthRatio(Claim):
         at = f"{threshold:g}" if threshold is not None else "the study's threshold"
         layers = self.layers or (tuple(study.config.layers) if study is not None else ())
         span = f"{layers[0]}..{layers[-1]}" if layers else "the layers"
-        paired = self.params.get("paired_check")
-        check = f" (and the paired {paired} test agrees)" if paired else ""
+        beyond = {
+            "untrained": "the untrained control's rise",
+            "pooled": "what pooling every map to one grid removes",
+        }
+        controls = " and ".join(beyond[c] for c in self.controls if c in beyond)
         return (
             f"Deeper layers focus on what the label is about: the share of {method_name(study)} "
-            f"pixels above {at} differs across {span} (Kruskal-Wallis p < alpha) and its median "
-            f"rises with depth{check}."
+            f"pixels above {at} rises from {span} by at least {self.sesoi:g} per photo"
+            + (f" beyond {controls}" if controls else "")
+            + " (the seed's own Kruskal-Wallis test is shown as the seed ran it)."
         )
 
     def evaluate(self, study: StudyResult) -> Verdict:
-        claim = self
-        layers = claim.layers or ()
+        layers = self.layers or ()
         main = under_test(study)
-        values = R.layer_matrix(main, "ratio", layers)
+        keep = R.unique_photos([r["file"] for r in main.records if "ratio" in r])
+        values = R.layer_matrix(main, "ratio", layers)[keep]
         n = int(values.shape[0])
-        verdict = claim.verdict(study, n)
-        wanted = claim.params.get("threshold")
+        verdict = self.verdict(study, n)
+        if not keep.all():
+            verdict.add(
+                "repeated-photos", f"{int((~keep).sum())} repeated photos counted once each"
+            )
+        wanted = self.params.get("threshold")
         if wanted is not None and float(wanted) != float(study.config.threshold):
             verdict.add(
                 "threshold-mismatch",
@@ -62,98 +92,185 @@ class SeedDepthRatio(Claim):
                 f"it above {study.config.threshold:g}; rerun the study with --threshold {wanted:g}",
             )
             return verdict
-        if n < claim.min_n:
-            verdict.add(
-                "too-few-photos", f"only {n} images; the claim needs at least {claim.min_n}"
-            )
+        if n < self.min_n:
+            verdict.add("too-few-photos", f"only {n} photos; the claim needs at least {self.min_n}")
             verdict.insufficient = True
             return verdict
-        passed, primary, med = R.depth_test(values, claim)
-        verdict.tests["primary"] = primary
+        # The seed's own test, exactly as the seed ran it (shown; the verdict rests on effects).
+        seed_passed, seed_test, med = R.depth_test(values, self)
+        verdict.tests["seed"] = {**seed_test, "passes": seed_passed}
         verdict.medians[main.name] = med
-        paired_name = claim.params.get("paired_check")
-        paired: dict[str, Any] | None = None
-        if paired_name == "page":
-            paired = stats.page_trend(values, increasing=True).to_dict()
-        elif paired_name == "friedman":
-            paired = stats.friedman(values).to_dict()
-        elif paired_name is not None:
-            raise ValueError(
-                f"unknown paired_check {paired_name!r}; use 'page', 'friedman' or None"
-            )
+        verdict.add(
+            "seed-test",
+            f"the seed's own test: {seed_test['method']} p = {R.fmt_p(seed_test['pvalue'])}, "
+            f"medians {'rise' if R.rising(med) else 'do not rise'} with depth: "
+            + ("passes" if seed_passed else "fails"),
+        )
+        paired = self._paired_check(values)
         if paired is not None:
             verdict.tests["paired_check"] = paired
-        verdict.tests["friedman"] = stats.friedman(values).to_dict()
         verdict.tests["wilcoxon_holm"] = {
             f"{r.a}<{r.b}": r.to_dict()
             for r in stats.wilcoxon_holm(
                 values, labels=list(layers), pairs="adjacent", alternative="greater"
             )
         }
-        controls = control_runs(study)
-        if "untrained" in claim.controls:
-            control = controls.get("untrained") or next(iter(controls.values()), None)
-            if control is None:
-                verdict.controls["untrained"] = {
-                    "ran": False,
-                    "note": "no control model in the study",
-                }
-            else:
-                c_values = R.layer_matrix(control, "ratio", layers)
-                R.record_control(verdict, "untrained", control.name, c_values, model=control.name)
-        if "pooled" in claim.controls:
-            p_values = R.layer_matrix(main, "ratio_pooled", layers)
-            R.record_control(verdict, "pooled", f"{main.name} (pooled to coarsest grid)", p_values)
-        alpha = claim.alpha
-        if not passed:
-            verdict.status = Status.REFUTED
-            if not R.significant(primary, alpha):
-                verdict.add(
-                    "not-significant",
-                    f"{primary['method']} p = {R.fmt_p(primary['pvalue'])} is not below "
-                    f"alpha = {alpha}",
-                )
-            else:
-                verdict.add("not-rising", "layers differ, but the medians do not rise with depth")
-            return verdict
-        verdict.add(
-            "seed-test-passes",
-            f"{primary['method']} p = {R.fmt_p(primary['pvalue'])} < {alpha}, medians rise "
-            "with depth",
+        rise_m = stats.depth_rise(values)
+        rise = R.effect(rise_m, self, name=f"fitted rise {layers[0]}->{layers[-1]}")
+        verdict.tests["primary"] = rise.to_dict()
+        excess: dict[str, stats.EffectEstimate] = {}
+        for name in self.controls:
+            got = self._control_effect(verdict, study, main, name, keep, rise_m)
+            if got is not None:
+                excess[name] = got
+        head = excess.get("untrained") or next(iter(excess.values()), rise)
+        what = (
+            "excess rise over the untrained control"
+            if "untrained" in excess
+            else ("rise left after pooling" if excess else "rise")
         )
-        if paired is not None and not R.significant(paired, alpha):
+        verdict.effect_size = R.headline(head, what=what)
+        verdict.power = R.power_statement(head, what=what)
+        required = [rise, *excess.values()]
+        verdict.p_value = max(e.pvalue for e in required)
+        self._decide(verdict, rise, excess, paired)
+        return verdict
+
+    def _paired_check(self, values: np.ndarray) -> dict[str, Any] | None:
+        name = self.params.get("paired_check")
+        if name is None:
+            return None
+        if name == "page":
+            return stats.page_trend(values, increasing=True).to_dict()
+        if name == "friedman":
+            return stats.friedman(values).to_dict()
+        raise ValueError(f"unknown paired_check {name!r}; use 'page', 'friedman' or None")
+
+    def _control_effect(
+        self,
+        verdict: Verdict,
+        study: StudyResult,
+        main: ModelRun,
+        name: str,
+        keep: np.ndarray,
+        rise_m: np.ndarray,
+    ) -> stats.EffectEstimate | None:
+        layers = self.layers or ()
+        if name == "pooled":
+            p_values = R.layer_matrix(main, "ratio_pooled", layers)[keep]
+            entry = R.record_control(
+                verdict, "pooled", f"{main.name} (pooled to coarsest grid)", p_values
+            )
+            rise_p = stats.depth_rise(p_values)
+            left = R.effect(rise_p, self, name="rise left after pooling to the coarsest grid")
+            share = stats.ratio_of_means_ci(
+                rise_p,
+                rise_m,
+                confidence=1 - 2 * self.alpha,
+                n_resamples=int(self.params["n_boot"]),
+            )
+            entry["effect"] = left.to_dict()
+            entry["share_surviving"] = {
+                "estimate": share[0],
+                "ci_low": share[1],
+                "ci_high": share[2],
+                "confidence": 1 - 2 * self.alpha,
+                "what": "mean rise after pooling / mean rise",
+            }
+            entry["explains_effect"] = left.decision == "absent"
+            return left
+        controls = control_runs(study)
+        control = controls.get(name) or (
+            next(iter(controls.values()), None) if name == "untrained" else None
+        )
+        if control is None:
+            verdict.controls[name] = {"ran": False, "note": f"no {name} control in the study"}
+            return None
+        c_values = R.layer_matrix(control, "ratio", layers)
+        if len(c_values) != len(keep):
+            raise ValueError(
+                f"the control {control.name} has {len(c_values)} photos, the model "
+                f"{len(keep)}: a paired comparison needs the same photos"
+            )
+        c_values = c_values[keep]
+        entry = R.record_control(verdict, name, control.name, c_values, model=control.name)
+        diff = rise_m - stats.depth_rise(c_values)
+        beyond = R.effect(diff, self, name=f"model rise minus {name} control rise")
+        entry["effect"] = beyond.to_dict()
+        entry["explains_effect"] = beyond.decision == "absent"
+        return beyond
+
+    def _decide(
+        self,
+        verdict: Verdict,
+        rise: stats.EffectEstimate,
+        excess: dict[str, stats.EffectEstimate],
+        paired: dict[str, Any] | None,
+    ) -> None:
+        sesoi = self.sesoi
+        text = R.describe_effect(rise)
+        conf = f"{rise.confidence:.0%} CI"
+        if rise.decision == "absent":
+            verdict.status = Status.REFUTED
+            verdict.add(
+                "no-effect",
+                f"the model's rise {text} ({conf}) is below the smallest effect of interest "
+                f"{sesoi:g}",
+            )
+            return
+        if rise.decision == "unclear":
+            verdict.add(
+                "effect-unclear",
+                f"the model's rise {text} ({conf}, Wilcoxon p = {R.fmt_p(rise.pvalue)}) can "
+                f"neither be told from zero nor ruled below {sesoi:g}",
+            )
+            return
+        verdict.add(
+            "effect",
+            f"the model's ratio rises by {text} ({conf}, Wilcoxon p = {R.fmt_p(rise.pvalue)})",
+        )
+        if paired is not None and not R.significant(paired, self.alpha):
             verdict.add(
                 "paired-check-disagrees",
                 f"but the paired, directional {paired['method']} test disagrees "
                 f"(p = {R.fmt_p(paired['pvalue'])})",
             )
-            return verdict
-        confounded = False
-        untrained = verdict.controls.get("untrained", {})
-        if untrained.get("ran") and untrained.get("passes"):
-            confounded = True
-            verdict.add(
-                "control-passes",
-                "the untrained control passes the same test "
-                f"(p = {R.fmt_p(untrained['test']['pvalue'])})",
-            )
-        pooled = verdict.controls.get("pooled", {})
-        if pooled.get("ran") and not pooled.get("passes"):
-            p_pooled = pooled["test"]["pvalue"]
-            how = (
-                f"is no longer significant (p = {R.fmt_p(p_pooled)})"
-                if not (p_pooled is not None and p_pooled < alpha)
-                else f"no longer rises with depth (medians {R.fmt_list(pooled['medians'])})"
-            )
-            confounded = True
-            verdict.add(
-                "pooling-removes-effect",
-                f"when every layer's map is pooled to the coarsest grid the effect {how}: "
-                "the rise is a map-resolution artefact",
-            )
-        if confounded:
+            return
+        missing = [c for c in self.controls if c not in excess]
+        explained = {c: e for c, e in excess.items() if e.decision == "absent"}
+        unclear = {c: e for c, e in excess.items() if e.decision == "unclear"}
+        for name, e in explained.items():
+            if name == "pooled":
+                verdict.add(
+                    "pooling-explains",
+                    "after pooling every map to the coarsest grid the rise is "
+                    f"{R.describe_effect(e)}, below {sesoi:g}: the rise is a map-resolution "
+                    "artefact",
+                )
+            else:
+                verdict.add(
+                    "control-explains",
+                    f"beyond the {name} control the rise is only {R.describe_effect(e)}, below "
+                    f"{sesoi:g}: the control explains the effect",
+                )
+        if explained:
             verdict.status = Status.CONFOUNDED
-        else:
-            verdict.status = Status.SUPPORTED
-            verdict.add("controls-clear", "and neither control reproduces it")
-        return verdict
+            return
+        if missing:
+            verdict.add("control-missing", f"the declared control(s) {missing} did not run")
+            return
+        for name, e in unclear.items():
+            verdict.add(
+                "control-unclear",
+                f"beyond the {name} control the rise is {R.describe_effect(e)}: too uncertain "
+                f"to tell from the control (p = {R.fmt_p(e.pvalue)})",
+            )
+        if unclear:
+            return
+        verdict.status = Status.SUPPORTED
+        for name, e in excess.items():
+            verdict.add(
+                "beyond-control",
+                f"beyond the {name} control the rise is {R.describe_effect(e)} "
+                f"(p = {R.fmt_p(e.pvalue)})",
+            )
