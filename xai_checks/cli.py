@@ -134,7 +134,7 @@ def _run(
     args: argparse.Namespace, device: Any = None, shard: Any = None
 ) -> tuple[Any, list[Any], Any]:
     from xai_checks.cam import DEFAULT_LAYERS
-    from xai_checks.claims import evaluate_all
+    from xai_checks.claims import evaluate_all, get_claim, phases_for, registered_claims
     from xai_checks.data.classes import Preprocess
     from xai_checks.models import (
         ModelSpecError,
@@ -149,6 +149,14 @@ def _run(
     photos = _open_photos(args)
     # the ResNet-50's stages by default; any other model's are picked (traced) unless given
     layers = tuple(args.layers or (() if args.model else DEFAULT_LAYERS))
+    try:  # the claims to judge; the study computes only the phases they need
+        claims = (
+            [get_claim(c) for c in args.claim]
+            if getattr(args, "claim", None)
+            else list(registered_claims())
+        )
+    except KeyError as exc:
+        raise UsageError(str(exc.args[0])) from None
     try:
         changes: dict[str, Any] = {
             key: getattr(args, key)
@@ -166,7 +174,7 @@ def _run(
             batch_size=args.batch_size,
             seed=args.seed,
             gridpg_mosaics=args.mosaics,
-            phases=tuple(args.phases or PHASES),
+            phases=tuple(args.phases or phases_for(claims) or PHASES),
             preprocess=Preprocess(**changes),
         )
     except ValueError as exc:
@@ -211,7 +219,7 @@ def _run(
         )
     if not quiet and study.config.layers_auto:
         print(f"xai-checks: layers picked: {', '.join(study.config.layers)}", file=sys.stderr)
-    verdicts = evaluate_all(study, alpha=args.alpha)
+    verdicts = evaluate_all(study, claims, alpha=args.alpha)
     return study, verdicts, photos
 
 

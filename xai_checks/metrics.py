@@ -30,6 +30,7 @@ __all__ = [
     "pointing_game_hit",
     "pool_to_grid",
     "sample_mosaic_specs",
+    "target_mosaic_specs",
     "threshold_sweep",
 ]
 
@@ -286,6 +287,47 @@ def sample_mosaic_specs(
         chosen = rng.choice(len(groups), size=cells, replace=False)
         idx = tuple(int(groups[g][rng.integers(len(groups[g]))]) for g in chosen)
         specs.append((idx, int(rng.integers(cells))))
+    return specs
+
+
+def target_mosaic_specs(
+    labels: Sequence[Any], *, seed: int, cap: int | None = None, grid: int = 2
+) -> list[tuple[tuple[int, ...], int]]:
+    """One GridPG mosaic per target photo: ``(candidate indices per cell, target cell)``.
+
+    The unit of analysis is the target photo, so each candidate ``i`` (class ``labels[i]``)
+    is the target of exactly one mosaic, in candidate order; with ``cap`` below the number of
+    candidates, a seeded sample of ``cap`` targets (kept in candidate order). The other
+    grid² - 1 cells hold photos of distinct classes other than the target's, drawn seeded
+    (``numpy.random.default_rng(seed)``) uniformly over classes, then over the class's photos;
+    the target cell is uniform. Raises ``ValueError`` with fewer than grid² distinct labels.
+    """
+    if cap is not None and cap < 1:
+        raise ValueError(f"cap must be >= 1 (or None for no cap); got {cap}")
+    if grid < 1:
+        raise ValueError(f"grid must be >= 1; got {grid}")
+    cells = grid * grid
+    by_label: dict[Any, list[int]] = {}
+    for i, lab in enumerate(labels):  # first-appearance order: deterministic, no sorting
+        by_label.setdefault(lab, []).append(i)
+    classes = list(by_label)
+    if len(classes) < cells:
+        raise ValueError(f"need at least {cells} distinct labels; got {len(classes)}")
+    rng = np.random.default_rng(seed)
+    targets = np.arange(len(labels))
+    if cap is not None and cap < len(targets):
+        targets = np.sort(rng.choice(len(targets), size=cap, replace=False))
+    class_index = {lab: k for k, lab in enumerate(classes)}
+    specs: list[tuple[tuple[int, ...], int]] = []
+    for t in targets.tolist():
+        own = class_index[labels[t]]
+        others = rng.choice(len(classes) - 1, size=cells - 1, replace=False)
+        others = np.where(others >= own, others + 1, others)  # skip the target's own class
+        fill = [by_label[classes[k]][rng.integers(len(by_label[classes[k]]))] for k in others]
+        cell = int(rng.integers(cells))
+        members = [int(i) for i in fill]
+        members.insert(cell, int(t))
+        specs.append((tuple(members), cell))
     return specs
 
 

@@ -697,8 +697,9 @@ OPTIONS: list[Option] = [
     ),
     Option(
         "mosaics",
-        "GridPG mosaics",
-        default=48,
+        "GridPG: at most this many target photos, one mosaic each (each confidently "
+        "classified photo is the target of one mosaic)",
+        default=1000,
         type=positive_int,
         cli="--mosaics",
         group="statistics",

@@ -62,7 +62,7 @@ from xai_checks.metrics import (
     make_mosaic,
     mass_in_region,
     pool_to_grid,
-    sample_mosaic_specs,
+    target_mosaic_specs,
     threshold_sweep,
 )
 from xai_checks.models import (
@@ -124,7 +124,8 @@ class StudyConfig:
     batch_size: int = 8
     seed: int = 0
     keep_examples: int = 6
-    gridpg_mosaics: int = 48
+    #: GridPG: at most this many target photos (one mosaic each); None for no cap
+    gridpg_mosaics: int | None = 1000
     gridpg_confidence: float = 0.9
     sanity_images: int = 8
     agreement_images: int = 8
@@ -607,9 +608,16 @@ def _gridpg_phase(
         for name in models:
             out.scores[name] = np.empty((0, len(layers)))
         return out
-    specs = sample_mosaic_specs(
-        [c.label for c in candidates], n=config.gridpg_mosaics, seed=config.seed
+    # The unit of analysis is the target photo: each candidate is the target of exactly one
+    # mosaic (a seeded sample of them above the cap); the other cells come from other classes.
+    specs = target_mosaic_specs(
+        [c.label for c in candidates], cap=config.gridpg_mosaics, seed=config.seed
     )
+    if len(specs) < len(candidates):
+        out.note = (
+            f"{len(specs)} of {len(candidates)} confidently classified photos are targets "
+            f"(capped at {config.gridpg_mosaics})"
+        )
     transform = config.preprocess.build(photoset.transform_kind)
     cams = {name: _make_cam(m, layers, config) for name, m in models.items()}
     scores: dict[str, list[tuple[int, np.ndarray]]] = {name: [] for name in models}
@@ -629,6 +637,7 @@ def _gridpg_phase(
                     "labels": [p.label for p in photos],
                     "names": [p.name for p in photos],
                     "cell": cell,
+                    "target_file": str(photos[cell].path),
                 }
             )
         if not mine:

@@ -77,3 +77,13 @@ def test_deeper_layers_put_their_mass_in_the_box(claim_verdict):
     """Ground truth from bounding boxes (TinyImageNet-200 val, --xai-data <its root>).
     The shared ImageNet samples carry no boxes, so there this test skips and says so."""
     assert claim_verdict.status is Status.SUPPORTED, claim_verdict.summary()
+
+
+def test_gridpg_n_is_the_number_of_distinct_target_photos(xai_verdict, xai_study):
+    """No pseudo-replication: GridPG's n counts target photos, one mosaic each."""
+    verdict = xai_verdict("depth-localisation-gridpg")
+    grid = xai_study.result.gridpg
+    targets = [spec["files"][spec["cell"]] for spec in grid.specs]
+    assert len(targets) == len(set(targets)), "a photo was the target of two mosaics"
+    assert verdict.n == len(set(targets))
+    assert len(targets) == min(grid.n_candidates, xai_study.result.config.gridpg_mosaics or 10**9)

@@ -337,3 +337,25 @@ def test_metric_accumulator() -> None:
     assert acc.summary()["median"] == 3.5
     acc.reset()
     assert acc.summary()["n"] == 0 and acc.summary()["n_nan"] == 0
+
+
+def test_target_mosaic_specs_one_mosaic_per_target_photo() -> None:
+    from xai_checks.metrics import target_mosaic_specs
+
+    labels = [i % 7 for i in range(40)]  # 40 candidate photos of 7 classes
+    specs = target_mosaic_specs(labels, seed=3)
+    assert specs == target_mosaic_specs(labels, seed=3)
+    targets = [members[cell] for members, cell in specs]
+    assert targets == list(range(40))  # every candidate is the target exactly once
+    for members, cell in specs:
+        classes = [labels[i] for i in members]
+        assert len(set(classes)) == 4  # four distinct classes; the target's only in its cell
+        assert classes.count(labels[members[cell]]) == 1
+    capped = target_mosaic_specs(labels, seed=3, cap=10)
+    capped_targets = [m[c] for m, c in capped]
+    assert len(capped) == 10 == len(set(capped_targets))
+    assert capped_targets == sorted(capped_targets)
+    with pytest.raises(ValueError, match="distinct labels"):
+        target_mosaic_specs([0, 0, 1, 2], seed=0)
+    with pytest.raises(ValueError, match="cap"):
+        target_mosaic_specs(labels, seed=0, cap=0)
