@@ -25,11 +25,12 @@ class LocalisationClaim(Claim):
     declared control's (CONFOUNDED when a control explains it)."""
 
     test: ClassVar[str] = "page"
-    defaults: ClassVar[dict[str, Any]] = {"n_boot": 2000}
+    defaults: ClassVar[dict[str, Any]] = {"n_boot": 2000, "details": True}
     controls = ("untrained",)
-    #: 5 percentage points of the map's mass (in the target cell, or the box), declared
-    #: before any photo: for the rise, for the margin over the baseline, beyond a control
-    sesoi = 0.05
+    #: 10 percentage points of the map's mass (in the target cell, or the box; chance is 25
+    #: in a 2x2 grid), declared before any photo: for the rise, for the margin over the
+    #: baseline, and beyond a control
+    sesoi = 0.1
     #: from the calibration table (docs/calibration.md): power >= 0.8 at the SESOI
     min_n = 30
 
@@ -49,12 +50,15 @@ class LocalisationClaim(Claim):
         verdict = self.verdict(study, n)
         _, page, med = R.depth_test(values, self)
         verdict.tests["page"] = page
+        m = 2 + len(self.controls)  # rise, above the baseline, each control: 'absent' decisions
         verdict.medians[main.name] = med
         rise_m = stats.depth_rise(values)
-        rise = R.effect(rise_m, self, name=f"fitted rise {layers[0]}->{layers[-1]}")
+        rise = R.effect(
+            rise_m, self, name=f"fitted rise {layers[0]}->{layers[-1]}", m_equivalence=m
+        )
         verdict.tests["primary"] = rise.to_dict()
         last = values[:, -1]
-        above = R.effect(last - baseline, self, name=f"{layers[-1]} minus {key}")
+        above = R.effect(last - baseline, self, name=f"{layers[-1]} minus {key}", m_equivalence=m)
         verdict.tests[f"last_layer_above_{key}"] = above.to_dict()
         excess: dict[str, stats.EffectEstimate] = {}
         controls = control_runs(study)
@@ -66,13 +70,19 @@ class LocalisationClaim(Claim):
                 verdict.controls[name] = {"ran": False, "note": f"no {name} control in the study"}
                 continue
             c_values = scores[control.name]
-            entry = R.record_control(verdict, name, control.name, c_values, model=control.name)
-            entry[f"above_{key}"] = R.paired_greater(
-                c_values[:, -1], baseline, method=f"wilcoxon signed-rank vs {key}"
-            )
-            verdict.tests["last_layer_above_control"] = R.paired_greater(last, c_values[:, -1])
+            if self.params.get("details", True):
+                entry = R.record_control(verdict, name, control.name, c_values, model=control.name)
+                entry[f"above_{key}"] = R.paired_greater(
+                    c_values[:, -1], baseline, method=f"wilcoxon signed-rank vs {key}"
+                )
+                verdict.tests["last_layer_above_control"] = R.paired_greater(last, c_values[:, -1])
+            else:
+                entry = verdict.controls[name] = {"ran": True}
             e = R.effect(
-                rise_m - stats.depth_rise(c_values), self, name=f"rise minus {name} control rise"
+                rise_m - stats.depth_rise(c_values),
+                self,
+                name=f"rise minus {name} control rise",
+                m_equivalence=m,
             )
             entry["effect"] = e.to_dict()
             entry["explains_effect"] = e.decision == "absent"

@@ -122,14 +122,21 @@ def fmt_list(values: dict[str, float]) -> str:
 # --------------------------------------------------------------------------- effects vs SESOI
 
 
-def effect(diffs: np.ndarray, claim: Claim, *, name: str) -> stats.EffectEstimate:
-    """``stats.paired_effect`` with the claim's SESOI, alpha and bootstrap size."""
+def effect(
+    diffs: np.ndarray, claim: Claim, *, name: str, m_equivalence: int = 1
+) -> stats.EffectEstimate:
+    """``stats.paired_effect`` with the claim's SESOI, alpha and bootstrap size.
+
+    ``m_equivalence``: how many 'absent' decisions can each make the claim's verdict
+    negative (REFUTED or CONFOUNDED); each is held at alpha / m (Bonferroni).
+    """
     return stats.paired_effect(
         diffs,
         sesoi=float(claim.sesoi),
         alpha=float(claim.alpha),
         name=name,
         n_resamples=int(claim.params.get("n_boot", 2000)),
+        equivalence_alpha=float(claim.alpha) / max(1, m_equivalence),
     )
 
 

@@ -19,7 +19,7 @@ class DepthLocalisationGridPG(LocalisationClaim):
     title: ClassVar[str] = "Deeper layers localise the class (grid pointing game)"
     metric: ClassVar[str] = "gridpg"
     needs: ClassVar[tuple[str, ...]] = ("ratio", "gridpg")
-    defaults: ClassVar[dict[str, Any]] = {"chance": 0.25, "n_boot": 2000}
+    defaults: ClassVar[dict[str, Any]] = {"chance": 0.25, "n_boot": 2000, "details": True}
 
     def hypothesis_for(self, study: StudyResult | None) -> str:
         layers = self.layers or (tuple(study.config.layers) if study is not None else ())

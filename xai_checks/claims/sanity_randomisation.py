@@ -57,7 +57,12 @@ class SanityRandomisation(Claim):
             n = max(n, len(rho))
             meds[step] = float(np.median(np.abs(finite))) if len(finite) else float("nan")
             # one value per photo and step: how far below the bound its |rho| falls
-            margins[step] = R.effect(bound - np.abs(rho), self, name=f"{bound:g} - |rho| ({step})")
+            margins[step] = R.effect(
+                bound - np.abs(rho),
+                self,
+                name=f"{bound:g} - |rho| ({step})",
+                m_equivalence=len(sanity.steps),
+            )
         verdict = self.verdict(study, n)
         verdict.medians["|spearman rho| with original"] = meds
         verdict.tests["primary"] = {

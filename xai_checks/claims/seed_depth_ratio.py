@@ -43,11 +43,14 @@ class SeedDepthRatio(Claim):
         "paired_check": "page",
         # bootstrap resamples for every CI
         "n_boot": 2000,
+        # False: only what the verdict needs (the calibration's many simulated studies)
+        "details": True,
     }
     controls = ("untrained", "pooled")
-    #: a fitted rise of 5 percentage points of the map's pixels above the threshold, from the
-    #: first layer to the last, beyond what a control shows (declared before any photo)
-    sesoi = 0.05
+    #: a fitted rise of 2 percentage points of the image's pixels above the threshold, from the
+    #: first layer to the last, beyond what a control shows: the ratio itself is a few percent
+    #: of the image (declared before the new rules saw any photo)
+    sesoi = 0.02
     #: from the calibration table (docs/calibration.md): power >= 0.8 at the SESOI
     min_n = 30
 
@@ -96,31 +99,38 @@ class SeedDepthRatio(Claim):
             verdict.add("too-few-photos", f"only {n} photos; the claim needs at least {self.min_n}")
             verdict.insufficient = True
             return verdict
-        # The seed's own test, exactly as the seed ran it (shown; the verdict rests on effects).
-        seed_passed, seed_test, med = R.depth_test(values, self)
-        verdict.tests["seed"] = {**seed_test, "passes": seed_passed}
-        verdict.medians[main.name] = med
-        verdict.add(
-            "seed-test",
-            f"the seed's own test: {seed_test['method']} p = {R.fmt_p(seed_test['pvalue'])}, "
-            f"medians {'rise' if R.rising(med) else 'do not rise'} with depth: "
-            + ("passes" if seed_passed else "fails"),
-        )
+        details = bool(self.params.get("details", True))
+        if details:
+            # The seed's own test, exactly as the seed ran it (shown; the verdict rests on
+            # effects).
+            seed_passed, seed_test, med = R.depth_test(values, self)
+            verdict.tests["seed"] = {**seed_test, "passes": seed_passed}
+            verdict.medians[main.name] = med
+            verdict.add(
+                "seed-test",
+                f"the seed's own test: {seed_test['method']} p = "
+                f"{R.fmt_p(seed_test['pvalue'])}, medians "
+                f"{'rise' if R.rising(med) else 'do not rise'} with depth: "
+                + ("passes" if seed_passed else "fails"),
+            )
+            verdict.tests["wilcoxon_holm"] = {
+                f"{r.a}<{r.b}": r.to_dict()
+                for r in stats.wilcoxon_holm(
+                    values, labels=list(layers), pairs="adjacent", alternative="greater"
+                )
+            }
         paired = self._paired_check(values)
         if paired is not None:
             verdict.tests["paired_check"] = paired
-        verdict.tests["wilcoxon_holm"] = {
-            f"{r.a}<{r.b}": r.to_dict()
-            for r in stats.wilcoxon_holm(
-                values, labels=list(layers), pairs="adjacent", alternative="greater"
-            )
-        }
         rise_m = stats.depth_rise(values)
-        rise = R.effect(rise_m, self, name=f"fitted rise {layers[0]}->{layers[-1]}")
+        m = 1 + len(self.controls)  # the rise and each control: 'absent' decisions
+        rise = R.effect(
+            rise_m, self, name=f"fitted rise {layers[0]}->{layers[-1]}", m_equivalence=m
+        )
         verdict.tests["primary"] = rise.to_dict()
         excess: dict[str, stats.EffectEstimate] = {}
         for name in self.controls:
-            got = self._control_effect(verdict, study, main, name, keep, rise_m)
+            got = self._control_effect(verdict, study, main, name, keep, rise_m, m)
             if got is not None:
                 excess[name] = got
         head = excess.get("untrained") or next(iter(excess.values()), rise)
@@ -135,6 +145,16 @@ class SeedDepthRatio(Claim):
         verdict.p_value = max(e.pvalue for e in required)
         self._decide(verdict, rise, excess, paired)
         return verdict
+
+    def _record(
+        self, verdict: Verdict, name: str, label: str, values: np.ndarray, model: str | None
+    ) -> dict[str, Any]:
+        """The control's own seed test (for the report), or a bare entry without details."""
+        if self.params.get("details", True):
+            return R.record_control(verdict, name, label, values, model=model)
+        entry: dict[str, Any] = {"ran": True}
+        verdict.controls[name] = entry
+        return entry
 
     def _paired_check(self, values: np.ndarray) -> dict[str, Any] | None:
         name = self.params.get("paired_check")
@@ -154,15 +174,16 @@ class SeedDepthRatio(Claim):
         name: str,
         keep: np.ndarray,
         rise_m: np.ndarray,
+        m: int,
     ) -> stats.EffectEstimate | None:
         layers = self.layers or ()
         if name == "pooled":
             p_values = R.layer_matrix(main, "ratio_pooled", layers)[keep]
-            entry = R.record_control(
-                verdict, "pooled", f"{main.name} (pooled to coarsest grid)", p_values
-            )
+            entry = self._record(verdict, "pooled", f"{main.name} (pooled)", p_values, None)
             rise_p = stats.depth_rise(p_values)
-            left = R.effect(rise_p, self, name="rise left after pooling to the coarsest grid")
+            left = R.effect(
+                rise_p, self, name="rise left after pooling to the coarsest grid", m_equivalence=m
+            )
             share = stats.ratio_of_means_ci(
                 rise_p,
                 rise_m,
@@ -193,9 +214,9 @@ class SeedDepthRatio(Claim):
                 f"{len(keep)}: a paired comparison needs the same photos"
             )
         c_values = c_values[keep]
-        entry = R.record_control(verdict, name, control.name, c_values, model=control.name)
+        entry = self._record(verdict, name, control.name, c_values, control.name)
         diff = rise_m - stats.depth_rise(c_values)
-        beyond = R.effect(diff, self, name=f"model rise minus {name} control rise")
+        beyond = R.effect(diff, self, name=f"model rise minus {name} control rise", m_equivalence=m)
         entry["effect"] = beyond.to_dict()
         entry["explains_effect"] = beyond.decision == "absent"
         return beyond
