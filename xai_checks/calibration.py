@@ -167,7 +167,9 @@ def simulate(
         mean = bound - effect
         rho = np.clip(mean + sc.sd_rho * rng.standard_normal((reps, len(steps), n)), -1, 1)
         for r in range(reps):
-            study = StudyResult(config=config, photoset={"n_used": n}, runs={})
+            study = StudyResult(
+                config=config, photoset={"n_used": n}, under_test=_SimRun("pretrained", {}, [])
+            )
             study.sanity = SanityRun(
                 layer="layer4",
                 steps=steps,
@@ -198,23 +200,24 @@ def simulate(
         z=zp,
     )  # fmt: skip
     records: list[dict[str, Any]]
-    runs: dict[str, ModelRun]
+    controls: dict[str, ModelRun]
     for r in range(reps):
         if claim_id == "seed-depth-ratio":
             records = [{"file": f, "ratio": {}} for f in files]
-            runs = {
-                "pretrained": _SimRun(
-                    "pretrained", {"ratio": model[r], "ratio_pooled": pooled[r]}, records
-                ),
-                "untrained": _SimRun("untrained", {"ratio": control[r]}, records),
-            }
-            studies.append(StudyResult(config=config, photoset={"n_used": n}, runs=runs))
+            main = _SimRun("pretrained", {"ratio": model[r], "ratio_pooled": pooled[r]}, records)
+            controls = {"untrained": _SimRun("untrained", {"ratio": control[r]}, records)}
+            studies.append(
+                StudyResult(
+                    config=config, photoset={"n_used": n}, under_test=main, controls=controls
+                )
+            )
         elif claim_id == "depth-localisation-gridpg":
-            runs = {
-                "pretrained": _SimRun("pretrained", {}, []),
-                "untrained": _SimRun("untrained", {}, []),
-            }
-            study = StudyResult(config=config, photoset={"n_used": n}, runs=runs)
+            study = StudyResult(
+                config=config,
+                photoset={"n_used": n},
+                under_test=_SimRun("pretrained", {}, []),
+                controls={"untrained": _SimRun("untrained", {}, [])},
+            )
             study.gridpg = GridPGRun(
                 layers=LAYERS,
                 specs=[{"files": [f], "cell": 0} for f in files],
@@ -227,11 +230,13 @@ def simulate(
                 {"file": f, "box_mass": {}, "box_area": float(a)}
                 for f, a in zip(files, area[r], strict=True)
             ]
-            runs = {
-                "pretrained": _SimRun("pretrained", {"box_mass": model[r]}, records),
-                "untrained": _SimRun("untrained", {"box_mass": control[r]}, records),
-            }
-            studies.append(StudyResult(config=config, photoset={"n_used": n}, runs=runs))
+            main = _SimRun("pretrained", {"box_mass": model[r]}, records)
+            controls = {"untrained": _SimRun("untrained", {"box_mass": control[r]}, records)}
+            studies.append(
+                StudyResult(
+                    config=config, photoset={"n_used": n}, under_test=main, controls=controls
+                )
+            )
     return studies
 
 

@@ -17,6 +17,8 @@ from xai_checks.claims import (
 from xai_checks.study import GridPGRun, ModelRun, SanityRun, StudyConfig, StudyResult
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
+#: photos in the synthetic studies: at least every built-in claim's min_n
+N = 100
 
 
 def _run(
@@ -67,7 +69,7 @@ def rng() -> np.random.Generator:
 
 
 def test_seed_claim_supported_when_only_the_trained_model_rises(rng):
-    study = _study(_rising(40, rng), control=_flat(40, rng))
+    study = _study(_rising(N, rng), control=_flat(N, rng))
     verdict = evaluate("seed-depth-ratio", study)
     assert verdict.status is Status.SUPPORTED, verdict.summary()
     assert verdict.tests["seed"]["pvalue"] < 0.05 and verdict.tests["seed"]["passes"]
@@ -75,13 +77,13 @@ def test_seed_claim_supported_when_only_the_trained_model_rises(rng):
     assert verdict.controls["pooled"]["explains_effect"] is False
     # every verdict carries its effect with a CI, its n of photos and a power statement
     row = verdict.row()
-    assert row["n"] == 40 and row["n_unit"] == "photos"
+    assert row["n"] == N and row["n_unit"] == "photos"
     assert row["ci_low"] <= row["effect"] <= row["ci_high"]
-    assert row["sesoi"] == 0.05 and row["mde"] > 0 and "80% power" in row["power_statement"]
+    assert row["sesoi"] == get_claim("seed-depth-ratio").sesoi and row["mde"] > 0 and "80% power" in row["power_statement"]
 
 
 def test_seed_claim_confounded_when_the_untrained_control_rises_as_much(rng):
-    study = _study(_rising(40, rng), control=_rising(40, rng))
+    study = _study(_rising(N, rng), control=_rising(N, rng))
     verdict = evaluate("seed-depth-ratio", study)
     assert verdict.status is Status.CONFOUNDED, verdict.summary()
     assert any(r.code == "control-explains" for r in verdict.reasons)
@@ -101,7 +103,7 @@ def test_a_small_control_effect_does_not_confound_a_large_one_at_large_n(rng):
 
 
 def test_seed_claim_confounded_when_pooling_removes_the_effect(rng):
-    study = _study(_rising(40, rng), control=_flat(40, rng), pooled=_flat(40, rng))
+    study = _study(_rising(N, rng), control=_flat(N, rng), pooled=_flat(N, rng))
     verdict = evaluate("seed-depth-ratio", study)
     assert verdict.status is Status.CONFOUNDED
     assert any(r.code == "pooling-explains" and "artefact" in r for r in verdict.reasons)
@@ -116,8 +118,8 @@ def test_seed_claim_refuted_without_an_effect(rng):
 
 
 def test_seed_claim_refuted_when_medians_fall(rng):
-    falling = _rising(40, rng)[:, ::-1].copy()
-    verdict = evaluate("seed-depth-ratio", _study(falling, control=_flat(40, rng)))
+    falling = _rising(N, rng)[:, ::-1].copy()
+    verdict = evaluate("seed-depth-ratio", _study(falling, control=_flat(N, rng)))
     assert verdict.status is Status.REFUTED
     assert not verdict.tests["seed"]["passes"]
 
@@ -130,8 +132,8 @@ def test_seed_claim_inconclusive_with_too_few_images(rng):
 
 
 def test_alpha_is_honoured(rng):
-    main = _rising(40, rng, step=0.03) + rng.normal(0, 0.03, (40, 4))
-    study = _study(main, control=_flat(40, rng))
+    main = _rising(N, rng, step=0.012) + rng.normal(0, 0.04, (N, 4))  # p about 1e-6
+    study = _study(main, control=_flat(N, rng))
     loose = evaluate(get_claim("seed-depth-ratio").with_(alpha=0.05), study)
     strict = evaluate(get_claim("seed-depth-ratio").with_(alpha=1e-12), study)
     assert loose.status is Status.SUPPORTED, loose.summary()
@@ -155,8 +157,8 @@ def _grid_study(
 
 
 def test_gridpg_supported_confounded_and_refuted(rng):
-    rising = np.clip(0.25 + _rising(40, rng, step=0.15), 0, 1)
-    chance = rng.uniform(0.2, 0.3, size=(40, 4))
+    rising = np.clip(0.25 + _rising(N, rng, step=0.15), 0, 1)
+    chance = rng.uniform(0.2, 0.3, size=(N, 4))
     claim = "depth-localisation-gridpg"
     assert evaluate(claim, _grid_study(rising, chance)).status is Status.SUPPORTED
     assert evaluate(claim, _grid_study(rising, rising)).status is Status.CONFOUNDED
@@ -168,10 +170,10 @@ def test_gridpg_supported_confounded_and_refuted(rng):
 
 def test_gridpg_n_counts_distinct_target_photos(rng):
     """One photo is one vote: mosaics that repeat a target photo are not counted again."""
-    rising = np.clip(0.25 + _rising(40, rng, step=0.15), 0, 1)
-    targets = [f"t{i % 20}.JPEG" for i in range(40)]  # 40 mosaics, 20 distinct targets
+    rising = np.clip(0.25 + _rising(N, rng, step=0.15), 0, 1)
+    targets = [f"t{i % 50}.JPEG" for i in range(N)]  # N mosaics, 50 distinct targets
     verdict = evaluate("depth-localisation-gridpg", _grid_study(rising, rising, targets))
-    assert verdict.n == 20 == len(set(targets))
+    assert verdict.n == 50 == len(set(targets))
     assert any(r.code == "repeated-targets" for r in verdict.reasons)
 
 
@@ -181,16 +183,16 @@ def test_gridpg_without_mosaics_is_insufficient():
     assert verdict.status is Status.INCONCLUSIVE and verdict.insufficient
 
 
-def test_sanity_verdicts():
-    study = _study(np.zeros((8, 4)))
-    low = [0.1, -0.2, 0.3, 0.0, 0.15, -0.1, 0.05, 0.2]
+def test_sanity_verdicts(rng):
+    study = _study(np.zeros((N, 4)))
+    low = rng.uniform(-0.3, 0.3, N)
     study.sanity = SanityRun(
-        layer="layer4", steps=["fc", "layer4"], rho={"fc": low, "layer4": [x / 2 for x in low]}
+        layer="layer4", steps=["fc", "layer4"], rho={"fc": list(low), "layer4": list(low / 2)}
     )
     verdict = evaluate("sanity-randomisation", study)
     assert verdict.status is Status.SUPPORTED, verdict.summary()
-    assert verdict.n == 8 and verdict.effect_size["ci_low"] <= verdict.effect
-    study.sanity.rho["layer4"] = [0.9, 0.8, 0.95, 0.7, 0.85, 0.9, 0.75, 0.8]
+    assert verdict.n == N and verdict.effect_size["ci_low"] <= verdict.effect
+    study.sanity.rho["layer4"] = list(rng.uniform(0.7, 0.95, N))
     verdict = evaluate("sanity-randomisation", study)
     assert verdict.status is Status.REFUTED and "layer4" in verdict.reasons[-1]
     # |rho| is what counts: strongly negative correlation is still similarity
@@ -207,7 +209,7 @@ def test_agreement_verdicts():
 
 
 def test_every_builtin_claim_evaluates_and_serialises(rng):
-    study = _grid_study(rng.uniform(0, 1, (40, 4)), rng.uniform(0, 1, (40, 4)))
+    study = _grid_study(rng.uniform(0, 1, (N, 4)), rng.uniform(0, 1, (N, 4)))
     study.sanity = SanityRun(layer="layer4", steps=["fc"], rho={"fc": [0.1, 0.2, float("nan")]})
     study.agreement = dict.fromkeys(LAYERS, 0.0)
     verdicts = evaluate_all(study)
@@ -232,8 +234,8 @@ def _box_study(main: np.ndarray, control: np.ndarray, area: float = 0.2) -> Stud
 
 
 def test_box_localisation_verdicts(rng):
-    rising = np.clip(0.2 + _rising(40, rng, step=0.15), 0, 1)
-    at_area = rng.uniform(0.15, 0.25, size=(40, 4))
+    rising = np.clip(0.2 + _rising(N, rng, step=0.15), 0, 1)
+    at_area = rng.uniform(0.15, 0.25, size=(N, 4))
     claim = "depth-localisation-boxes"
     assert evaluate(claim, _box_study(rising, at_area)).status is Status.SUPPORTED
     assert evaluate(claim, _box_study(rising, rising)).status is Status.CONFOUNDED
@@ -245,7 +247,7 @@ def test_box_localisation_verdicts(rng):
     study = _box_study(rising, at_area)
     for run in study.runs.values():
         run.records[1]["file"] = run.records[0]["file"]
-    assert evaluate(claim, study).n == 39
+    assert evaluate(claim, study).n == N - 1
 
 
 def test_box_claim_without_boxes_is_insufficient(rng):
@@ -267,7 +269,7 @@ def test_every_declared_field_is_read_and_unknown_ones_are_refused(rng):
     fried = evaluate(get_claim("seed-depth-ratio").with_(paired_check="friedman"), study)
     assert fried.tests["paired_check"]["method"] == "friedman"
     # localisation controls: without a declared control, none is compared
-    rising = np.clip(0.25 + _rising(40, rng, step=0.15), 0, 1)
+    rising = np.clip(0.25 + _rising(N, rng, step=0.15), 0, 1)
     bare = evaluate(
         get_claim("depth-localisation-gridpg").with_(controls=()), _grid_study(rising, rising)
     )
@@ -362,7 +364,7 @@ def test_a_third_party_claim_registers_through_the_entry_point_group(tmp_path, m
         ids = [c.id for c in registered_claims(refresh=True)]
         assert ids[: len(BUILTIN_CLAIMS)] == [c.id for c in BUILTIN_CLAIMS]
         assert ids[-1] == "top-layer-above-half"
-        study = _study(np.clip(_rising(40, rng, step=0.3), 0, 1))
+        study = _study(np.clip(_rising(N, rng, step=0.3), 0, 1))
         verdict = evaluate("top-layer-above-half", study)
         assert verdict.status is Status.SUPPORTED and verdict.claim.layers == LAYERS
         assert [v.claim.id for v in evaluate_all(study)][-1] == "top-layer-above-half"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -86,20 +85,13 @@ def method_name(study: StudyResult | None) -> str:
 
 
 def under_test(study: StudyResult) -> ModelRun:
-    """The model under test (``study.under_test``; the first run for older results)."""
-    run = getattr(study, "under_test", None)
-    if run is not None:
-        return run
-    return next(iter(study.runs.values()))
+    """The model under test (its role is explicit in the study)."""
+    return study.under_test
 
 
 def control_runs(study: StudyResult) -> dict[str, ModelRun]:
-    """The named controls (``study.controls``; for older results, the runs after the first)."""
-    controls = getattr(study, "controls", None)
-    if isinstance(controls, Mapping):
-        return dict(controls)
-    runs = list(study.runs.items())
-    return {name: run for name, run in runs[1:]}
+    """The named controls (e.g. ``"untrained"``, the model's own class re-initialised)."""
+    return dict(study.controls)
 
 
 def model_name(study: StudyResult | None) -> str:
