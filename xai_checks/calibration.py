@@ -315,7 +315,10 @@ def min_n_from(entry: dict[str, Any], *, power: float = 0.8) -> int | None:
     worlds = [
         w for w in ("effect", "effect+confound") if any(r["world"] == w for r in entry["rows"])
     ]
-    ok = [all((_rate(entry, w, n, "SUPPORTED") or 0) >= power for w in worlds) for n in ns]
+    # power reaches the target within Monte-Carlo error (the same 99.9% bound as the targets)
+    reps = int(entry["rows"][0]["reps"]) if entry["rows"] else 1
+    floor = mc_bound(power, reps, upper=False)
+    ok = [all((_rate(entry, w, n, "SUPPORTED") or 0) >= floor for w in worlds) for n in ns]
     for i, n in enumerate(ns):
         if all(ok[i:]):
             return n

@@ -127,8 +127,8 @@ class StudyConfig:
     #: GridPG: at most this many target photos (one mosaic each); None for no cap
     gridpg_mosaics: int | None = 1000
     gridpg_confidence: float = 0.9
-    #: photos in the sanity cascade (one batch); the claim's min_n is 30 (calibration table)
-    sanity_images: int = 32
+    #: photos in the sanity cascade (one batch); the claim's min_n is 100 (calibration table)
+    sanity_images: int = 100
     agreement_images: int = 8
     phases: tuple[str, ...] = PHASES
     preprocess: Preprocess = field(default_factory=Preprocess)

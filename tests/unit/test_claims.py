@@ -79,7 +79,11 @@ def test_seed_claim_supported_when_only_the_trained_model_rises(rng):
     row = verdict.row()
     assert row["n"] == N and row["n_unit"] == "photos"
     assert row["ci_low"] <= row["effect"] <= row["ci_high"]
-    assert row["sesoi"] == get_claim("seed-depth-ratio").sesoi and row["mde"] > 0 and "80% power" in row["power_statement"]
+    assert (
+        row["sesoi"] == get_claim("seed-depth-ratio").sesoi
+        and row["mde"] > 0
+        and "80% power" in row["power_statement"]
+    )
 
 
 def test_seed_claim_confounded_when_the_untrained_control_rises_as_much(rng):

@@ -32,7 +32,7 @@ class LocalisationClaim(Claim):
     #: baseline, and beyond a control
     sesoi = 0.1
     #: from the calibration table (docs/calibration.md): power >= 0.8 at the SESOI
-    min_n = 30
+    min_n = 100
 
     def judge(
         self,

@@ -25,7 +25,8 @@ class SanityRandomisation(Claim):
     defaults: ClassVar[dict[str, Any]] = {"bound": 0.5, "n_boot": 2000}
     #: |rho| must fall at least 0.1 below the bound on average to count as "changed"
     sesoi = 0.1
-    min_n = 3
+    #: from the calibration table (docs/calibration.md): power >= 0.8 at the SESOI
+    min_n = 30
 
     def default_layers(self, study: StudyResult) -> tuple[str, ...]:
         if study.sanity is not None:

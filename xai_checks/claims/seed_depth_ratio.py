@@ -52,7 +52,7 @@ class SeedDepthRatio(Claim):
     #: of the image (declared before the new rules saw any photo)
     sesoi = 0.02
     #: from the calibration table (docs/calibration.md): power >= 0.8 at the SESOI
-    min_n = 30
+    min_n = 100
 
     def threshold_for(self, study: StudyResult | None) -> float | None:
         if self.params.get("threshold") is not None:
