@@ -116,7 +116,7 @@ def test_seed_claim_confounded_when_pooling_removes_the_effect(rng):
 
 
 def test_seed_claim_refuted_without_an_effect(rng):
-    verdict = evaluate("seed-depth-ratio", _study(_flat(60, rng), control=_flat(60, rng)))
+    verdict = evaluate("seed-depth-ratio", _study(_flat(N, rng), control=_flat(N, rng)))
     assert verdict.status is Status.REFUTED, verdict.summary()
     assert verdict.reasons[-1].code == "no-effect"
 
@@ -266,7 +266,7 @@ def test_box_claim_without_boxes_is_insufficient(rng):
 def test_every_declared_field_is_read_and_unknown_ones_are_refused(rng):
     with pytest.raises(TypeError, match="no field"):
         get_claim("seed-depth-ratio").with_(treshold=0.9)  # typo: refused, not ignored
-    study = _study(_rising(30, rng), control=_flat(30, rng))
+    study = _study(_rising(N, rng), control=_flat(N, rng))
     # paired_check: None drops the paired test, "friedman" swaps it in
     none = evaluate(get_claim("seed-depth-ratio").with_(paired_check=None), study)
     assert "paired_check" not in none.tests
@@ -281,7 +281,7 @@ def test_every_declared_field_is_read_and_unknown_ones_are_refused(rng):
 
 
 def test_threshold_is_read_from_the_study_and_a_mismatch_is_not_judged(rng):
-    study = _study(_rising(30, rng), control=_flat(30, rng))
+    study = _study(_rising(N, rng), control=_flat(N, rng))
     study.config = StudyConfig(threshold=0.7)
     verdict = evaluate("seed-depth-ratio", study)
     assert "above 0.7 " in verdict.hypothesis and "0.85" not in verdict.hypothesis
@@ -292,7 +292,7 @@ def test_threshold_is_read_from_the_study_and_a_mismatch_is_not_judged(rng):
 
 
 def test_claim_text_names_the_method_the_study_used(rng):
-    study = _study(_rising(30, rng), control=_flat(30, rng))
+    study = _study(_rising(N, rng), control=_flat(N, rng))
     object.__setattr__(study.config, "method", "layercam")
     for claim in BUILTIN_CLAIMS:
         text = claim.bind(study).hypothesis_for(study)
@@ -393,7 +393,7 @@ def test_an_entry_point_whose_name_is_not_the_claim_id_is_an_error(tmp_path, mon
 def test_report_section_carries_the_verdict_row(rng):
     from xai_checks.report.sections import ReportSection
 
-    study = _study(_rising(30, rng), control=_flat(30, rng))
+    study = _study(_rising(N, rng), control=_flat(N, rng))
     claim = get_claim("seed-depth-ratio")
     verdict = evaluate(claim, study)
     section = claim.report_section(study, verdict)
