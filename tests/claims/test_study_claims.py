@@ -82,10 +82,10 @@ def test_deeper_layers_put_their_mass_in_the_box(claim_verdict):
 def test_gridpg_n_is_the_number_of_distinct_target_photos(xai_verdict, xai_study):
     """No pseudo-replication: GridPG's n counts target photos, one mosaic each."""
     verdict = xai_verdict("depth-localisation-gridpg")
-    grid = xai_study.result.gridpg
+    grid = xai_study.result().gridpg
     targets = [spec["files"][spec["cell"]] for spec in grid.specs]
     assert len(targets) == len(set(targets)), "a photo was the target of two mosaics"
     assert verdict.n == len(set(targets))
     if grid.specs:  # (no mosaics at all when fewer than 4 classes are confidently classified)
-        cap = xai_study.result.config.gridpg_mosaics or 10**9
+        cap = xai_study.result().config.gridpg_mosaics or 10**9
         assert len(targets) == min(grid.n_candidates, cap)
