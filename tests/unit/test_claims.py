@@ -437,3 +437,18 @@ def test_bottom_line_connects_a_supported_depth_claim_with_a_failed_sanity_check
     assert mixed["status"] == "mixed"
     assert any("learned nothing" in p for p in mixed["points"])
     assert bottom_line([grid, ok_sanity])["status"] == "holds"
+
+
+def test_every_verdict_states_its_power_even_when_no_effect_was_estimated(rng):
+    """A verdict with too few photos, or one that is no statistical test, used to carry no
+    power statement at all, so the table, claims.json and report showed a blank."""
+    few = evaluate("seed-depth-ratio", _study(_rising(8, rng), control=_flat(8, rng)))
+    assert few.insufficient and few.effect_size is None
+    statement = few.row()["power_statement"]
+    assert "n = 8" in statement and "min_n = 100" in statement, statement
+    study = _study(_rising(N, rng), control=_flat(N, rng))
+    study.agreement = {"layer1": 2e-7, "layer4": 5e-7}
+    agree = evaluate("native-captum-agreement", study)
+    row = agree.row()
+    assert row["effect"] == pytest.approx(5e-7) and row["ci_low"] is None
+    assert "not a statistical test" in row["power_statement"]

@@ -50,6 +50,7 @@ __all__ = [
     "evaluate",
     "evaluate_all",
     "get_claim",
+    "multiplicity_note",
     "phases_for",
     "registered_claims",
 ]
@@ -73,7 +74,27 @@ def evaluate(claim: Claim | str, study: StudyResult) -> Verdict:
         verdict.status = Status.INCONCLUSIVE
         verdict.add("too-few-photos", "n = 0: no usable photo reached this claim")
         verdict.insufficient = True
+    if verdict.power is None:  # every verdict says what its n could detect, or why it cannot
+        verdict.power = _no_power_statement(verdict)
     return verdict
+
+
+def _no_power_statement(verdict: Verdict) -> dict[str, object]:
+    claim = verdict.claim
+    if claim.metric == "agreement":
+        text = (
+            f"not a statistical test: an exact bound checked on each of the {verdict.n} photos, "
+            "so no power applies"
+        )
+    elif verdict.n < claim.min_n:
+        text = (
+            f"n = {verdict.n} photos is below this claim's min_n = {claim.min_n}, the n at which "
+            f"the calibration (docs/calibration.md) reaches 80% power for its SESOI "
+            f"{claim.sesoi:g}: no effect was estimated"
+        )
+    else:
+        text = "no effect was estimated, so no power statement is possible"
+    return {"mde": None, "power": None, "n": verdict.n, "sesoi": claim.sesoi, "statement": text}
 
 
 def evaluate_all(
@@ -212,6 +233,26 @@ def bottom_line(verdicts: Sequence[Verdict]) -> dict[str, object]:
     if undecided:
         points.append(f"not decided here: {', '.join(undecided)}")
     return {"status": status, "text": text, "points": points}
+
+
+def multiplicity_note(verdicts: Sequence[Verdict]) -> str:
+    """One sentence on how the run's claims were corrected for testing several at once."""
+    holm = [v for v in verdicts if (v.multiplicity or {}).get("method") == "holm"]
+    alone = [v.claim.id for v in verdicts if (v.multiplicity or {}).get("method") != "holm"]
+    if not holm:
+        return (
+            "Multiplicity: no correction (no claim of this run has a claim-level p-value)."
+            if verdicts
+            else ""
+        )
+    family = list((holm[0].multiplicity or {}).get("family", [v.claim.id for v in holm]))
+    text = (
+        f"Multiplicity: Holm across the {len(family)} claim(s) of this run with a p-value "
+        f"({', '.join(family)}); a SUPPORTED verdict needs its Holm-adjusted p below alpha."
+    )
+    if alone:
+        text += f" Not in the family (no p-value, or judged alone): {', '.join(alone)}."
+    return text
 
 
 def phases_for(claims: Iterable[Claim | str]) -> tuple[str, ...]:

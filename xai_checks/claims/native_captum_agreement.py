@@ -43,5 +43,16 @@ class NativeCaptumAgreement(Claim):
             "statistic": worst,
             "n": n,
         }
+        verdict.effect_size = {
+            "name": "max |native - captum|",
+            "estimate": worst,
+            # a maximum over every photo and layer, checked exactly: no sampling CI
+            "ci_low": None,
+            "ci_high": None,
+            "confidence": None,
+            "n": n,
+            "what": "largest difference between the backends' canonical maps",
+            "unit_of_analysis": "photos",
+        }
         verdict.add("max-diff", f"max |diff| = {worst:.2e} {'<=' if worst <= tol else '>'} {tol:g}")
         return verdict
