@@ -51,6 +51,19 @@ __all__ = ["Settings", "StudyRunner", "XaiSession", "compare_with_baseline"]
 
 _SESSION_KEY = pytest.StashKey[XaiSession]()
 
+#: the fields of ``Verdict.row()`` written as junit properties besides verdict/pvalue/effect/n
+_JUNIT_ROW = (
+    "n_unit",
+    "effect_name",
+    "ci_low",
+    "ci_high",
+    "confidence",
+    "sesoi",
+    "p_holm",
+    "mde",
+    "power_statement",
+)
+
 #: marker keywords that change the study rather than the claim's evaluation
 _STUDY_KEYS = ("method", "channels_last")
 
@@ -156,6 +169,9 @@ def pytest_collection_modifyitems(
         marker = item.get_closest_marker("claim")
         if marker is not None and marker.args:
             ids.append(marker.args[0])
+            # the run's family for Holm: every marked claim left after -k/-m, once per key
+            key = verdict_key(marker.args[0], marker.kwargs, xai.settings.alpha)
+            xai.family.setdefault(key, (marker.args[0], dict(marker.kwargs)))
     uses_direct = any("xai_verdict" in getattr(i, "fixturenames", ()) for i in items)
     if not ids or uses_direct:
         return  # xai_verdict can ask for any claim: run every phase
@@ -355,9 +371,11 @@ class StudyRunner:
             reporter.write_line(line)
             reporter.flush()  # a CI log is a pipe: without this the line shows at the end
 
-    def verdict(self, claim: Any, **overrides: Any) -> Any:
-        from xai_checks.claims import evaluate, get_claim
+    def _prepare(self, claim: Any, overrides: dict[str, Any]) -> tuple[Any, dict[str, Any], str]:
+        """The claim with its overrides, the study-level overrides, and the verdict's key."""
+        from xai_checks.claims import get_claim
 
+        overrides = dict(overrides)
         study_overrides = {k: overrides.pop(k) for k in _STUDY_KEYS if k in overrides}
         if "layers" in overrides and overrides["layers"] is not None:
             overrides["layers"] = tuple(overrides["layers"])
@@ -368,15 +386,68 @@ class StudyRunner:
             claim = claim.with_(**({"alpha": self.settings.alpha} | overrides))
         except (KeyError, TypeError) as exc:
             raise pytest.UsageError(f"xai-checks: {exc.args[0] if exc.args else exc}") from None
-        verdict = evaluate(claim, self.result(**study_overrides))
-        changes = {**overrides, **study_overrides}
-        if changes.get("alpha") == self.settings.alpha:
-            del changes["alpha"]
-        key = claim.id
-        if changes:
-            key += "[" + ",".join(f"{k}={_show(v)}" for k, v in sorted(changes.items())) + "]"
+        key = verdict_key(claim.id, {**overrides, **study_overrides}, self.settings.alpha)
+        return claim, study_overrides, key
+
+    def _family_verdicts(self) -> dict[str, Any]:
+        """Every marked claim of the run, judged once and corrected together (Holm).
+
+        The family is known at collection (the same on every xdist worker and torchrun rank),
+        so each test sees its claim's corrected verdict, and the table, claims.json and junit
+        show the same one. A member whose study cannot be computed here is left out, and the
+        others say so.
+        """
+        session = self.session
+        if session.family_verdicts is not None:
+            return session.family_verdicts
+        from xai_checks.claims import apply_holm, evaluate
+
+        judged: dict[str, Any] = {}
+        left_out: list[str] = []
+        for key, (claim_id, overrides) in session.family.items():
+            try:
+                claim, study_overrides, _ = self._prepare(claim_id, overrides)
+                judged[key] = evaluate(claim, self.result(**study_overrides))
+            except Exception as exc:  # that member's own test reports it
+                left_out.append(f"{key} ({type(exc).__name__})")
+        apply_holm(list(judged.values()))
+        if left_out:
+            for verdict in judged.values():
+                if verdict.multiplicity is not None:
+                    verdict.multiplicity["left_out"] = left_out
+        session.family_verdicts = judged
+        return judged
+
+    def verdict(self, claim: Any, **overrides: Any) -> Any:
+        """The verdict of ``claim`` with ``overrides``; a claim marked in this run is judged
+        with the run's other marked claims (Holm), one asked for only directly is judged
+        alone and says so."""
+        from xai_checks.claims import evaluate
+
+        claim, study_overrides, key = self._prepare(claim, overrides)
+        family = self._family_verdicts() if key in self.session.family else {}
+        if key in family:
+            verdict = family[key]
+        else:
+            verdict = evaluate(claim, self.result(**study_overrides))
+            verdict.multiplicity = {
+                "method": "none",
+                "note": "asked for directly (xai_verdict), outside the run's family of "
+                "@pytest.mark.claim claims: not corrected for multiplicity",
+            }
         self.session.record(key, verdict)
         return verdict
+
+
+def verdict_key(claim_id: str, changes: Mapping[str, Any], alpha: float) -> str:
+    """The key of a verdict in the table and claims.json: ``id`` or ``id[overrides]`` (an
+    ``alpha`` equal to the run's is no change)."""
+    changes = {k: v for k, v in changes.items() if not (k == "alpha" and v == alpha)}
+    if "layers" in changes and changes["layers"] is not None:
+        changes["layers"] = tuple(changes["layers"])
+    if not changes:
+        return claim_id
+    return claim_id + "[" + ",".join(f"{k}={_show(v)}" for k, v in sorted(changes.items())) + "]"
 
 
 def _show(value: Any) -> str:
@@ -415,6 +486,10 @@ def xai_verdict(xai_study: StudyRunner, request: pytest.FixtureRequest) -> Any:
         if verdict.effect is not None:
             props.append((f"xai:{cid}:effect", verdict.effect))
         props.append((f"xai:{cid}:n", verdict.n))
+        # the rest of the verdict's row: the same figures as the table and claims.json
+        for name in _JUNIT_ROW:
+            if row.get(name) is not None:
+                props.append((f"xai:{cid}:{name}", row[name]))
         return verdict
 
     return get

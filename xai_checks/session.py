@@ -168,6 +168,10 @@ class XaiSession:
         self.config = config
         self.settings = settings
         self.verdicts: dict[str, Any] = {}
+        #: the run's marked claims (key -> claim id, marker overrides): Holm's family
+        self.family: dict[str, tuple[str, dict[str, Any]]] = {}
+        #: the family judged and corrected together, once (None: not yet)
+        self.family_verdicts: dict[str, Any] | None = None
         self.studies: dict[str, dict[str, Any]] = {}
         self.phases: tuple[str, ...] | None = None
         self.lines: list[str] = []
@@ -288,6 +292,7 @@ class XaiSession:
             "studies": list(self.studies.values()),
             "study": next(iter(self.studies.values()), {}),
             "verdicts": {k: v.to_dict() for k, v in by_id.items()},
+            "bottom_line": _bottom_line(list(by_id.values())),
         }
 
     def by_claim(self) -> dict[str, Any]:
@@ -369,6 +374,15 @@ class XaiSession:
             out.append(f"NOTE: {self.settings.data_note}")
         out.extend(verdict_lines(self.by_claim()))
         return out
+
+
+def _bottom_line(verdicts: list[Any]) -> dict[str, Any] | None:
+    """The run's reconciled conclusion and how its claims were corrected together."""
+    if not verdicts or not all(hasattr(v, "claim") for v in verdicts):
+        return None
+    from xai_checks.claims import bottom_line, multiplicity_note
+
+    return {**bottom_line(verdicts), "multiplicity": multiplicity_note(verdicts)}
 
 
 _PREPROCESS = ("input_size", "mean", "std", "transform")

@@ -109,4 +109,15 @@ def verdict_lines(verdicts: Iterable[Any] | Mapping[str, Any]) -> list[str]:
         by_id: Mapping[str, Any] = verdicts
     else:
         by_id = {v.claim.id: v for v in list[Any](verdicts)}
-    return [*table_lines(by_id), "", *detail_lines(by_id)]
+    return [*table_lines(by_id), *_multiplicity_lines(by_id), "", *detail_lines(by_id)]
+
+
+def _multiplicity_lines(verdicts: Mapping[str, Any]) -> list[str]:
+    """How the claims of the run were corrected together (Holm), under the table."""
+    values = list(verdicts.values())
+    if not values or not all(hasattr(v, "multiplicity") and hasattr(v, "claim") for v in values):
+        return []
+    from xai_checks.claims import multiplicity_note
+
+    note = multiplicity_note(values)
+    return [note] if note else []

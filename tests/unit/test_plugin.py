@@ -101,7 +101,7 @@ def test_verdict_table_json_and_junit(project: pytest.Pytester) -> None:
         ]
     )
     # the skip says why
-    assert "mosaics" in result.stdout.str()
+    assert "target photos" in result.stdout.str()
     payload = json.loads(out.read_text())
     assert payload["schema"] == "xai-checks/claims"
     assert payload["study"]["photoset"]["n_skipped"] == 1  # the corrupt file, counted
@@ -389,3 +389,59 @@ def test_sanity_numbers_have_their_own_heading() -> None:
     lines = verdict_lines([verdict])
     assert any("|spearman rho| with original: fc 0.35" in line for line in lines)
     assert not any("medians by layer" in line for line in lines)
+
+
+HOLM = r"""
+import pytest
+from xai_checks.claims import Status
+
+# min_n lowered so that the tiny photo folder reaches a p-value in both claims
+@pytest.mark.claim("seed-depth-ratio", min_n=5)
+def test_seed(claim_verdict):
+    assert claim_verdict.multiplicity["method"] == "holm"
+    assert claim_verdict.multiplicity["m"] == 2
+
+@pytest.mark.claim("sanity-randomisation", min_n=5)
+def test_sanity(claim_verdict):
+    assert claim_verdict.multiplicity["method"] == "holm"
+
+@pytest.mark.claim("native-captum-agreement")
+def test_agree(claim_verdict):
+    assert claim_verdict.multiplicity["method"] == "none"
+
+def test_direct(xai_verdict):
+    # asked for only directly: judged alone, and it says so
+    v = xai_verdict("seed-depth-ratio", min_n=5, alpha=0.01)
+    assert v.multiplicity["method"] == "none" and "directly" in v.multiplicity["note"]
+"""
+
+
+def test_holm_across_the_marked_claims_of_a_run(pytester: pytest.Pytester) -> None:
+    """The plugin judged claim by claim and never applied Holm: a run of several claims each
+    at alpha reported SUPPORTED verdicts no family-wise correction stood behind."""
+    from xai_checks.stats import holm
+
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_holm=HOLM)
+    out = pytester.path / "claims.json"
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest_subprocess(
+        f"--xai-json={out}", f"--junitxml={junit}", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*Multiplicity: Holm across the 2 claim(s)*"])
+    verdicts = json.loads(out.read_text())["verdicts"]
+    family = ["seed-depth-ratio[min_n=5]", "sanity-randomisation[min_n=5]"]
+    raw = [verdicts[k]["p_value"] for k in family]
+    assert all(p is not None for p in raw), raw
+    adjusted = [verdicts[k]["multiplicity"]["p_adjusted"] for k in family]
+    assert adjusted == pytest.approx([float(p) for p in holm(raw)], rel=1e-12)
+    assert verdicts["seed-depth-ratio[alpha=0.01,min_n=5]"]["multiplicity"]["method"] == "none"
+    for k in family:  # the table, claims.json and junit show the same row
+        assert verdicts[k]["row"]["p_holm"] == verdicts[k]["multiplicity"]["p_adjusted"]
+    props = {p.get("name"): p.get("value") for p in ET.parse(junit).iter("property")}
+    assert "xai:seed-depth-ratio:p_holm" in props
+    assert "xai:seed-depth-ratio:power_statement" in props
+    assert "power_statement" in json.dumps(verdicts["native-captum-agreement"]["row"])
+    bottom = json.loads(out.read_text())["bottom_line"]
+    assert bottom["status"] in {"holds", "does not hold", "undermined", "mixed", "not judged"}
