@@ -783,3 +783,59 @@ def test_numbers_read_well(full_report: Path) -> None:
     """No raw floats on the page: run time, extra values and p-values are formatted."""
     html = (full_report / "report.html").read_text()
     assert re.search(r"\d\.\d{6,}", re.sub(r"base64,[^\"]+", "", html)) is None
+
+
+def test_results_carry_the_bottom_line_and_each_verdicts_row(
+    full_study: tuple[StudyResult, list[Any]],
+) -> None:
+    """The schema describes what every verdict now carries (its row: n of photos, effect with
+    CI, p and Holm's p, power) and the run's reconciled bottom line, and holds them to it."""
+    from xai_checks.claims import bottom_line
+
+    study, verdicts = full_study
+    doc = json.loads(json.dumps(build_results(study, verdicts)))
+    validate_results(doc)
+    assert doc["bottom_line"]["status"] == bottom_line(verdicts)["status"]
+    assert "Holm" in doc["bottom_line"]["multiplicity"]
+    for v in doc["verdicts"]:
+        assert v["row"]["n"] == v["n"] and v["row"]["power_statement"]
+    targets = {spec["files"][spec["cell"]] for spec in doc["gridpg"]["specs"]}
+    assert doc["gridpg"]["n_targets"] == len(targets)
+    for path, value in (
+        (("verdicts", 0, "row", "n"), -1),
+        (("verdicts", 0, "multiplicity", "method"), "bonferroni?"),
+        (("bottom_line", "status"), "fine"),
+    ):
+        broken = json.loads(json.dumps(doc))
+        target = broken
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+        with pytest.raises(SchemaError):
+            validate_results(broken)
+
+
+def test_bottom_line_on_the_page_reconciles_the_verdicts(
+    full_study: tuple[StudyResult, list[Any]],
+) -> None:
+    """The page could say deeper layers localise beside a red REFUTED sanity chip and never
+    connect the two: the bottom line is now claims.bottom_line's reconciled one."""
+    import copy
+
+    from xai_checks.report.html import _bottom_line
+
+    _, verdicts = full_study
+    changed = copy.deepcopy(verdicts)
+    for v in changed:
+        if v.claim.metric == "gridpg":
+            v.status = Status.SUPPORTED
+        elif v.claim.metric == "randomisation":
+            v.status = Status.REFUTED
+        elif v.claim.metric in ("ratio", "boxes"):
+            v.status = Status.INCONCLUSIVE
+    bottom = _bottom_line(changed)
+    assert bottom["verdict"] == "undermined" and bottom["status"] == "CONFOUNDED"
+    assert "guard failed" in bottom["headline"]
+    texts = [line["text"] for line in bottom["lines"]]
+    assert any("sanity check is REFUTED" in t for t in texts), texts
+    assert any(t.startswith("Multiplicity: Holm") for t in texts), texts

@@ -94,28 +94,35 @@ def _render_section(section: ReportSection) -> _Rendered:
 
 # --------------------------------------------------------------------------- header
 
-_HEADLINES = {
-    "ratio": {
-        "SUPPORTED": "the study's own test holds up",
-        "REFUTED": "the study's own test fails",
-        "CONFOUNDED": "the study's own test cannot support its claim",
-        "INCONCLUSIVE": "the study's own test is inconclusive",
-    },
-    "gridpg": {
-        "SUPPORTED": "measured against ground truth, deeper layers do localise the label",
-        "REFUTED": "measured against ground truth, deeper layers do not localise the label better",
-        "CONFOUNDED": "on ground truth, the trained network localises no better than an "
-        "untrained one",
-        "INCONCLUSIVE": "ground truth could not be measured",
-    },
+#: the colour of the bottom-line box for each reconciled status of ``claims.bottom_line``
+_BOTTOM_CLASS = {
+    "holds": "SUPPORTED",
+    "does not hold": "REFUTED",
+    "undermined": "CONFOUNDED",
+    "mixed": "CONFOUNDED",
+    "not judged": "INCONCLUSIVE",
 }
 
 
 def _bottom_line(verdicts: Sequence[Any]) -> dict[str, Any]:
-    """The page's conclusion, from the claims' own verdicts and reasons (nothing re-derived)."""
-    seed = _verdict(verdicts, "ratio")
-    grid = _verdict(verdicts, "gridpg")
-    lines = []
+    """The page's conclusion: :func:`xai_checks.claims.bottom_line` reconciles the verdicts
+    (a supported depth claim beside a failed sanity check says the two together), then each
+    claim's own verdict and reasons, then how the claims were corrected for multiplicity."""
+    from xai_checks.claims import bottom_line, multiplicity_note
+
+    if not verdicts:
+        return {
+            "status": "INCONCLUSIVE",
+            "verdict": "",
+            "headline": "",
+            "lines": [{"status": "", "text": "No claims were evaluated."}],
+        }
+    overall = bottom_line(verdicts)
+    points = overall["points"]
+    lines = [
+        {"status": "", "text": str(point).rstrip(".") + "."}
+        for point in (points if isinstance(points, list) else [])
+    ]
     for v in verdicts:
         status = _status(v)
         reasons = reason_texts(v)
@@ -123,27 +130,13 @@ def _bottom_line(verdicts: Sequence[Any]) -> dict[str, Any]:
             continue
         text = f"{v.claim.id}: " + ("; ".join(reasons) if reasons else status.lower()) + "."
         lines.append({"status": status, "text": text})
-    parts = [
-        _HEADLINES[metric][_status(v)]
-        for metric, v in (("ratio", seed), ("gridpg", grid))
-        if v is not None and _status(v) in _HEADLINES[metric]
-    ]
-    headline = ""
-    if parts:
-        joiner = "; but " if len(parts) == 2 and _status(seed) != _status(grid) else "; "
-        headline = joiner.join(parts)
-        headline = headline[0].upper() + headline[1:] + "."
-    sanity = _verdict(verdicts, "randomisation")
-    if _status(grid) == "SUPPORTED" and _status(sanity) in ("REFUTED", "CONFOUNDED"):
-        headline += (
-            " Read the localisation result with care: the sanity check says these maps do not "
-            "depend on the learned weights as they should."
-        )
-    if not lines:
-        lines.append({"status": "", "text": "No claims were evaluated."})
+    note = multiplicity_note(verdicts)
+    if note:
+        lines.append({"status": "", "text": note})
     return {
-        "status": _status(seed) or _status(grid) or "INCONCLUSIVE",
-        "headline": headline,
+        "status": _BOTTOM_CLASS.get(str(overall["status"]), "INCONCLUSIVE"),
+        "verdict": str(overall["status"]),
+        "headline": str(overall["text"]),
         "lines": lines,
     }
 

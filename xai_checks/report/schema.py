@@ -210,10 +210,12 @@ def _gridpg(grid: Any) -> dict[str, Any] | None:
         for name, s in grid.scores.items()
     }
     n = max((len(s) for s in scores.values()), default=len(grid.specs))
+    targets = {str(spec["files"][spec["cell"]]) for spec in grid.specs}
     return {
         "layers": list(grid.layers),
         "n_candidates": int(grid.n_candidates),
         "n_mosaics": int(n),
+        "n_targets": len(targets),
         "note": str(grid.note or ""),
         "specs": list(grid.specs),
         "scores": scores,
@@ -268,4 +270,8 @@ def build_results(
         "verdicts": [v.to_dict() for v in verdicts],
         "extra": extra,
     }
+    if verdicts and all(hasattr(v, "claim") for v in verdicts):
+        from xai_checks.claims import bottom_line, multiplicity_note
+
+        doc["bottom_line"] = {**bottom_line(verdicts), "multiplicity": multiplicity_note(verdicts)}
     return jsonable(doc)
