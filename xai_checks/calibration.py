@@ -53,6 +53,7 @@ __all__ = [
     "calibrate",
     "check_targets",
     "min_n_from",
+    "readme_table",
     "simulate",
     "to_markdown",
 ]
@@ -421,6 +422,33 @@ def to_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readme_table(doc: dict[str, Any]) -> str:
+    """The compact table the README shows: per claim, the rates that the targets are about
+    (false SUPPORTED under null and confound, CONFOUNDED under confound, SUPPORTED under the
+    two effect worlds) at each n. ``tox -e calibrate`` prints it; a test keeps the README's copy
+    equal to the committed table."""
+    ns = list(doc["ns"])
+    cells = [
+        ("null", "SUPPORTED", "false SUPPORTED, null"),
+        ("confound", "SUPPORTED", "false SUPPORTED, confound"),
+        ("confound", "CONFOUNDED", "CONFOUNDED, confound"),
+        ("effect", "SUPPORTED", "SUPPORTED (power), effect"),
+        ("effect+confound", "SUPPORTED", "SUPPORTED (power), effect+confound"),
+    ]
+    head = "| claim (SESOI, min_n) | rate, world | " + " | ".join(f"n={n}" for n in ns) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(ns)]
+    for claim_id, entry in doc["claims"].items():
+        label = f"`{claim_id}` ({entry['sesoi']:g}, {entry['min_n_from_table']})"
+        for world, status, what in cells:
+            rates = [_rate(entry, world, n, status) for n in ns]
+            if all(r is None for r in rates):
+                continue
+            shown = " | ".join("-" if r is None else f"{r:.3f}" for r in rates)
+            lines.append(f"| {label} | {what} | {shown} |")
+            label = ""
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xai_checks.calibration", description=__doc__)
     parser.add_argument("--reps", type=int, default=500)
@@ -441,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(to_markdown(doc))
+    print("the README's table (paste it under 'Calibration'):\n" + readme_table(doc))
     failed = {k: v for k, v in doc["targets"].items() if v}
     print(f"wrote {args.out.with_suffix('.md')} and .json; targets missed: {failed or 'none'}")
     return 0

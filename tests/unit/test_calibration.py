@@ -64,3 +64,11 @@ def test_the_committed_table_sets_every_min_n_and_meets_its_targets():
             claim_id,
             missed,
         )
+
+
+def test_the_readme_shows_the_committed_table():
+    """The README's calibration table is the committed one (not a hand-copied older run)."""
+    from xai_checks.calibration import readme_table
+
+    readme = (TABLE.parents[1] / "README.md").read_text(encoding="utf-8")
+    assert readme_table(json.loads(TABLE.read_text())) in readme
