@@ -125,13 +125,20 @@ def compare_with_baseline(
             continue
         if new["status"] != old["status"]:
             problems.append(f"{claim_id}: verdict {old['status']} -> {new['status']}")
-        old_e = (old.get("tests", {}).get("primary") or {}).get("effect")
-        new_e = (new.get("tests", {}).get("primary") or {}).get("effect")
+        old_e, new_e = _headline_effect(old, new), _headline_effect(new, old)
         if old_e is not None and new_e is not None and abs(new_e - old_e) > tolerance:
             problems.append(
                 f"{claim_id}: effect {old_e:.3f} -> {new_e:.3f} (tolerance {tolerance})"
             )
     return problems
+
+
+def _headline_effect(verdict: Mapping[str, Any], other: Mapping[str, Any]) -> Any:
+    """The effect a baseline compares: the verdict's headline effect (its row, the one with a
+    CI) when both sides have rows, else the primary test's effect (older baselines)."""
+    if isinstance(verdict.get("row"), Mapping) and isinstance(other.get("row"), Mapping):
+        return verdict["row"].get("effect")
+    return (verdict.get("tests", {}).get("primary") or {}).get("effect")
 
 
 def fingerprint(obj: Any) -> str:

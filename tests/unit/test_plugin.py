@@ -150,13 +150,14 @@ def test_effect_drift_beyond_tolerance_fails(project: pytest.Pytester) -> None:
     baseline = project.path / "baseline.json"
     project.runpytest_subprocess(f"--xai-baseline={baseline}", "--xai-update-baseline")
     data = json.loads(baseline.read_text())
-    primary = data["verdicts"]["seed-depth-ratio"]["tests"]["primary"]
-    assert primary["effect"] is not None
-    primary["effect"] += 0.5
+    # the headline effect (the verdict's row, the one with a CI) is what is compared
+    row = data["verdicts"]["native-captum-agreement"]["row"]
+    assert row["effect"] is not None
+    row["effect"] += 0.5
     baseline.write_text(json.dumps(data))
     result = project.runpytest_subprocess(f"--xai-baseline={baseline}", "--xai-tolerance=0.1")
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*REGRESSION seed-depth-ratio: effect*"])
+    result.stdout.fnmatch_lines(["*REGRESSION native-captum-agreement: effect*"])
 
 
 def test_missing_baseline_fails_with_advice(project: pytest.Pytester) -> None:
@@ -445,3 +446,21 @@ def test_holm_across_the_marked_claims_of_a_run(pytester: pytest.Pytester) -> No
     assert "power_statement" in json.dumps(verdicts["native-captum-agreement"]["row"])
     bottom = json.loads(out.read_text())["bottom_line"]
     assert bottom["status"] in {"holds", "does not hold", "undermined", "mixed", "not judged"}
+
+
+def test_baseline_compares_the_headline_effect_and_reads_older_files() -> None:
+    from xai_checks.session import compare_with_baseline
+
+    def verdict(row_effect, primary_effect, with_row=True):
+        v = {"status": "SUPPORTED", "tests": {"primary": {"effect": primary_effect}}}
+        if with_row:
+            v["row"] = {"effect": row_effect}
+        return {"verdicts": {"c": v}}
+
+    # both sides have rows: the headline (row) effect moved, the primary test's did not
+    assert compare_with_baseline(verdict(0.5, 0.1), verdict(0.1, 0.1), tolerance=0.1)
+    assert not compare_with_baseline(verdict(0.1, 0.9), verdict(0.1, 0.1), tolerance=0.1)
+    # a baseline written before verdicts had rows: the primary effects are compared
+    old = verdict(None, 0.1, with_row=False)
+    assert compare_with_baseline(verdict(0.1, 0.5), old, tolerance=0.1)
+    assert not compare_with_baseline(verdict(0.9, 0.1), old, tolerance=0.1)
