@@ -50,6 +50,9 @@ def _effect(row: Mapping[str, Any]) -> str:
     low, high = row.get("ci_low"), row.get("ci_high")
     if low is not None and high is not None:
         text += f" [{fmt(low, '.3f')}, {fmt(high, '.3f')}]"
+    effect_n = row.get("effect_n")
+    if effect_n is not None and effect_n != row.get("n"):
+        text += f" (n={effect_n})"
     return f"{text} {row.get('effect_name') or ''}".strip()
 
 

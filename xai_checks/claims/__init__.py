@@ -74,6 +74,16 @@ def evaluate(claim: Claim | str, study: StudyResult) -> Verdict:
         verdict.status = Status.INCONCLUSIVE
         verdict.add("too-few-photos", "n = 0: no usable photo reached this claim")
         verdict.insufficient = True
+    effect_n = (verdict.effect_size or {}).get("n")
+    if isinstance(effect_n, int) and effect_n < verdict.n:  # say how many photos are behind it
+        verdict.reasons.insert(  # first, so that the last reason stays the deciding one
+            0,
+            Reason(
+                "photos-dropped",
+                f"the headline effect rests on {effect_n} of the {verdict.n} photos: "
+                f"{verdict.n - effect_n} have no finite value in a compared model",
+            ),
+        )
     if verdict.power is None:  # every verdict says what its n could detect, or why it cannot
         verdict.power = _no_power_statement(verdict)
     return verdict

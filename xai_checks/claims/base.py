@@ -168,6 +168,8 @@ class Verdict:
                 "n": self.n,
                 "n_unit": eff.get("unit_of_analysis", "photos"),
                 "effect_name": eff.get("name"),
+                # the photos behind the effect (fewer than n when some had no finite value)
+                "effect_n": eff.get("n"),
                 "effect": eff.get("estimate"),
                 "ci_low": eff.get("ci_low"),
                 "ci_high": eff.get("ci_high"),
