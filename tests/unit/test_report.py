@@ -36,6 +36,9 @@ from xai_checks.study import GridPGRun, ModelRun, SanityRun, StudyConfig, StudyR
 
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: photos in the synthetic studies: above every built-in claim's min_n (100, from the
+#: calibration table), so every section is exercised with its tests, not as "too few photos"
+N_PHOTOS = 120
 
 
 # --------------------------------------------------------------------------- synthetic studies
@@ -107,7 +110,7 @@ def _examples(
 
 def make_study(
     *,
-    n: int = 40,  # above every built-in claim's min_n (30 after calibration)
+    n: int = N_PHOTOS,
     models: tuple[str, ...] = ("pretrained", "untrained"),
     gridpg: str | None = "full",
     sanity: bool = True,
@@ -386,16 +389,16 @@ def test_results_round_trip_and_schema(
     assert prov["models"]["untrained"]["source"] == "random"
     assert doc["config"] == json.loads(json.dumps(study.config.to_dict()))
     ps = doc["photoset"]
-    assert ps["counts"] == {"listed": 41, "used": 40, "skipped": 1, "classes": 5}
+    assert ps["counts"] == {"listed": N_PHOTOS + 1, "used": N_PHOTOS, "skipped": 1, "classes": 5}
     assert ps["skipped"] == [{"file": "/photos/bad0.JPEG", "reason": "truncated or corrupt"}]
     rows = doc["models"]["pretrained"]["photos"]
-    assert len(rows) == 40
+    assert len(rows) == N_PHOTOS
     assert rows[0]["ratio"]["layer2"] is None  # NaN -> null
     assert rows[0]["confidence"] is None
     assert rows[1]["ratio"] == study.runs["pretrained"].records[1]["ratio"]
     assert rows[0]["box_mass"] is not None and rows[1]["box_mass"] is None
     grid = doc["gridpg"]
-    assert grid["n_mosaics"] == 40 and len(grid["specs"]) == 40
+    assert grid["n_mosaics"] == N_PHOTOS and len(grid["specs"]) == N_PHOTOS
     assert study.gridpg is not None
     assert np.allclose(grid["scores"]["untrained"], study.gridpg.scores["untrained"])
     assert doc["sanity"]["rho"]["layer3"][0] is None
