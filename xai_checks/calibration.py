@@ -19,9 +19,10 @@ table at which SUPPORTED reaches 0.8 in both effect worlds.
 
 The simulator's spreads are set from a real study on 12 of the shared ImageNet photos
 (``SCENARIOS``; see ``docs/calibration.md``): the 1000-photo run meant for this was not
-finished, so the spreads are rough and the table should be regenerated once it is. The evaluator runs with ``min_n`` lowered to 2
-(so rates below a claim's minimum are measured, not masked) and, for time, ``n_boot`` = 500
-bootstrap resamples instead of 2000; each claim is judged alone (a family of one, no Holm).
+finished, so the spreads are rough and the table should be regenerated once it is. The
+evaluator runs with ``min_n`` lowered to 2 (so rates below a claim's minimum are measured,
+not masked) and, for time, ``n_boot`` = 500 bootstrap resamples instead of 2000; each claim
+is judged alone (a family of one, no Holm).
 
 ``tox -e calibrate`` (or ``python -m xai_checks.calibration``) writes the full table.
 """
