@@ -459,9 +459,7 @@ def test_data_auto_takes_200_samples_when_found_and_says_so(tmp_path, monkeypatc
 def test_study_without_data_uses_the_samples_it_finds(tmp_path, monkeypatch, capsys):
     samples = _fake_samples(tmp_path / "samples")
     monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(samples))
-    code = main(
-        ["study", "--weights", "random", "--phases", "ratio", "--out", str(tmp_path / "r")]
-    )
+    code = main(["study", "--weights", "random", "--phases", "ratio", "--out", str(tmp_path / "r")])
     assert code in (0, 1)  # verdicts on random weights are not the point here
     doc = json.loads((tmp_path / "r" / "results.json").read_text(encoding="utf-8"))
     assert doc["photoset"]["root"] == str(samples)
