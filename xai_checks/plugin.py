@@ -495,6 +495,15 @@ def xai_verdict(xai_study: StudyRunner, request: pytest.FixtureRequest) -> Any:
     return get
 
 
+def lacking(verdict: Any) -> str:
+    """What an insufficient verdict lacks, for ``--xai-strict``: ``boxes`` or ``data``.
+
+    Read from the reasons' codes, never their text (a GridPG reason that names the class
+    'boxer' is still about photos)."""
+    codes = {getattr(reason, "code", "") for reason in verdict.reasons}
+    return "boxes" if "too-few-boxes" in codes else "data"
+
+
 @pytest.fixture
 def claim_verdict(request: pytest.FixtureRequest, xai_verdict: Any) -> Any:
     """The verdict of the claim named by the test's ``@pytest.mark.claim(id, **overrides)``.
@@ -508,8 +517,7 @@ def claim_verdict(request: pytest.FixtureRequest, xai_verdict: Any) -> Any:
     verdict = xai_verdict(marker.args[0], **marker.kwargs)
     if verdict.insufficient:
         reasons = "; ".join(map(str, verdict.reasons))
-        kind = "boxes" if "box" in reasons.lower() else "data"
-        _strict(request.config, kind, f"{verdict.claim.id}: {reasons}")
+        _strict(request.config, lacking(verdict), f"{verdict.claim.id}: {reasons}")
     if verdict.n == 0 and verdict.status.value == "SUPPORTED":
         pytest.fail(f"{verdict.claim.id}: SUPPORTED with n = 0 is not evidence", pytrace=False)
     return verdict

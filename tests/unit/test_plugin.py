@@ -464,3 +464,20 @@ def test_baseline_compares_the_headline_effect_and_reads_older_files() -> None:
     old = verdict(None, 0.1, with_row=False)
     assert compare_with_baseline(verdict(0.1, 0.5), old, tolerance=0.1)
     assert not compare_with_baseline(verdict(0.9, 0.1), old, tolerance=0.1)
+
+
+def test_strict_kind_comes_from_reason_codes_not_text():
+    """A shortage of photos whose text mentions a 'boxer' is still a shortage of data; the box
+    claim's own shortage is one of boxes (it was guessed from the word 'box' in the text)."""
+    from xai_checks.claims.base import Reason
+    from xai_checks.plugin import lacking
+
+    class V:
+        def __init__(self, *reasons: Reason) -> None:
+            self.reasons = list(reasons)
+
+    photos = Reason("too-few-photos", "only 3 target photos (4 of class 'boxer')")
+    boxes = Reason("too-few-boxes", "the photo set has no bounding boxes")
+    assert lacking(V(photos)) == "data"
+    assert lacking(V(boxes)) == "boxes"
+    assert lacking(V()) == "data"

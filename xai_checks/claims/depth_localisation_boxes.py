@@ -44,7 +44,7 @@ class DepthLocalisationBoxes(LocalisationClaim):
                 if n == 0
                 else f"only {n} photos with boxes; the claim needs at least {self.min_n}"
             )
-            verdict.add("too-few-photos", why)
+            verdict.add("too-few-boxes", why)  # --xai-strict=boxes matches this code
             verdict.insufficient = True
             return verdict
         layers = self.layers or ()
