@@ -288,7 +288,7 @@ def test_strict_fails_a_claim_that_lacks_data(
     strict = project.runpytest_subprocess("--xai-strict=data", *args)
     strict.assert_outcomes(errors=1)  # the claim_verdict fixture fails: an error, not a skip
     assert strict.ret == 1
-    strict.stdout.fnmatch_lines(["*--xai-strict=data: depth-localisation-gridpg*mosaics*"])
+    strict.stdout.fnmatch_lines(["*--xai-strict=data: depth-localisation-gridpg*target photos*"])
 
 
 def test_strict_data_refuses_the_embedded_fallback(pytester: pytest.Pytester, monkeypatch):

@@ -143,12 +143,13 @@ def locate_layers(
     chains: dict[tuple[int, int], list[_Call]] = {}
     for r, leaver in leaving.items():
         stage = leaver.inp
+        version = None if stage is None else stage._version
         returned = [
             c
             for c in calls
             if stage is not None
             and c.out is stage
-            and c.out_version == stage._version
+            and c.out_version == version
             and c.end < leaver.start
         ]
         if not returned:
