@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xai_checks._util import cuda_tf32
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 
 TOL = 1e-5
@@ -250,13 +251,8 @@ def test_target_forms_agree():
 def no_tf32():
     """TF32 convolutions/matmuls (on by default for cuDNN convs on Ampere+) round to ~1e-3; the
     1e-4 CPU-vs-CUDA check is about the engine, not about TF32, so it runs in full float32."""
-    saved = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
+    with cuda_tf32(allowed=False):  # the study's own switch, restored after
         yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 @pytest.mark.cuda
