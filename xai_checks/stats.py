@@ -26,6 +26,7 @@ from scipy import stats as sps
 from xai_checks._util import jsonable
 
 __all__ = [
+    "EFFECT_MULTIPLE",
     "EffectEstimate",
     "PairResult",
     "TestResult",
@@ -562,6 +563,11 @@ def depth_rise(values: ArrayLike) -> FloatArray:
     return np.asarray(slope * (k - 1), dtype=np.float64)
 
 
+#: The calibration's effect worlds put the true effect at this multiple of a claim's SESOI;
+#: power statements and each claim's ``min_n`` are for an effect of this size.
+EFFECT_MULTIPLE = 2.0
+
+
 def detectable_effect(sd: float, n: int, *, alpha: float, power: float = 0.8) -> float:
     """Smallest mean paired difference a one-sided test at ``alpha`` detects with ``power``.
 
@@ -587,14 +593,22 @@ class EffectEstimate:
     1 - alpha bound); ``pvalue`` is the one-sided Wilcoxon signed-rank test of ``> 0``, with
     the matched-pairs rank-biserial correlation as its effect size. ``decision``:
 
-    ``present``  significant (Wilcoxon p < alpha and ci_low > 0) and not shown to be trivially
-                 small (the equivalence upper bound >= sesoi);
-    ``absent``   the equivalence upper bound < sesoi: smaller than the smallest effect of
-                 interest (the bound is ci_high, or a wider one, see ``paired_effect``);
-    ``unclear``  neither (too few photos for this effect).
+    ``present``  shown to reach the smallest effect of interest: ``ci_low >= sesoi`` (a
+                 minimal-effect test at alpha), and significant against zero (Wilcoxon
+                 p < alpha);
+    ``absent``   shown to fall short of it: the upper bound < sesoi (the bound is ci_high,
+                 or a wider one, see ``paired_effect``);
+    ``unclear``  neither (too few photos to place the effect on one side of the SESOI).
 
-    ``mde`` is the smallest mean difference this n detects with 80 % power
-    (:func:`detectable_effect` with the observed standard deviation).
+    The two one-sided decisions exclude each other, so as n grows a true effect above the
+    SESOI moves from ``unclear`` to ``present`` and one below it from ``unclear`` to
+    ``absent``; neither passes through the other (issue 11: an effect between zero and the
+    SESOI used to read ``present`` at small n, being significant against zero, and ``absent``
+    at large n). An effect exactly at the SESOI reads ``present`` or ``absent`` at most
+    alpha of the time each.
+
+    ``mde`` is the smallest true mean difference that this n shows to be ``present`` with
+    80 % power: the SESOI plus :func:`detectable_effect` of the observed standard deviation.
     """
 
     name: str
@@ -760,7 +774,7 @@ def paired_effect(
         )[1]
     if math.isfinite(eq_high) and eq_high < sesoi:
         decision = "absent"
-    elif p < alpha and math.isfinite(low) and low > 0 and eq_high >= sesoi:
+    elif p < alpha and math.isfinite(low) and low >= sesoi and low > 0:
         decision = "present"
     else:
         decision = "unclear"
@@ -779,7 +793,7 @@ def paired_effect(
         sesoi=sesoi,
         alpha=alpha,
         decision=decision,
-        mde=detectable_effect(sd, n, alpha=alpha),
+        mde=sesoi + detectable_effect(sd, n, alpha=alpha),
     )
 
 

@@ -172,6 +172,24 @@ def test_gridpg_supported_confounded_and_refuted(rng):
     assert verdict.status is Status.REFUTED and verdict.reasons[-1].code == "not-above-baseline"
 
 
+def test_a_control_that_explains_an_established_rise_decides_first(rng):
+    """Issue 11's calibration: under a confound the rise is established and the control has
+    it too, while the last layer's margin over chance is still unclear at n = 100. That is
+    CONFOUNDED (the control explains the rise), not INCONCLUSIVE: before, the unclear margin
+    was checked first, and CONFOUNDED under the confound came out 0.78 of the time at n = 100."""
+    n = 100
+    x = np.linspace(0.0, 1.0, 4)
+    level = 0.15 + 0.3 * rng.standard_normal(n)  # last layer 0.35 +- 0.3: unclear vs 0.25 + 0.1
+    main = level[:, None] + (0.2 + 0.02 * rng.standard_normal(n))[:, None] * x
+    control = 0.25 + (0.2 + 0.02 * rng.standard_normal(n))[:, None] * x
+    verdict = evaluate("depth-localisation-gridpg", _grid_study(main, control))
+    above = verdict.tests["last_layer_above_chance"]
+    assert above["decision"] == "unclear", above  # the margin over chance is undecided ...
+    assert verdict.controls["untrained"]["effect"]["decision"] == "absent"
+    assert verdict.status is Status.CONFOUNDED, verdict.summary()  # ... the control decides
+    assert [r.code for r in verdict.reasons][-1] == "control-explains"
+
+
 def test_gridpg_n_counts_distinct_target_photos(rng):
     """One photo is one vote: mosaics that repeat a target photo are not counted again."""
     rising = np.clip(0.25 + _rising(N, rng, step=0.15), 0, 1)

@@ -426,6 +426,35 @@ def test_paired_effect_decisions_against_the_sesoi():
     assert zero.decision == "absent" and zero.pvalue == 1.0
 
 
+def test_an_effect_between_zero_and_the_sesoi_is_never_present():
+    """Issue 11's flip: 'present' is a minimal-effect test (the lower bound above the SESOI).
+
+    A true mean difference of 0.75 SESOI, significant against zero at n = 40, used to read as
+    'present' at small n and 'absent' at large n; now it reads 'unclear' and then 'absent',
+    never 'present', and an effect of twice the SESOI reads 'present'."""
+    from xai_checks.stats import paired_effect
+
+    rng = np.random.default_rng(3)
+    noise = rng.standard_normal(4000)
+    noise = (noise - noise.mean()) / noise.std()
+    small = paired_effect(0.015 + 0.03 * noise[:40], sesoi=0.02, alpha=0.05)
+    assert small.pvalue < 0.05 and small.ci_low > 0  # significant against zero ...
+    assert small.ci_low < 0.02 <= small.ci_high
+    assert small.decision == "unclear"  # ... but not shown to reach the SESOI
+    large = paired_effect(0.015 + 0.03 * noise, sesoi=0.02, alpha=0.05)
+    assert large.decision == "absent"
+    double = paired_effect(0.04 + 0.03 * noise[:40], sesoi=0.02, alpha=0.05)
+    assert double.ci_low > 0.02 and double.decision == "present"
+    # the power statement is about the minimal-effect test: SESOI plus the detection margin
+    assert double.mde == pytest.approx(0.02 + detectable_margin(double.sd, 40), rel=1e-12)
+
+
+def detectable_margin(sd: float, n: int) -> float:
+    from xai_checks.stats import detectable_effect
+
+    return detectable_effect(sd, n, alpha=0.05)
+
+
 def test_detectable_effect_has_the_stated_power():
     """The mde formula against the exact power of a one-sided t-test (noncentral t)."""
     from scipy import stats as sps

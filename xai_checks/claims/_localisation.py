@@ -126,6 +126,23 @@ class LocalisationClaim(Claim):
                 f"{last} is {R.describe_effect(above)} above {baseline_name}, less than {sesoi:g}",
             )
             return
+        # a control that explains an established rise decides first: whatever else is still
+        # unclear (the last layer over the baseline, the paired check), the control has it too
+        explained = (
+            {c: e for c, e in excess.items() if e.decision == "absent"}
+            if rise.decision == "present"
+            else {}
+        )
+        for name, e in explained.items():
+            verdict.add(
+                "control-explains",
+                f"the score rises with depth by {R.describe_effect(rise)} ({conf}), but beyond "
+                f"the {name} control only by {R.describe_effect(e)}, below {sesoi:g}: the "
+                "control localises as well",
+            )
+        if explained:
+            verdict.status = Status.CONFOUNDED
+            return
         unclear = [
             (what, e)
             for what, e in (("the rise with depth", rise), (f"{last} over {baseline_name}", above))
@@ -134,8 +151,8 @@ class LocalisationClaim(Claim):
         for what, e in unclear:
             verdict.add(
                 "effect-unclear",
-                f"{what} {R.describe_effect(e)} ({conf}, p = {R.fmt_p(e.pvalue)}) can neither be "
-                f"told from zero nor ruled below {sesoi:g}",
+                f"{what} {R.describe_effect(e)} ({conf}, p = {R.fmt_p(e.pvalue)}) is not yet "
+                f"shown to reach {sesoi:g}, nor ruled below it",
             )
         if unclear:
             return
@@ -154,16 +171,6 @@ class LocalisationClaim(Claim):
         if not self.controls:
             verdict.status = Status.SUPPORTED
             verdict.add("no-controls", "the claim declares no control")
-            return
-        explained = {c: e for c, e in excess.items() if e.decision == "absent"}
-        for name, e in explained.items():
-            verdict.add(
-                "control-explains",
-                f"beyond the {name} control the rise is only {R.describe_effect(e)}, below "
-                f"{sesoi:g}: the control localises as well",
-            )
-        if explained:
-            verdict.status = Status.CONFOUNDED
             return
         missing = [c for c in self.controls if c not in excess]
         if missing:

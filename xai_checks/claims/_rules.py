@@ -153,20 +153,34 @@ def headline(e: stats.EffectEstimate, *, what: str) -> dict[str, Any]:
 
 
 def power_statement(e: stats.EffectEstimate, *, what: str) -> dict[str, Any]:
-    """The smallest effect this n could detect (80 % power), set against the SESOI."""
+    """How large a true effect this n shows to reach the SESOI (80 % power).
+
+    SUPPORTED rests on a minimal-effect test (the lower bound at or above the SESOI), so the
+    statement names the smallest true effect that passes it with 80 % power, and sets it
+    against the size the calibration's effect worlds use (``stats.EFFECT_MULTIPLE`` times the
+    SESOI)."""
+    target = stats.EFFECT_MULTIPLE * e.sesoi
     if not math.isfinite(e.mde):
         text = f"with n = {e.n} photos no power statement is possible"
     else:
         verdict = (
-            "so the test is powered for the smallest effect of interest"
-            if e.mde <= e.sesoi
-            else "so a true effect of the smallest size of interest would often be missed"
+            f"so an effect of {stats.EFFECT_MULTIPLE:g}x the SESOI ({target:.3g}) would be found"
+            if e.mde <= target
+            else f"so even an effect of {stats.EFFECT_MULTIPLE:g}x the SESOI ({target:.3g}) "
+            "would often be missed: more photos are needed"
         )
         text = (
-            f"with n = {e.n} photos, the smallest {what} detectable with 80% power at "
-            f"alpha {e.alpha:g} is {e.mde:.3f} (SESOI {e.sesoi:g}), {verdict}"
+            f"with n = {e.n} photos, a true {what} of {e.mde:.3f} or more would be shown to "
+            f"reach the SESOI {e.sesoi:g} with 80% power at alpha {e.alpha:g}, {verdict}"
         )
-    return {"mde": e.mde, "power": 0.8, "n": e.n, "sesoi": e.sesoi, "statement": text}
+    return {
+        "mde": e.mde,
+        "power": 0.8,
+        "n": e.n,
+        "sesoi": e.sesoi,
+        "powered_for": target,
+        "statement": text,
+    }
 
 
 def unique_photos(files: Sequence[str]) -> np.ndarray:

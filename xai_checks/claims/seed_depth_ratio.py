@@ -242,24 +242,17 @@ class SeedDepthRatio(Claim):
         if rise.decision == "unclear":
             verdict.add(
                 "effect-unclear",
-                f"the model's rise {text} ({conf}, Wilcoxon p = {R.fmt_p(rise.pvalue)}) can "
-                f"neither be told from zero nor ruled below {sesoi:g}",
+                f"the model's rise {text} ({conf}, Wilcoxon p = {R.fmt_p(rise.pvalue)}) is "
+                f"not yet shown to reach {sesoi:g}, nor ruled below it",
             )
             return
         verdict.add(
             "effect",
             f"the model's ratio rises by {text} ({conf}, Wilcoxon p = {R.fmt_p(rise.pvalue)})",
         )
-        if paired is not None and not R.significant(paired, self.alpha):
-            verdict.add(
-                "paired-check-disagrees",
-                f"but the paired, directional {paired['method']} test disagrees "
-                f"(p = {R.fmt_p(paired['pvalue'])})",
-            )
-            return
-        missing = [c for c in self.controls if c not in excess]
+        # a control that explains the rise decides before the paired check: CONFOUNDED says
+        # more than 'the checks disagree'
         explained = {c: e for c, e in excess.items() if e.decision == "absent"}
-        unclear = {c: e for c, e in excess.items() if e.decision == "unclear"}
         for name, e in explained.items():
             if name == "pooled":
                 verdict.add(
@@ -277,6 +270,15 @@ class SeedDepthRatio(Claim):
         if explained:
             verdict.status = Status.CONFOUNDED
             return
+        if paired is not None and not R.significant(paired, self.alpha):
+            verdict.add(
+                "paired-check-disagrees",
+                f"but the paired, directional {paired['method']} test disagrees "
+                f"(p = {R.fmt_p(paired['pvalue'])})",
+            )
+            return
+        missing = [c for c in self.controls if c not in excess]
+        unclear = {c: e for c, e in excess.items() if e.decision == "unclear"}
         if missing:
             verdict.add("control-missing", f"the declared control(s) {missing} did not run")
             return
