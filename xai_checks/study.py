@@ -52,7 +52,7 @@ from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 from xai_checks.data import PhotoSet, Sample, load_image
 from xai_checks.data.classes import ClassList, ClassListError, Preprocess
 from xai_checks.data.loading import ImageLoadError, transform_photo
-from xai_checks.data.photoset import Skipped, SkippedImageWarning
+from xai_checks.data.photoset import Skipped, SkippedImageWarning, stratified_subset
 from xai_checks.distributed import Shard
 from xai_checks.metrics import (
     DEFAULT_THRESHOLDS,
@@ -127,7 +127,8 @@ class StudyConfig:
     #: GridPG: at most this many target photos (one mosaic each); None for no cap
     gridpg_mosaics: int | None = 1000
     gridpg_confidence: float = 0.9
-    #: photos in the sanity cascade (one batch); the claim's min_n is 100 (calibration table)
+    #: photos in the sanity cascade (one batch; a seeded, class-stratified sample); the
+    #: claim's min_n comes from the calibration table (docs/calibration.md)
     sanity_images: int = 100
     agreement_images: int = 8
     phases: tuple[str, ...] = PHASES
@@ -230,12 +231,15 @@ class GridPGRun:
 class SanityRun:
     """Cascading randomisation: ``rho[step]`` is the per-image Spearman rho with the original.
 
-    ``modules[step]`` lists the model's own modules randomised at that step (cumulatively).
+    ``modules[step]`` lists the model's own modules randomised at that step (cumulatively);
+    ``files[j]`` is the photo behind ``rho[step][j]`` (a seeded, class-stratified sample of
+    the usable photos, at most ``StudyConfig.sanity_images``).
     """
 
     layer: str
     steps: list[str] = field(default_factory=list)
     rho: dict[str, list[float]] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     modules: dict[str, list[str]] = field(default_factory=dict)
 
@@ -692,7 +696,13 @@ def _sanity_phase(
     steps = cascade_steps(model, trace, layers)
     out.steps = [name for name, _ in steps]
     out.modules = {name: list(members) for name, members in steps}
-    samples = [s for s in photoset if str(s.path) not in skipped][: config.sanity_images]
+    # a seeded, class-stratified sample: the first photos in folder order would be the first
+    # classes of a folder sorted by class (the 1000 ImageNet samples are sorted by wnid)
+    samples = stratified_subset(
+        [s for s in photoset if str(s.path) not in skipped],
+        limit=config.sanity_images,
+        seed=derived_seed(config.seed, "sanity/photos"),
+    )
     mine = [(i, s) for i, s in enumerate(samples) if shard.mine(i)]
     transform = config.preprocess.build(photoset.transform_kind)
     device = model_device(model)
@@ -746,6 +756,7 @@ def _sanity_phase(
         out.steps, out.modules = [], {}
         return out
     out.rho = {step: [gathered[r][1][step][j] for _, r, j in order] for step in out.steps}
+    out.files = [str(samples[i].path) for i, _, _ in order]
     out.examples = gathered[0][2]
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -88,6 +90,30 @@ def test_study_is_deterministic(tmp_path):
     np.testing.assert_array_equal(
         np.array(a.sanity.rho["layer4"]), np.array(b.sanity.rho["layer4"])
     )
+
+
+def test_sanity_photos_are_a_seeded_class_stratified_sample(tmp_path):
+    """Issue 11: the sanity cascade used the first ``sanity_images`` photos in folder order, so
+    on a folder sorted by class (the 1000 ImageNet samples, by wnid) it saw only the first
+    classes. It takes a seeded, class-stratified sample of the usable photos and records
+    which photos it used."""
+    root = tmp_path / "flat"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for wnid, name in (("n01443537", "goldfish"), ("n02124075", "Egyptian_cat")):
+        for k in range(4):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                root / f"{wnid}_{name}_{k}.JPEG"
+            )
+    photos = open_photoset(root, layout="flat")
+    config = StudyConfig(batch_size=4, phases=("sanity",), sanity_images=4)
+    study = run_study(Tiny(0), photos, controls={}, config=config)
+    assert study.sanity is not None and len(study.sanity.files) == 4
+    assert all(len(v) == 4 for v in study.sanity.rho.values())
+    wnids = [Path(f).name.split("_")[0] for f in study.sanity.files]
+    assert sorted(wnids) == ["n01443537"] * 2 + ["n02124075"] * 2, wnids  # both classes, 2 each
+    again = run_study(Tiny(0), photos, controls={}, config=config)
+    assert again.sanity is not None and again.sanity.files == study.sanity.files  # seeded
 
 
 def test_unknown_phase_is_rejected():

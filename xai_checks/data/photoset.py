@@ -70,6 +70,7 @@ __all__ = [
     "iter_batches",
     "open_photoset",
     "select",
+    "stratified_subset",
 ]
 
 Layout = Literal["auto", "flat", "tutorial10", "tinyimagenet200", "imagefolder"]
@@ -502,7 +503,7 @@ def select(
     if limit is not None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"limit must be a positive int or None, not {limit!r}")
-        chosen = _stratified(chosen, limit=limit, seed=seed)
+        chosen = stratified_subset(chosen, limit=limit, seed=seed)
     return sorted(chosen, key=_order)
 
 
@@ -517,7 +518,9 @@ def _resolve_in(classes: ClassList, label: str | int) -> int:
     return index
 
 
-def _stratified(samples: list[Sample], *, limit: int, seed: int) -> list[Sample]:
+def stratified_subset(samples: list[Sample], *, limit: int, seed: int) -> list[Sample]:
+    """A seeded, class-stratified subset of at most ``limit`` samples: classes in a seeded
+    order, one photo of each in turn (``open_photoset(limit=...)`` and the sanity phase)."""
     if limit >= len(samples):
         return samples
     rng = random.Random(seed)

@@ -264,6 +264,7 @@ def build_results(
             "layer": study.sanity.layer,
             "steps": list(study.sanity.steps),
             "rho": {k: list(v) for k, v in study.sanity.rho.items()},
+            "files": list(study.sanity.files),
         },
         "agreement": None if study.agreement is None else dict(study.agreement),
         "tests": _tests(verdicts),
