@@ -57,14 +57,7 @@ def test_the_committed_table_sets_every_min_n_and_meets_its_targets():
         assert get_claim(claim_id).min_n == min_n_from(entry), claim_id
         assert get_claim(claim_id).sesoi == entry["sesoi"], claim_id
         missed = check_targets(claim_id, entry | {"declared_min_n": min_n_from(entry)})
-        # the one documented miss (docs/calibration.md, the claims note): at n = 100 the
-        # localisation claims' CONFOUNDED rate under the confound is below 0.9 (it is 1.0 at
-        # n = 1000): their per-photo spread is large against the SESOI of 0.1
-        allowed = claim_id.startswith("depth-localisation")
-        assert all(allowed and m.startswith("CONFOUNDED") and "n=100)" in m for m in missed), (
-            claim_id,
-            missed,
-        )
+        assert not missed, (claim_id, missed)
 
 
 def test_the_readme_shows_the_committed_table():

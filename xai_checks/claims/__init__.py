@@ -99,8 +99,8 @@ def _no_power_statement(verdict: Verdict) -> dict[str, object]:
     elif verdict.n < claim.min_n:
         text = (
             f"n = {verdict.n} photos is below this claim's min_n = {claim.min_n}, the n at which "
-            f"the calibration (docs/calibration.md) reaches 80% power for its SESOI "
-            f"{claim.sesoi:g}: no effect was estimated"
+            f"the calibration (docs/calibration.md) reaches 80% power for a true effect of "
+            f"2x its SESOI {claim.sesoi:g}: no effect was estimated"
         )
     else:
         text = "no effect was estimated, so no power statement is possible"

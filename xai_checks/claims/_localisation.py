@@ -31,7 +31,8 @@ class LocalisationClaim(Claim):
     #: in a 2x2 grid), declared before any photo: for the rise, for the margin over the
     #: baseline, and beyond a control
     sesoi = 0.1
-    #: from the calibration table (docs/calibration.md): power >= 0.8 at the SESOI
+    #: from the calibration table (docs/calibration.md): SUPPORTED reaches 0.8 in both effect
+    #: worlds (a true effect of 2x the SESOI) from this n on, for GridPG and boxes alike
     min_n = 100
 
     def judge(

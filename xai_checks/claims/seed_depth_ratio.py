@@ -49,10 +49,12 @@ class SeedDepthRatio(Claim):
     controls = ("untrained", "pooled")
     #: a fitted rise of 2 percentage points of the image's pixels above the threshold, from the
     #: first layer to the last, beyond what a control shows: the ratio itself is a few percent
-    #: of the image (declared before the new rules saw any photo)
+    #: of the image. Not pre-registered: it was set after a 12-photo run had shown an excess
+    #: of about 0.03, and is kept unchanged since, so that no later photo moved it
     sesoi = 0.02
-    #: from the calibration table (docs/calibration.md): power >= 0.8 at the SESOI
-    min_n = 100
+    #: from the calibration table (docs/calibration.md): SUPPORTED reaches 0.8 in both effect
+    #: worlds (a true effect of 2x the SESOI) from this n on
+    min_n = 50
 
     def threshold_for(self, study: StudyResult | None) -> float | None:
         if self.params.get("threshold") is not None:
