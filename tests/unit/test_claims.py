@@ -457,6 +457,21 @@ def test_bottom_line_connects_a_supported_depth_claim_with_a_failed_sanity_check
     assert bottom_line([grid, ok_sanity])["status"] == "holds"
 
 
+def test_bottom_line_names_an_undecided_depth_claim():
+    """The seed claim on 200 photos is INCONCLUSIVE (the residual after pooling straddles the
+    SESOI) beside a SUPPORTED GridPG: the bottom line used to say 'holds' and name only
+    GridPG, so the reader never learnt that the seed's own measure was left undecided."""
+    from xai_checks.claims import Reason, bottom_line
+
+    grid = _verdict("depth-localisation-gridpg", Status.SUPPORTED, 1e-9)
+    ok_sanity = _verdict("sanity-randomisation", Status.SUPPORTED, 1e-3)
+    seed = _verdict("seed-depth-ratio", Status.INCONCLUSIVE, 1e-9)
+    seed.reasons.append(Reason("control-unclear", "beyond the pooled control the rise is ..."))
+    line = bottom_line([seed, grid, ok_sanity])
+    assert line["status"] == "holds"
+    assert any(p.startswith("seed-depth-ratio is INCONCLUSIVE") for p in line["points"]), line
+
+
 def test_every_verdict_states_its_power_even_when_no_effect_was_estimated(rng):
     """A verdict with too few photos, or one that is no statistical test, used to carry no
     power statement at all, so the table, claims.json and report showed a blank."""

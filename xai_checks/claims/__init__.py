@@ -239,7 +239,15 @@ def bottom_line(verdicts: Sequence[Verdict]) -> dict[str, object]:
     else:
         status = "mixed" if guards_failed else "not judged"
         text = "The depth claims could not be decided on these photos."
-    undecided = [v.claim.id for v in verdicts if v.status is Status.INCONCLUSIVE]
+    undecided = []
+    for v in verdicts:
+        if v.status is not Status.INCONCLUSIVE:
+            continue
+        if v.claim.metric in _DEPTH_METRICS and not v.insufficient and v.reasons:
+            # enough photos, and still undecided: say why (a CI straddles the SESOI)
+            points.append(f"{v.claim.id} is INCONCLUSIVE: {v.reasons[-1]}")
+        else:
+            undecided.append(v.claim.id)
     if undecided:
         points.append(f"not decided here: {', '.join(undecided)}")
     return {"status": status, "text": text, "points": points}
