@@ -436,16 +436,17 @@ def _fake_samples(root: Path) -> Path:
     return root
 
 
-def test_data_auto_takes_200_samples_when_found_and_says_so(tmp_path, monkeypatch):
-    """The main job's default: the ImageNet samples where this machine has them (200 unless
-    --limit says otherwise), else the embedded photos with what to run for every claim."""
+def test_data_auto_takes_400_samples_when_found_and_says_so(tmp_path, monkeypatch):
+    """The main job's default: the ImageNet samples where this machine has them (400 unless
+    --limit says otherwise: enough to decide the seed claim), else the embedded photos with
+    what to run for every claim."""
     from xai_checks.options import AUTO_LIMIT, auto_photos_note
 
     samples = _fake_samples(tmp_path / "samples")
     monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(samples))
     limit, note = auto_photos_note("auto", None)
-    assert limit == AUTO_LIMIT == 200
-    assert str(samples) in note and "200" in note
+    assert limit == AUTO_LIMIT == 400
+    assert str(samples) in note and "400" in note
     assert auto_photos_note("auto", 50)[0] == 50
     assert auto_photos_note("embedded", None) == (None, "")
     assert auto_photos_note(str(samples), None) == (None, "")

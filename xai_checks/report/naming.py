@@ -83,6 +83,8 @@ def see_more(verdicts: Any) -> list[str]:
 
     Shown in the report's header and printed by ``xai-checks study`` after its table.
     """
+    from xai_checks.options import AUTO_LIMIT
+
     starved = [v.claim.id for v in verdicts if getattr(v, "insufficient", False)]
     if not starved:
         return []
@@ -92,8 +94,8 @@ def see_more(verdicts: Any) -> list[str]:
     if any("box" not in c for c in starved):
         lines.append(
             "To see every claim on real photos, fetch the 1000 ImageNet sample photos once and "
-            "run the study on 200 of them: xai-checks data fetch imagenet-samples && "
-            "xai-checks study --data imagenet-samples --limit 200"
+            f"run the study on {AUTO_LIMIT} of them: xai-checks data fetch imagenet-samples && "
+            f"xai-checks study --data imagenet-samples --limit {AUTO_LIMIT}"
         )
     if any("box" in c for c in starved):
         lines.append(
