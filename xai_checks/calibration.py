@@ -28,9 +28,11 @@ the table at which SUPPORTED reaches 0.8 in both effect worlds.
 The simulator's spreads (``SCENARIOS``) are fitted to the real 200-photo baseline study
 (pretrained and untrained ResNet-50 on 200 of the shared ImageNet photos: a line per photo
 through its four layers gives the level, the rise and the residual noise; the rise's spread is
-corrected for the noise's share). The size of the confound is measured for the seed claim
-(the rise that pooling removes) and assumed for the localisation claims, whose untrained
-control shows none. The box claim has no real boxes to fit and borrows GridPG's spreads.
+corrected for the noise's share). The confound's size is not fitted: it is 2x the SESOI for
+every claim, large enough that the confound alone passes the rise test, which is the case
+CONFOUNDED exists for (the seed claim's measured confound, the rise that pooling removes, is
+0.017: below its SESOI, so alone it would read REFUTED; the localisation claims' untrained
+control shows none). The box claim has no real boxes to fit and borrows GridPG's spreads.
 The evaluator runs with ``min_n`` lowered to 2 (so rates below a claim's minimum are measured,
 not masked) and, for time, ``n_boot`` = 500 bootstrap resamples instead of 2000; each claim
 is judged alone (a family of one, no Holm).
