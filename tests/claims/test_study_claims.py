@@ -64,12 +64,12 @@ def test_deeper_layers_localise_the_label(claim_verdict):
 @pytest.mark.claim("sanity-randomisation")
 def test_layer4_map_depends_on_learned_parameters(claim_verdict):
     """SUPPORTED since issue 11 (was a strict xfail: REFUTED on 8 photos, median |rho| 0.513
-    after randomising fc against the bound 0.5). On a seeded, class-stratified 100 of the 200
-    baseline photos the weakest step is the last (conv1+bn1: median |rho| 0.357; 23 of its
-    randomised maps are constant, so its margin rests on 77 photos), with a margin below 0.5 of
-    0.148 [0.109, 0.186] (90% CI), shown above the SESOI 0.1. On a stratified 100 of all 1000
-    photos: 0.149 [0.113, 0.186] at fc. (Before the stratified sample the phase took the first
-    100 photos in folder order; on the 1000, sorted by wnid, that gave 0.100 [0.057, 0.141].)"""
+    after randomising fc against the bound 0.5). On all 200 baseline photos (the phase takes
+    a seeded, class-stratified 200) the weakest step is fc, median |rho| 0.317, with a margin
+    below 0.5 of 0.165 [0.139, 0.191] (90% CI), shown above the SESOI 0.1. Before issue 11's
+    changes the phase took the first 100 photos in folder order; on the 1000, sorted by wnid,
+    that gave 0.100 [0.057, 0.141], and 100 stratified photos decide this margin only about
+    half the time (0.131 on the default 400's first 100)."""
     assert claim_verdict.status is Status.SUPPORTED, claim_verdict.summary()
     assert claim_verdict.n >= claim_verdict.claim.min_n
 
