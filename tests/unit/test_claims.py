@@ -472,6 +472,20 @@ def test_bottom_line_names_an_undecided_depth_claim():
     assert any(p.startswith("seed-depth-ratio is INCONCLUSIVE") for p in line["points"]), line
 
 
+def test_bottom_line_names_the_control_that_explains_the_seed():
+    """On 400 and 1000 photos the seed claim is CONFOUNDED by pooling (map resolution), not
+    by the untrained control; the bottom line used to blame 'a network that learned nothing'
+    whichever control explained it."""
+    from xai_checks.claims import Reason, bottom_line
+
+    grid = _verdict("depth-localisation-gridpg", Status.SUPPORTED, 1e-9)
+    seed = _verdict("seed-depth-ratio", Status.CONFOUNDED, 1e-9)
+    seed.reasons.append(Reason("pooling-explains", "after pooling ... below 0.02"))
+    points = bottom_line([seed, grid])["points"]
+    assert any("map resolution" in p and "pooling" in p for p in points), points
+    assert not any("learned nothing" in p for p in points), points
+
+
 def test_every_verdict_states_its_power_even_when_no_effect_was_estimated(rng):
     """A verdict with too few photos, or one that is no statistical test, used to carry no
     power statement at all, so the table, claims.json and report showed a blank."""

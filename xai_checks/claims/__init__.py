@@ -211,10 +211,18 @@ def bottom_line(verdicts: Sequence[Verdict]) -> dict[str, object]:
     if supported_depth and failed_depth:
         seed = next((v for v in failed_depth if v.claim.metric == "ratio"), None)
         if seed is not None and seed.status is Status.CONFOUNDED:
-            points.append(
-                "the seed's ratio measure rises in a network that learned nothing too, so it "
-                "cannot show localisation; the ground-truth claims can, and do"
-            )
+            codes = {getattr(r, "code", "") for r in seed.reasons}
+            if "pooling-explains" in codes:
+                points.append(
+                    "the seed's ratio rise is mostly map resolution: too little of it survives "
+                    "pooling every layer's map to one grid, so it cannot show localisation; the "
+                    "ground-truth claims can, and do"
+                )
+            if "control-explains" in codes or "pooling-explains" not in codes:
+                points.append(
+                    "the seed's ratio measure rises in a network that learned nothing too, so "
+                    "it cannot show localisation; the ground-truth claims can, and do"
+                )
     points.extend(guards_failed)
     if not judged:
         status, text = "not judged", "No claim could be judged on these photos."
