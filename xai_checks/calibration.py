@@ -388,16 +388,6 @@ def min_n_from(entry: dict[str, Any], *, power: float = 0.8) -> int | None:
     return None
 
 
-def retarget(doc: dict[str, Any]) -> dict[str, Any]:
-    """Recompute each claim's ``min_n_from_table`` and the targets from the table's rows (for
-    a change of rule that needs no new simulation); ``declared_min_n`` becomes the table's."""
-    for entry in doc["claims"].values():
-        entry["min_n_from_table"] = min_n_from(entry)
-        entry["declared_min_n"] = entry["min_n_from_table"]
-    doc["targets"] = check_targets_dict(doc["claims"])
-    return doc
-
-
 def mc_bound(rate: float, reps: int, *, upper: bool, level: float = 0.999) -> float:
     """The rate a binomial count of ``reps`` trials would not pass (one-sided ``level``)."""
     q = level if upper else 1 - level

@@ -292,7 +292,8 @@ def strict_kinds(text: str) -> tuple[str, ...]:
 #: Enough to decide every built-in claim on these photos: the seed claim's real residual after
 #: pooling is about 0.75x its SESOI, which the calibration decides (CONFOUNDED) 0.80 of the
 #: time at n = 300; on a stratified 200 of the shared photos it stays INCONCLUSIVE, on 300,
-#: 400 and all 1000 it is CONFOUNDED. The 200-photo CI baseline passes ``--xai-limit 200``.
+#: 400 and all 1000 it is CONFOUNDED. The suite's 200-photo baseline sets ``--xai-limit=200``
+#: in pyproject's pytest addopts.
 AUTO_LIMIT = 400
 
 

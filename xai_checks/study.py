@@ -722,18 +722,21 @@ def _sanity_phase(
         if not loaded:
             return [], rho, examples
         # in batches of config.batch_size, so memory does not grow with sanity_images
-        chunks = [
-            loaded[k : k + config.batch_size] for k in range(0, len(loaded), config.batch_size)
+        batches = [
+            (
+                torch.stack([t for _, t, _ in chunk]),
+                torch.tensor([label for _, _, label in chunk]),
+            )
+            for chunk in (
+                loaded[k : k + config.batch_size] for k in range(0, len(loaded), config.batch_size)
+            )
         ]
 
         def maps_of(net: nn.Module) -> Tensor:
             engine = _make_cam(net, [layer], config)
-            out = []
-            for chunk in chunks:
-                x = torch.stack([t for _, t, _ in chunk]).to(device)
-                y = torch.tensor([label for _, _, label in chunk]).to(device)
-                out.append(engine(x, targets=y).maps[layer].cpu())
-            return torch.cat(out)
+            return torch.cat(
+                [engine(x.to(device), targets=y.to(device)).maps[layer].cpu() for x, y in batches]
+            )
 
         original = maps_of(model)
         randomised = copy.deepcopy(model)
@@ -751,7 +754,7 @@ def _sanity_phase(
             if progress:
                 progress("sanity", k + 1, len(steps))
         if shard.is_main:
-            first = loaded[0][1].unsqueeze(0)
+            first = batches[0][0][:1]
             examples.insert(
                 0,
                 {

@@ -26,7 +26,7 @@ class SanityRandomisation(Claim):
     #: |rho| must fall at least 0.1 below the bound on average to count as "changed"
     sesoi = 0.1
     #: from the calibration table (docs/calibration.md): SUPPORTED reaches 0.8 for a margin
-    #: of 2x the SESOI from this n on (the sanity phase uses 100 photos by default)
+    #: of 2x the SESOI from this n on (the sanity phase uses 200 photos by default)
     min_n = 100
 
     def default_layers(self, study: StudyResult) -> tuple[str, ...]:
