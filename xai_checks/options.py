@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from xai_checks.defaults import AUTO_LIMIT
+
 __all__ = [
     "ALL",
     "AUTO_LIMIT",
@@ -286,15 +288,6 @@ def strict_kinds(text: str) -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------- checks
-
-
-#: photos taken from the ImageNet samples when ``--data auto`` finds them and no --limit is set.
-#: Enough to decide every built-in claim on these photos: the seed claim's real residual after
-#: pooling is about 0.75x its SESOI, which the calibration decides (CONFOUNDED) 0.80 of the
-#: time at n = 300; on a stratified 200 of the shared photos it stays INCONCLUSIVE, on 300,
-#: 400 and all 1000 it is CONFOUNDED. The suite's 200-photo baseline sets ``--xai-limit=200``
-#: in pyproject's pytest addopts.
-AUTO_LIMIT = 400
 
 
 def auto_photos_note(data: str, limit: int | None) -> tuple[int | None, str]:

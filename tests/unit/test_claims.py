@@ -409,12 +409,13 @@ def test_an_entry_point_whose_name_is_not_the_claim_id_is_an_error(tmp_path, mon
 
 
 def test_report_section_carries_the_verdict_row(rng):
-    from xai_checks.report.sections import ReportSection
+    from xai_checks.report.sections import ReportSection, default_claim_section
 
     study = _study(_rising(N, rng), control=_flat(N, rng))
     claim = get_claim("seed-depth-ratio")
     verdict = evaluate(claim, study)
-    section = claim.report_section(study, verdict)
+    assert claim.report_section(study, verdict) is None  # the report supplies the section
+    section = default_claim_section(claim, study, verdict)
     assert isinstance(section, ReportSection) and section.id == "seed-depth-ratio"
     assert section.context["row"]["status"] == verdict.status.value
     assert section.context["hypothesis"] == verdict.hypothesis

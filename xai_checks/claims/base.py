@@ -347,17 +347,6 @@ class Claim:
         raise NotImplementedError
 
     def report_section(self, study: StudyResult, verdict: Verdict) -> ReportSection | None:
-        """The claim's section of the report (default: its verdict and reasons, no figure)."""
-        from xai_checks.report.sections import ReportSection
-
-        return ReportSection(
-            id=self.id,
-            title=self.title or self.id,
-            template="claim.html.j2",
-            context={
-                "claim": self.to_dict(),
-                "hypothesis": verdict.hypothesis or self.hypothesis_for(study),
-                "verdict": verdict.to_dict(),
-                "row": verdict.row(),
-            },
-        )
+        """The claim's own section of the report, or None (the default): the report then shows
+        the section it registers for this claim's id, else the verdict row and reasons."""
+        return None

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from xai_checks.defaults import AUTO_LIMIT
+
 __all__ = [
     "METHOD_NAMES",
     "method_name",
@@ -83,8 +85,6 @@ def see_more(verdicts: Any) -> list[str]:
 
     Shown in the report's header and printed by ``xai-checks study`` after its table.
     """
-    from xai_checks.options import AUTO_LIMIT
-
     starved = [v.claim.id for v in verdicts if getattr(v, "insufficient", False)]
     if not starved:
         return []

@@ -6,8 +6,8 @@ A page is a list of :class:`ReportSection` records, each rendered by its own Jin
 1. page sections registered with ``order < 500`` (the verdict table);
 2. one section per evaluated claim, in the order the claims were evaluated: the claim's own
    ``Claim.report_section(study, verdict)`` when its class defines one, else the built-in
-   section registered for its id with :func:`register_claim_section`, else the claim base
-   class's default section (verdict row and reasons), so every claim a run evaluated is on the
+   section registered for its id with :func:`register_claim_section`, else
+   :func:`default_claim_section` (verdict row and reasons), so every claim a run evaluated is on the
    page (a claim evaluated twice gets a second, numbered section);
 3. page sections registered with ``order >= 500`` (what was skipped, provenance).
 
@@ -31,6 +31,7 @@ __all__ = [
     "ReportSection",
     "SectionBuilder",
     "collect_sections",
+    "default_claim_section",
     "figure_png",
     "register_claim_section",
     "register_section",
@@ -92,34 +93,37 @@ def register_claim_section(
     return wrap
 
 
-def _overrides_report_section(claim: Any) -> bool:
-    """The claim's class defines its own ``report_section`` (not just the base default)."""
-    own = getattr(type(claim), "report_section", None)
-    if own is None:
-        return False
-    try:
-        from xai_checks.claims.base import Claim
-    except ImportError:  # pragma: no cover - claims always ship with the report
-        return True
-    return own is not getattr(Claim, "report_section", None)
+def default_claim_section(claim: Any, study: Any, verdict: Any) -> ReportSection:
+    """The section of a claim that neither defines its own nor has one registered for its id:
+    its hypothesis, verdict row and reasons (template ``claim.html.j2``)."""
+    return ReportSection(
+        id=claim.id,
+        title=claim.title or claim.id,
+        template="claim.html.j2",
+        context={
+            "claim": claim.to_dict(),
+            "hypothesis": verdict.hypothesis or claim.hypothesis_for(study),
+            "verdict": verdict.to_dict(),
+            "row": verdict.row(),
+        },
+    )
 
 
 def _claim_section(
     study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
 ) -> ReportSection | None:
-    """The claim's own section; else the built-in one for its metric; else the claim's default."""
+    """The claim's own section; else the built-in one for its id; else the claim's default."""
+    from xai_checks.claims.base import Claim
+
     claim = verdict.claim
-    if _overrides_report_section(claim):
+    own = getattr(type(claim), "report_section", None)
+    if own is not None and own is not Claim.report_section:
         return claim.report_section(study, verdict)
     builder = _CLAIM.get(str(getattr(claim, "id", "")))
     if builder is not None:
         return builder(study, verdict, verdicts, doc)
-    default = getattr(claim, "report_section", None)
-    if callable(default):
-        section = default(study, verdict)
-        if section is not None:
-            section.context.setdefault("verdict", verdict)
-            return section
+    if own is not None:
+        return default_claim_section(claim, study, verdict)
     return _CLAIM["*"](study, verdict, verdicts, doc)
 
 
@@ -127,8 +131,6 @@ def collect_sections(
     study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
 ) -> list[ReportSection]:
     """Every section of the page, in page order."""
-    from xai_checks.report import builtin  # noqa: F401  (registers the built-in sections)
-
     page = sorted(_PAGE.items(), key=lambda item: item[1][0])
     out: list[ReportSection] = []
     for _, (order, builder) in page:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from xai_checks.report import builtin  # noqa: F401  (registers the built-in sections)
 from xai_checks.report.html import render_html
 from xai_checks.report.schema import build_results, validate_results
 from xai_checks.report.sections import collect_sections, figure_png
