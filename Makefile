@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.xai-checks-installed
 BASELINE ?= fixtures/baselines/imagenet-samples-200.json
-# the exact versions this machine uses (pyproject.toml declares ranges)
+# the exact versions CI and make use (pyproject.toml declares ranges)
 CONSTRAINTS ?= constraints.txt
 # CI fails, instead of skipping, a claim that lacks the photos it expects
 STRICT ?= data

@@ -22,7 +22,7 @@ Implementations (all produce per-layer maps at input resolution, per-image min-m
 ``study_e2e``        the study end to end on the same N photos: ``run_study`` with the ratio
                      phase and no control, i.e. decoding in ``DataLoader`` workers + transform +
                      the fused engine + per-photo metrics. ``study_e2e / engine_photos`` is
-                     issue 12's "end-to-end photos/s vs the engine alone" ratio.
+                     the "end-to-end photos/s vs the engine alone" ratio.
 
 Engine experiments (``--bench-variants=yes``, batch 8 only, see ``engine_variants.py``):
 ``plain_bf16``/``ours_fused_bf16`` (autocast bfloat16), ``plain_bnfold``/``ours_fused_bnfold``

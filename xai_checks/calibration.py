@@ -19,7 +19,7 @@ the verdict machinery is wrong:
                       from SUPPORTED to CONFOUNDED as n grows. (The sanity claim, which has no
                       confound, has ``trivial`` instead.)
 
-Targets (issue 11): false SUPPORTED under ``null``, ``confound`` and ``trivial*`` <= alpha
+Targets: false SUPPORTED under ``null``, ``confound`` and ``trivial*`` <= alpha
 (allowing for Monte-Carlo error); CONFOUNDED under ``confound`` >= 0.9 at n >= 100; SUPPORTED
 under ``effect`` and ``effect+confound`` >= 0.8 at the claim's ``min_n``; no verdict flips
 from SUPPORTED to CONFOUNDED only because n grew. Each claim's ``min_n`` is the smallest n of

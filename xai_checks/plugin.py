@@ -100,7 +100,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     from xai_checks.distributed import TorchrunPytestPlugin, env_world_size
 
-    if env_world_size() > 1:  # torchrun: one study sharded over the ranks (issue 12)
+    if env_world_size() > 1:  # torchrun: one study sharded over the ranks
         device = str(getattr(config.option, "xai_device", None) or "cpu")
         config.pluginmanager.register(TorchrunPytestPlugin(device), "xai-checks-torchrun")
     if config.option.help or getattr(config.option, "version", False):

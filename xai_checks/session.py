@@ -70,7 +70,7 @@ class Settings:
     baseline_optional: bool
     tolerance: float
     strict: tuple[str, ...]
-    #: the model, its layers, labels and preprocessing (issue 9); None: the defaults
+    #: the model, its layers, labels and preprocessing; None: the defaults
     model: str | None = None
     control_model: str | None = None
     method: str = "gradcam"

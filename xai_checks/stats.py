@@ -602,10 +602,9 @@ class EffectEstimate:
 
     The two one-sided decisions exclude each other, so as n grows a true effect above the
     SESOI moves from ``unclear`` to ``present`` and one below it from ``unclear`` to
-    ``absent``; neither passes through the other (issue 11: an effect between zero and the
-    SESOI used to read ``present`` at small n, being significant against zero, and ``absent``
-    at large n). An effect exactly at the SESOI reads ``present`` or ``absent`` at most
-    alpha of the time each.
+    ``absent``; neither passes through the other (an effect between zero and the SESOI is
+    never called ``present`` only because it is significant against zero). An effect exactly
+    at the SESOI reads ``present`` or ``absent`` at most alpha of the time each.
 
     ``mde`` is the smallest true mean difference that this n shows to be ``present`` with
     80 % power: the SESOI plus :func:`detectable_effect` of the observed standard deviation.

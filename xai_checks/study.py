@@ -127,18 +127,17 @@ class StudyConfig:
     #: GridPG: at most this many target photos (one mosaic each); None for no cap
     gridpg_mosaics: int | None = 1000
     gridpg_confidence: float = 0.9
-    #: photos in the sanity cascade (a seeded, class-stratified sample, in batches). 200:
-    #: the real margin at the weakest step (fc) is about 0.13-0.15 against the claim's SESOI
-    #: of 0.1 with a per-photo spread of about 0.24, which 100 photos decide only about half
-    #: the time (on the default 400 photos, 100 gave 0.131 with its CI's lower bound below 0.1)
+    #: photos in the sanity cascade (a seeded, class-stratified sample, in batches). With a
+    #: per-photo spread of the margin near 0.24, 200 photos give a 90% CI of about +-0.03,
+    #: narrow enough to place a margin 0.03 from the claim's SESOI of 0.1 on one side of it
     sanity_images: int = 200
     agreement_images: int = 8
     phases: tuple[str, ...] = PHASES
     preprocess: Preprocess = field(default_factory=Preprocess)
     layers_auto: bool = False
-    #: on CUDA, let cuDNN and cuBLAS use TF32 (PyTorch's default for convolutions). Off here:
-    #: on an H200, TF32 moved a random ResNet-50's layer1 maps by up to 0.19 from the CPU's,
-    #: against 7e-4 in full float32 (benchmarks/results/gpu-nvidia-h200.md)
+    #: on CUDA, let cuDNN and cuBLAS use TF32 (PyTorch's default for convolutions). Off by
+    #: default: TF32 keeps a 10-bit mantissa, which moves Grad-CAM maps far more than float32
+    #: rounding does (benchmarks/results/gpu-nvidia-h200.md has the sizes)
     tf32: bool = False
     workers: int | None = field(default=None, compare=False)
 
@@ -900,7 +899,7 @@ def run_study(
     if isinstance(model, Mapping):
         raise TypeError(
             "run_study takes the model under test, and controls=... by name; "
-            "roles are no longer given by the order of a dict"
+            "a dict of models does not say which one is under test"
         )
     config = config or StudyConfig()
     with cuda_tf32(allowed=config.tf32):

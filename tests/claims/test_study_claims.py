@@ -38,17 +38,13 @@ def test_seed_test_cannot_tell_trained_from_untrained(claim_verdict):
 
 @pytest.mark.claim("seed-depth-ratio")
 def test_seed_claim_is_not_shown_beyond_map_resolution(claim_verdict):
-    """The seed's conclusion does not survive its controls. Under issue 11's minimal-effect
-    rule SUPPORTED needs the rise beyond each control shown to reach the SESOI (0.02).
+    """The seed's conclusion does not survive its controls. Under the minimal-effect rule
+    SUPPORTED needs the rise beyond each control shown to reach the SESOI (0.02).
 
-    On the 200 baseline photos the ratio rises by 0.031 per photo, but what is left after
-    pooling every map to one grid (0.014 [0.008, 0.019], 90% CI, before this change) cannot be
-    shown to reach 0.02; neither can the excess over the untrained control. So the verdict is
-    INCONCLUSIVE at 200 photos, and CONFOUNDED on all 1000 (``--xai-limit all``: the pooled
-    residual 0.015 [0.013, 0.018] is shown below 0.02). It was SUPPORTED on 200 photos under
-    the old rule ("significant against zero and not yet ruled below the SESOI") and flipped
-    to CONFOUNDED as n grew; that flip is what the new rule removes. This test fails if the
-    claim ever reads SUPPORTED, or if the residual after pooling is shown to reach the SESOI."""
+    What is left of the rise after pooling every map to one grid cannot be shown to reach
+    0.02, so the verdict is INCONCLUSIVE on the 200 baseline photos and CONFOUNDED on all 1000
+    (``--xai-limit all``; CHANGELOG.md has the numbers). This test fails if the claim ever
+    reads SUPPORTED, or if the residual after pooling is shown to reach the SESOI."""
     assert claim_verdict.status in (Status.INCONCLUSIVE, Status.CONFOUNDED), claim_verdict.summary()
     pooled = claim_verdict.controls["pooled"]["effect"]
     assert pooled["decision"] != "present" and pooled["ci_low"] < claim_verdict.claim.sesoi, pooled
@@ -63,13 +59,9 @@ def test_deeper_layers_localise_the_label(claim_verdict):
 
 @pytest.mark.claim("sanity-randomisation")
 def test_layer4_map_depends_on_learned_parameters(claim_verdict):
-    """SUPPORTED since issue 11 (was a strict xfail: REFUTED on 8 photos, median |rho| 0.513
-    after randomising fc against the bound 0.5). On all 200 baseline photos (the phase takes
-    a seeded, class-stratified 200) the weakest step is fc, median |rho| 0.317, with a margin
-    below 0.5 of 0.165 [0.139, 0.191] (90% CI), shown above the SESOI 0.1. Before issue 11's
-    changes the phase took the first 100 photos in folder order; on the 1000, sorted by wnid,
-    that gave 0.100 [0.057, 0.141], and 100 stratified photos decide this margin only about
-    half the time (0.131 on the default 400's first 100)."""
+    """Randomising the parameters from the top down moves the layer4 map: at every step of the
+    cascade the median |rho| with the original map is below 0.5 by at least the SESOI (0.1),
+    on a seeded, class-stratified sample of the photos, at least ``min_n`` of them."""
     assert claim_verdict.status is Status.SUPPORTED, claim_verdict.summary()
     assert claim_verdict.n >= claim_verdict.claim.min_n
 

@@ -157,7 +157,7 @@ def test_cache_lock_excludes_another_process(tmp_path: Path) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# permissions, a cache path that is a file, stale temporary files (issue 10)
+# permissions, a cache path that is a file, stale temporary files
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

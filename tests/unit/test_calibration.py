@@ -1,4 +1,4 @@
-"""The tests of the tests: the claims' real evaluators on simulated studies (issue 11.3).
+"""The tests of the tests: the claims' real evaluators on simulated studies.
 
 The CI version runs few repetitions (about a minute on a loaded 2-core machine); the full
 table is `tox -e calibrate`, committed as docs/calibration.md and .json. Bounds are binomial
@@ -40,7 +40,7 @@ def test_verdict_rates_meet_the_targets_at_n_100(small_table, claim_id):
     alpha = entry["alpha"]
     rows = {row["world"]: row for row in entry["rows"]}
     assert set(rows) == set(WORLDS)
-    # false SUPPORTED <= alpha, also where a real effect sits below the SESOI (issue 11's flip)
+    # false SUPPORTED <= alpha, also where a real effect sits between zero and the SESOI
     for world in ("null", "confound", "trivial+confound"):
         assert rows[world]["SUPPORTED"] <= mc_bound(alpha, REPS, upper=True), (world, rows)
     assert rows["confound"]["CONFOUNDED"] >= mc_bound(0.9, REPS, upper=False), rows

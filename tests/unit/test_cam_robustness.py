@@ -570,8 +570,8 @@ def test_frozen_eval_touches_and_restores_only_what_it_changes(fused):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_a_warm_cuda_call_syncs_the_host_at_most_twice():
     """The input's finiteness check and one final check (logits and every map at once): the
-    queue is never drained mid-call, e.g. by a target range check after the forward (the H200
-    run of scripts/device_check.sh counted 3 before the targets' copy became non-blocking)."""
+    queue is never drained mid-call, e.g. by a target range check after the forward (the
+    targets' copy to the device is non-blocking)."""
     model = tiny_net().cuda()
     cam = GradCAM(model)
     x = batch().cuda()

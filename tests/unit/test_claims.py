@@ -96,8 +96,8 @@ def test_seed_claim_confounded_when_the_untrained_control_rises_as_much(rng):
 
 
 def test_a_small_control_effect_does_not_confound_a_large_one_at_large_n(rng):
-    """Issue 11.2: the old rule said CONFOUNDED whenever the control was also significant,
-    which any small artefact is at large n. Judged by effect, it is SUPPORTED."""
+    """A control that is significant but small (any artefact is, at large n) does not confound
+    a large effect: judged by effect, the claim is SUPPORTED."""
     n = 1000
     main = _rising(n, rng, step=0.1) + rng.normal(0, 0.05, (n, 4))
     control = _rising(n, rng, step=0.005) + rng.normal(0, 0.05, (n, 4))  # small but real
@@ -173,10 +173,9 @@ def test_gridpg_supported_confounded_and_refuted(rng):
 
 
 def test_a_control_that_explains_an_established_rise_decides_first(rng):
-    """Issue 11's calibration: under a confound the rise is established and the control has
-    it too, while the last layer's margin over chance is still unclear at n = 100. That is
-    CONFOUNDED (the control explains the rise), not INCONCLUSIVE: before, the unclear margin
-    was checked first, and CONFOUNDED under the confound came out 0.78 of the time at n = 100."""
+    """Under a confound the rise is established and the control has it too, while the last
+    layer's margin over chance is still unclear at n = 100. That is CONFOUNDED (the control
+    explains the rise), not INCONCLUSIVE: the control decides before the unclear margin."""
     n = 100
     x = np.linspace(0.0, 1.0, 4)
     level = 0.15 + 0.3 * rng.standard_normal(n)  # last layer 0.35 +- 0.3: unclear vs 0.25 + 0.1
@@ -460,8 +459,8 @@ def test_bottom_line_connects_a_supported_depth_claim_with_a_failed_sanity_check
 
 def test_bottom_line_names_an_undecided_depth_claim():
     """The seed claim on 200 photos is INCONCLUSIVE (the residual after pooling straddles the
-    SESOI) beside a SUPPORTED GridPG: the bottom line used to say 'holds' and name only
-    GridPG, so the reader never learnt that the seed's own measure was left undecided."""
+    SESOI) beside a SUPPORTED GridPG: the bottom line says 'holds' and also names the seed
+    claim, so the reader learns that the seed's own measure was left undecided."""
     from xai_checks.claims import Reason, bottom_line
 
     grid = _verdict("depth-localisation-gridpg", Status.SUPPORTED, 1e-9)
@@ -475,8 +474,8 @@ def test_bottom_line_names_an_undecided_depth_claim():
 
 def test_bottom_line_names_the_control_that_explains_the_seed():
     """On 400 and 1000 photos the seed claim is CONFOUNDED by pooling (map resolution), not
-    by the untrained control; the bottom line used to blame 'a network that learned nothing'
-    whichever control explained it."""
+    by the untrained control; the bottom line names the control that explains it, not 'a
+    network that learned nothing' whichever control it was."""
     from xai_checks.claims import Reason, bottom_line
 
     grid = _verdict("depth-localisation-gridpg", Status.SUPPORTED, 1e-9)
@@ -488,8 +487,8 @@ def test_bottom_line_names_the_control_that_explains_the_seed():
 
 
 def test_every_verdict_states_its_power_even_when_no_effect_was_estimated(rng):
-    """A verdict with too few photos, or one that is no statistical test, used to carry no
-    power statement at all, so the table, claims.json and report showed a blank."""
+    """A verdict with too few photos, or one that is no statistical test, still states its
+    power, so the table, claims.json and report never show a blank."""
     few = evaluate("seed-depth-ratio", _study(_rising(8, rng), control=_flat(8, rng)))
     assert few.insufficient and few.effect_size is None
     statement = few.row()["power_statement"]

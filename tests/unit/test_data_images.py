@@ -719,7 +719,7 @@ def test_iter_batches_over_a_plain_list(folder_of_15: Path) -> None:
     assert any(issubclass(w.category, SkippedImageWarning) for w in caught)
 
 
-# ----------------------------------------------------------------------------- boxes (issue 13)
+# ------------------------------------------------------------------------------------- boxes
 
 
 def _old_box_in_input(

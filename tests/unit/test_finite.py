@@ -1,7 +1,8 @@
-"""Non-finite numbers are errors, never silent (issue 10).
+"""Non-finite numbers are errors, never silent.
 
-Before: a NaN input ran through; a float64 batch died in conv with a dtype error; NaN logits
-were read as class 0 (argmax of NaN) and NaN maps as ratio 0, giving a false REFUTED.
+A NaN input is refused; a float64 batch is cast to the model's dtype instead of dying in conv;
+NaN logits are never read as class 0 (argmax of NaN), nor NaN maps as ratio 0 (a false
+REFUTED).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue 9 end to end: a user's own CNN (stages ``stem, block_a, block_b, block_c``, 10 classes),
+"""End to end: a user's own CNN (stages ``stem, block_a, block_b, block_c``, 10 classes),
 trained here on real handwritten digits that scikit-learn ships, its own class list and
 preprocessing; the CLI and the pytest plugin run every claim on it with each CAM method. The
 same on torchvision's mobilenet_v3_small and resnet18 (random init: names, shapes, in-place

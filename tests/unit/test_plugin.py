@@ -204,8 +204,8 @@ def _xdist(project: pytest.Pytester, *args: str) -> pytest.RunResult:
 
 
 def test_xdist_runs_one_study_and_gathers_every_verdict(agreement_project: pytest.Pytester):
-    """Under -n 2 each worker used to rerun the study, print no table and race on
-    claims.json (last writer won, a verdict was lost)."""
+    """Under -n 2 the workers share one study, the table is printed, and claims.json holds
+    every verdict (no worker's write replaces another's)."""
     out = agreement_project.path / "claims.json"
     junit = agreement_project.path / "junit.xml"
     result = _xdist(agreement_project, f"--xai-json={out}", f"--junitxml={junit}")
@@ -230,7 +230,7 @@ def test_xdist_missing_baseline_fails_the_run(agreement_project: pytest.Pytester
 
 
 def test_xdist_regression_fails_the_run(agreement_project: pytest.Pytester):
-    """A baseline regression under -n 2 used to exit 0."""
+    """A baseline regression under -n 2 fails the run (exit 1), as it does without xdist."""
     baseline = agreement_project.path / "baseline.json"
     made = _xdist(agreement_project, f"--xai-baseline={baseline}", "--xai-update-baseline")
     assert made.ret == 0

@@ -427,11 +427,11 @@ def test_paired_effect_decisions_against_the_sesoi():
 
 
 def test_an_effect_between_zero_and_the_sesoi_is_never_present():
-    """Issue 11's flip: 'present' is a minimal-effect test (the lower bound above the SESOI).
+    """'present' is a minimal-effect test (the lower bound above the SESOI).
 
-    A true mean difference of 0.75 SESOI, significant against zero at n = 40, used to read as
-    'present' at small n and 'absent' at large n; now it reads 'unclear' and then 'absent',
-    never 'present', and an effect of twice the SESOI reads 'present'."""
+    A true mean difference of 0.75 SESOI, significant against zero at n = 40, reads 'unclear'
+    at small n and 'absent' at large n, never 'present' (so a verdict cannot flip from
+    present to absent as n grows); an effect of twice the SESOI reads 'present'."""
     from xai_checks.stats import paired_effect
 
     rng = np.random.default_rng(3)

@@ -93,10 +93,9 @@ def test_study_is_deterministic(tmp_path):
 
 
 def test_sanity_photos_are_a_seeded_class_stratified_sample(tmp_path):
-    """Issue 11: the sanity cascade used the first ``sanity_images`` photos in folder order, so
-    on a folder sorted by class (the 1000 ImageNet samples, by wnid) it saw only the first
-    classes. It takes a seeded, class-stratified sample of the usable photos and records
-    which photos it used."""
+    """On a folder sorted by class (the 1000 ImageNet samples, by wnid) the first
+    ``sanity_images`` photos would be the first classes only: the sanity cascade takes a seeded,
+    class-stratified sample of the usable photos and records which photos it used."""
     root = tmp_path / "flat"
     root.mkdir()
     rng = np.random.default_rng(0)
@@ -125,7 +124,7 @@ def test_unknown_phase_is_rejected():
 
 
 def test_control_is_the_model_under_tests_own_class_reinitialised():
-    """Issue 9: the control of a resnet18 was silently an untrained ResNet-50."""
+    """The control of a resnet18 is an untrained resnet18, never a silent untrained ResNet-50."""
     import torchvision
 
     from xai_checks.models import reinitialised_copy

@@ -85,8 +85,8 @@ def frozen_eval(model: nn.Module, *, freeze: bool = True) -> Iterator[nn.Module]
     even when the body raises.
     """
     # Only the flags that change are recorded and set: on a GPU the engine's call is short
-    # enough that ``model.eval()`` plus a toggle of every parameter (~1.5 ms of Python for a
-    # ResNet-50) was a visible share of it.
+    # enough that ``model.eval()`` plus a toggle of every parameter (Python work per module)
+    # would be a visible share of it.
     training = [m for m in model.modules() if m.training]
     frozen = [p for p in model.parameters() if p.requires_grad] if freeze else []
     try:
