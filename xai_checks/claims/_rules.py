@@ -231,7 +231,7 @@ def conclude(
     if verdict.n_photos is None:
         verdict.n_photos = verdict.n
     verdict.n = deciding.n
-    for key, e in effects.items():
+    for e in effects.values():
         if e.n_dropped:
             verdict.drops[f"{e.name}: no finite value"] = e.n_dropped
     lows = [e.ci_low for e in effects.values()]

@@ -109,8 +109,9 @@ class Verdict:
 
     ``n`` counts independent photos (the unit of analysis), never reused mosaics or steps:
     the photos the deciding effect uses (``n_photos`` those that reached the claim, ``drops``
-    the rest by cause). ``effect`` holds the deciding effect with its bootstrap CI; ``power`` says the smallest
-    effect this n could detect; ``multiplicity`` how the run's family of claims was corrected.
+    the rest by cause). ``effect`` holds the deciding effect with its bootstrap CI; ``power``
+    says the smallest effect this n could detect; ``multiplicity`` how the run's family of
+    claims was corrected.
     """
 
     claim: Claim
