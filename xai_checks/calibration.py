@@ -19,8 +19,18 @@ the verdict machinery is wrong:
                       from SUPPORTED to CONFOUNDED as n grows. (The sanity claim, which has no
                       confound, has ``trivial`` instead.)
 
-Targets: false SUPPORTED under ``null``, ``confound`` and ``trivial*`` <= alpha
-(allowing for Monte-Carlo error); CONFOUNDED under ``confound`` >= 0.9 at n >= 100; SUPPORTED
+``boundary:<component>``  one component of the claim (the rise, the margin over the
+                      baseline, the excess over each control, the joint contrast, one sanity
+                      step) exactly at 1.0x the SESOI, every other at ``EFFECT_MULTIPLE`` times
+                      it: where a minimal-effect test errs most often.
+
+A run-level boundary world judges every claim together, each with one component at its SESOI,
+and applies Holm across them: the family-wise false SUPPORTED rate.
+
+Targets: every false SUPPORTED rate (null, confound, trivial, boundary, run-level) has a
+Clopper-Pearson 95% upper bound at most alpha + 0.01, so a world where a rate is compared
+with alpha needs about 2000 repetitions (the default for the boundary worlds); CONFOUNDED
+under ``confound`` >= 0.9 at n >= 100; SUPPORTED
 under ``effect`` and ``effect+confound`` >= 0.8 at the claim's ``min_n``; no verdict flips
 from SUPPORTED to CONFOUNDED only because n grew. Each claim's ``min_n`` is the smallest n of
 the table at which SUPPORTED reaches 0.8 in both effect worlds.
@@ -35,7 +45,7 @@ CONFOUNDED exists for (the seed claim's measured confound, the rise that pooling
 control shows none). The box claim has no real boxes to fit and borrows GridPG's spreads.
 The evaluator runs with ``min_n`` lowered to 2 (so rates below a claim's minimum are measured,
 not masked) and, for time, ``n_boot`` = 500 bootstrap resamples instead of 2000; each claim
-is judged alone (a family of one, no Holm).
+is judged alone (a family of one, no Holm) except in the run-level world.
 
 ``tox -e calibrate`` (or ``python -m xai_checks.calibration``) writes the full table.
 """
@@ -56,7 +66,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from xai_checks.claims import Status, evaluate, get_claim
+from xai_checks.claims import Status, apply_holm, evaluate, get_claim
 from xai_checks.stats import EFFECT_MULTIPLE
 from xai_checks.study import GridPGRun, ModelRun, SanityRun, StudyConfig, StudyResult
 
@@ -67,10 +77,12 @@ __all__ = [
     "TRIVIAL_MULTIPLE",
     "WORLDS",
     "Scenario",
+    "boundary_worlds",
     "calibrate",
     "check_targets",
+    "cp_upper",
     "min_n_from",
-    "readme_table",
+    "run_boundary_rate",
     "simulate",
     "to_markdown",
 ]
@@ -147,9 +159,40 @@ SCENARIOS: dict[str, Scenario] = {
 }  # fmt: skip
 
 
+#: Each claim's components: the effects SUPPORTED needs, one ``boundary:<component>`` world
+#: each, where that component's true effect is exactly 1.0x the SESOI and every other one
+#: ``EFFECT_MULTIPLE`` times it. A minimal-effect test is most often wrong there, so these
+#: worlds carry the false-SUPPORTED claim.
+BOUNDARY_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "seed-depth-ratio": ("rise", "untrained", "pooled", "joint"),
+    "depth-localisation-gridpg": ("rise", "above", "untrained"),
+    "depth-localisation-boxes": ("rise", "above", "untrained"),
+    "sanity-randomisation": ("step",),
+}
+#: the component each claim puts at the SESOI in the run-level boundary world (every claim of
+#: one run at its boundary, Holm across them)
+RUN_BOUNDARY: dict[str, str] = {
+    "seed-depth-ratio": "untrained",
+    "depth-localisation-gridpg": "untrained",
+    "depth-localisation-boxes": "untrained",
+    "sanity-randomisation": "step",
+}
+
+
+def boundary_worlds(claim_id: str) -> tuple[str, ...]:
+    """The claim's boundary worlds, ``boundary:<component>``."""
+    return tuple(f"boundary:{c}" for c in BOUNDARY_COMPONENTS[claim_id])
+
+
 def worlds_for(claim_id: str) -> tuple[str, ...]:
-    """The worlds a claim is calibrated in."""
-    return SANITY_WORLDS if claim_id == "sanity-randomisation" else WORLDS
+    """The worlds a claim is calibrated in (the boundary worlds last)."""
+    base = SANITY_WORLDS if claim_id == "sanity-randomisation" else WORLDS
+    return (*base, *boundary_worlds(claim_id))
+
+
+def is_false_supported_world(world: str) -> bool:
+    """Worlds where every SUPPORTED is a false SUPPORTED (an effect at or below the SESOI)."""
+    return world in ("null", "confound") or world.startswith(("trivial", "boundary"))
 
 
 class _SimRun(ModelRun):
@@ -161,6 +204,38 @@ class _SimRun(ModelRun):
 
     def column(self, key: str) -> np.ndarray:
         return self._columns[key]
+
+
+def _components(world: str, claim_id: str, sesoi: float) -> dict[str, float | None]:
+    """Mean rises of a world: the model's, the control's, the model's and the control's
+    after pooling, and (None: the scenario's level) the last layer's margin over the
+    baseline. The excess over the control is ``model - control``, the rise left after pooling
+    ``pooled``, the joint contrast ``pooled - control_pooled``."""
+    if world.startswith("boundary:"):
+        part = world.split(":", 1)[1]
+        at, big = sesoi, EFFECT_MULTIPLE * sesoi
+        if part not in BOUNDARY_COMPONENTS[claim_id]:
+            raise ValueError(f"unknown boundary component {part!r} for {claim_id}")
+        # the named component at the SESOI, every other one at EFFECT_MULTIPLE x the SESOI
+        model = at if part == "rise" else big
+        excess = at if part == "untrained" else big
+        pooled = at if part == "pooled" else big
+        joint = at if part == "joint" else big
+        return {
+            "model": model,
+            "control": model - excess,
+            "pooled": pooled,
+            "control_pooled": pooled - joint,
+            "above": at if part == "above" else big,
+        }
+    effect, confound = _shape(world, claim_id, sesoi)
+    return {
+        "model": effect + confound,
+        "control": confound,
+        "pooled": effect,
+        "control_pooled": 0.0,
+        "above": None,
+    }
 
 
 def _shape(world: str, claim_id: str, sesoi: float) -> tuple[float, float]:
@@ -208,15 +283,22 @@ def simulate(
         raise ValueError(f"unknown world {world!r}; choose from {worlds_for(claim_id)}")
     claim = get_claim(claim_id)
     sc = SCENARIOS[claim_id]
-    effect, confound = _shape(world, claim_id, claim.sesoi)
+    comp = _components(world, claim_id, claim.sesoi)
     config = StudyConfig()
     files = [f"sim{i:05d}.JPEG" for i in range(n)]
     studies: list[StudyResult] = []
     if claim_id == "sanity-randomisation":
         bound = float(claim.params["bound"])
         steps = list(SANITY_STEPS)
-        # the world's effect is how far below the bound the mean |rho| falls
-        mean = bound - effect
+        # the world's effect is how far below the bound the mean |rho| falls; in the boundary
+        # world the first step falls exactly the SESOI below it, the others twice as far.
+        # rho stays positive (|rho| is the statistic), so the clip never moves a mean.
+        if world.startswith("boundary:"):
+            margins = np.full(len(steps), EFFECT_MULTIPLE * claim.sesoi)
+            margins[0] = claim.sesoi
+        else:
+            margins = np.full(len(steps), float(comp["model"] or 0.0))
+        mean = (bound - margins)[None, :, None]
         rho = np.clip(mean + sc.sd_rho * rng.standard_normal((reps, len(steps), n)), -1, 1)
         for r in range(reps):
             study = StudyResult(
@@ -229,14 +311,20 @@ def simulate(
             )
             studies.append(study)
         return studies
+    model_rise, control_rise = float(comp["model"] or 0.0), float(comp["control"] or 0.0)
     z = rng.standard_normal((reps, n))
-    level = sc.level + sc.sd_level * rng.standard_normal((reps, n))
+    centre = sc.level
+    if comp["above"] is not None:  # the last layer's mean sits ``above`` over the baseline
+        chance = float(claim.params.get("chance", 0.0))
+        centre = chance + float(comp["above"]) - model_rise
+    level = centre + sc.sd_level * rng.standard_normal((reps, n))
     area = None
     if claim_id == "depth-localisation-boxes":
         area = rng.uniform(0.1, 0.6, size=(reps, n))
-        level = area + sc.sd_level * rng.standard_normal((reps, n))
+        shift = 0.0 if comp["above"] is None else centre
+        level = area + shift + sc.sd_level * rng.standard_normal((reps, n))
     model = _layer_values(
-        rng, reps, n, level=level, mean_rise=effect + confound, sd_rise=sc.sd_rise,
+        rng, reps, n, level=level, mean_rise=model_rise, sd_rise=sc.sd_rise,
         sd_noise=sc.sd_noise, z=z,
     )  # fmt: skip
     c_level = _pick(sc.level_control, sc.level) + _pick(
@@ -245,7 +333,7 @@ def simulate(
     if area is not None:
         c_level = area + _pick(sc.sd_level_control, sc.sd_level) * rng.standard_normal((reps, n))
     control = _layer_values(
-        rng, reps, n, level=c_level, mean_rise=confound, sd_rise=sc.sd_rise_control,
+        rng, reps, n, level=c_level, mean_rise=control_rise, sd_rise=sc.sd_rise_control,
         sd_noise=_pick(sc.sd_noise_control, sc.sd_noise),
     )  # fmt: skip
     zp = sc.pooled_corr * z + math.sqrt(1 - sc.pooled_corr**2) * rng.standard_normal((reps, n))
@@ -255,9 +343,15 @@ def simulate(
             (reps, n)
         )
     pooled = _layer_values(
-        rng, reps, n, level=p_level, mean_rise=effect,
+        rng, reps, n, level=p_level, mean_rise=float(comp["pooled"] or 0.0),
         sd_rise=_pick(sc.sd_rise_pooled, sc.sd_rise),
         sd_noise=_pick(sc.sd_noise_pooled, sc.sd_noise), z=zp,
+    )  # fmt: skip
+    # the control's pooled maps: its own level, the pooled spreads, no rise beyond the world's
+    control_pooled = _layer_values(
+        rng, reps, n, level=p_level, mean_rise=float(comp["control_pooled"] or 0.0),
+        sd_rise=_pick(sc.sd_rise_pooled, sc.sd_rise),
+        sd_noise=_pick(sc.sd_noise_pooled, sc.sd_noise),
     )  # fmt: skip
     records: list[dict[str, Any]]
     controls: dict[str, ModelRun]
@@ -265,7 +359,11 @@ def simulate(
         if claim_id == "seed-depth-ratio":
             records = [{"file": f, "ratio": {}} for f in files]
             main = _SimRun("pretrained", {"ratio": model[r], "ratio_pooled": pooled[r]}, records)
-            controls = {"untrained": _SimRun("untrained", {"ratio": control[r]}, records)}
+            controls = {
+                "untrained": _SimRun(
+                    "untrained", {"ratio": control[r], "ratio_pooled": control_pooled[r]}, records
+                )
+            }
             studies.append(
                 StudyResult(
                     config=config, photoset={"n_used": n}, under_test=main, controls=controls
@@ -304,9 +402,7 @@ def verdict_rates(
     claim_id: str, world: str, n: int, *, reps: int, seed: int, n_boot: int
 ) -> dict[str, float]:
     """The rate of each verdict over ``reps`` simulated studies (real evaluator)."""
-    claim = get_claim(claim_id).with_(min_n=2, n_boot=n_boot)
-    if "details" in claim.params:  # display-only tests off; the decision path is unchanged
-        claim = claim.with_(details=False)
+    claim = _calibration_claim(claim_id, n_boot)
     rng = np.random.default_rng(
         [seed, worlds_for(claim_id).index(world), n, CALIBRATED_CLAIMS.index(claim_id)]
     )
@@ -316,33 +412,101 @@ def verdict_rates(
     return {s: c / reps for s, c in counts.items()}
 
 
+def cp_upper(count: int, reps: int) -> float:
+    """Clopper-Pearson 95% upper bound of a rate of ``count`` in ``reps`` (scipy)."""
+    return float(sps.binomtest(count, reps).proportion_ci(confidence_level=0.95).high)
+
+
+def _row(world: str, n: int, reps: int, rates: dict[str, float]) -> dict[str, Any]:
+    """A table row: the rates, and the Monte-Carlo error of the rate the world is about."""
+    row: dict[str, Any] = {"world": world, "n": n, "reps": reps, **rates}
+    key = "SUPPORTED"
+    p = rates[key]
+    row["mc_se"] = math.sqrt(p * (1 - p) / reps)
+    row["supported_cp_upper"] = cp_upper(round(p * reps), reps)
+    return row
+
+
+def run_boundary_rate(
+    *, n: int, reps: int, seed: int, n_boot: int, claims: Sequence[str] = CALIBRATED_CLAIMS
+) -> dict[str, Any]:
+    """The run-level boundary world: every claim of one run has a component exactly at its
+    SESOI (``RUN_BOUNDARY``), the others at ``EFFECT_MULTIPLE`` times it; the claims are
+    judged together and Holm runs across them (:func:`xai_checks.claims.apply_holm`).
+
+    Returns the family-wise false SUPPORTED rate (any claim SUPPORTED in a run) with Holm,
+    and without it for contrast."""
+    streams = {
+        cid: simulate(
+            cid,
+            f"boundary:{RUN_BOUNDARY[cid]}",
+            n,
+            reps,
+            np.random.default_rng([seed, 99, n, CALIBRATED_CLAIMS.index(cid)]),
+        )
+        for cid in claims
+    }
+    judges = {cid: _calibration_claim(cid, n_boot) for cid in claims}
+    any_holm = any_raw = 0
+    for r in range(reps):
+        verdicts = [evaluate(judges[cid], streams[cid][r]) for cid in claims]
+        any_raw += any(v.status is Status.SUPPORTED for v in verdicts)
+        apply_holm(verdicts)
+        any_holm += any(v.status is Status.SUPPORTED for v in verdicts)
+    return {
+        "world": "run-boundary",
+        "claims": list(claims),
+        "components": {cid: RUN_BOUNDARY[cid] for cid in claims},
+        "n": n,
+        "reps": reps,
+        "familywise_false_supported_holm": any_holm / reps,
+        "familywise_cp_upper_holm": cp_upper(any_holm, reps),
+        "familywise_false_supported_without_holm": any_raw / reps,
+        "mc_se": math.sqrt((any_holm / reps) * (1 - any_holm / reps) / reps),
+    }
+
+
+def _calibration_claim(claim_id: str, n_boot: int) -> Any:
+    claim = get_claim(claim_id).with_(min_n=2, n_boot=n_boot)
+    if "details" in claim.params:  # display-only tests off; the decision path is unchanged
+        claim = claim.with_(details=False)
+    return claim
+
+
 def calibrate(
     *,
     claims: Sequence[str] = CALIBRATED_CLAIMS,
     ns: Sequence[int] = (10, 30, 50, 100, 300, 1000),
-    reps: int = 500,
+    reps: int = 300,
+    boundary_ns: Sequence[int] = (100, 300),
+    boundary_reps: int = 2000,
+    run_n: int | None = 100,
     n_boot: int = 500,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The calibration table: verdict rates per claim, world and n, with the targets."""
+    """The calibration table: verdict rates per claim, world and n, with the targets.
+
+    ``reps`` studies per cell in the null, confound, effect and trivial worlds;
+    ``boundary_reps`` in the boundary worlds (at ``boundary_ns``) and the run-level one (at
+    ``run_n``; None: skip), where a rate is compared with alpha."""
     start = time.perf_counter()
     table: dict[str, Any] = {}
     for claim_id in claims:
         claim = get_claim(claim_id)
-        worlds = worlds_for(claim_id)
         rows = []
-        for world in worlds:
-            for n in ns:
-                t0 = time.perf_counter()
-                rates = verdict_rates(claim_id, world, n, reps=reps, seed=seed, n_boot=n_boot)
-                rows.append({"world": world, "n": n, "reps": reps, **rates})
-                if progress:
-                    progress(
-                        f"{claim_id} {world:16s} n={n:<5d} "
-                        + " ".join(f"{s[:4]} {rates[s]:.3f}" for s in STATUSES)
-                        + f"  ({time.perf_counter() - t0:.1f} s)"
-                    )
+        cells = [(w, n, reps) for w in worlds_for(claim_id) if ":" not in w for n in ns]
+        cells += [(w, n, boundary_reps) for w in boundary_worlds(claim_id) for n in boundary_ns]
+        for world, n, k in cells:
+            t0 = time.perf_counter()
+            rates = verdict_rates(claim_id, world, n, reps=k, seed=seed, n_boot=n_boot)
+            rows.append(_row(world, n, k, rates))
+            if progress:
+                progress(
+                    f"{claim_id} {world:18s} n={n:<5d} reps={k:<5d} "
+                    + " ".join(f"{s[:4]} {rates[s]:.3f}" for s in STATUSES)
+                    + f"  ({time.perf_counter() - t0:.1f} s)"
+                )
         table[claim_id] = {
             "alpha": claim.alpha,
             "sesoi": claim.sesoi,
@@ -351,16 +515,40 @@ def calibrate(
             "rows": rows,
         }
         table[claim_id]["min_n_from_table"] = min_n_from(table[claim_id])
+    run = None
+    if run_n is not None:
+        t0 = time.perf_counter()
+        run = run_boundary_rate(
+            n=run_n, reps=boundary_reps, seed=seed, n_boot=n_boot, claims=claims
+        )
+        if progress:
+            progress(
+                f"run-boundary n={run_n} reps={boundary_reps}: family-wise false SUPPORTED "
+                f"{run['familywise_false_supported_holm']:.3f} with Holm, "
+                f"{run['familywise_false_supported_without_holm']:.3f} without "
+                f"({time.perf_counter() - t0:.1f} s)"
+            )
+    alpha = min((e["alpha"] for e in table.values()), default=0.05)
+    targets = check_targets_dict(table)
+    if run is not None and run["familywise_cp_upper_holm"] > alpha + TARGET_SLACK:
+        targets["run-boundary"] = [
+            f"family-wise false SUPPORTED upper bound {run['familywise_cp_upper_holm']:.3f} > "
+            f"{alpha + TARGET_SLACK:.3f}"
+        ]
     return {
         "schema": "xai-checks/calibration",
         "worlds": list(WORLDS),
+        "boundary_worlds": {cid: list(boundary_worlds(cid)) for cid in claims},
         "ns": list(ns),
         "reps": reps,
+        "boundary_ns": list(boundary_ns),
+        "boundary_reps": boundary_reps,
         "n_boot": n_boot,
         "seed": seed,
         "seconds": time.perf_counter() - start,
         "claims": table,
-        "targets": check_targets_dict(table),
+        "run_boundary": run,
+        "targets": targets,
     }
 
 
@@ -388,6 +576,10 @@ def min_n_from(entry: dict[str, Any], *, power: float = 0.8) -> int | None:
     return None
 
 
+#: a false SUPPORTED rate's Clopper-Pearson 95% upper bound must be at most alpha + this
+TARGET_SLACK = 0.01
+
+
 def mc_bound(rate: float, reps: int, *, upper: bool, level: float = 0.999) -> float:
     """The rate a binomial count of ``reps`` trials would not pass (one-sided ``level``)."""
     q = level if upper else 1 - level
@@ -400,18 +592,23 @@ def check_targets_dict(table: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def check_targets(claim_id: str, entry: dict[str, Any]) -> list[str]:
-    """The issue's targets for one claim's rows, allowing Monte-Carlo error (99.9 % bounds)."""
+    """The targets for one claim's rows.
+
+    False SUPPORTED (null, confound, trivial and boundary worlds): the Clopper-Pearson 95%
+    upper bound of the rate at most alpha + ``TARGET_SLACK``, so the table's reps must be
+    enough to carry the claim. Power and CONFOUNDED: 99.9 % binomial bounds around 0.8 and
+    0.9."""
     alpha = float(entry["alpha"])
     failures = []
     rows = entry["rows"]
     for row in rows:
         reps = int(row["reps"])
-        if row["world"] in ("null", "confound") or row["world"].startswith("trivial"):
-            limit = mc_bound(alpha, reps, upper=True)
-            if row["SUPPORTED"] > limit:
+        if is_false_supported_world(row["world"]):
+            upper = cp_upper(round(row["SUPPORTED"] * reps), reps)
+            if upper > alpha + TARGET_SLACK:
                 failures.append(
-                    f"false SUPPORTED {row['SUPPORTED']:.3f} > {limit:.3f} "
-                    f"({row['world']}, n={row['n']})"
+                    f"false SUPPORTED {row['SUPPORTED']:.3f} (upper bound {upper:.3f}) > "
+                    f"{alpha + TARGET_SLACK:.3f} ({row['world']}, n={row['n']}, reps={reps})"
                 )
         if row["world"] == "confound" and row["n"] >= 100:
             limit = mc_bound(0.9, reps, upper=False)
@@ -442,26 +639,53 @@ def check_targets(claim_id: str, entry: dict[str, Any]) -> list[str]:
 
 def to_markdown(doc: dict[str, Any]) -> str:
     """The calibration table as Markdown (committed as docs/calibration.md)."""
+    slack = TARGET_SLACK
     lines = [
         "# Calibration: how often each verdict comes out in simulated worlds",
         "",
-        f"Generated by `tox -e calibrate` (`python -m xai_checks.calibration`): {doc['reps']} "
-        f"simulated studies per world and n, each judged by the claim's real evaluator "
-        f"(n_boot = {doc['n_boot']}, min_n lowered to 2 so rates below the minimum show, each "
-        f"claim alone, no Holm); seed {doc['seed']}; {doc['seconds']:.0f} s.",
+        f"Generated by `tox -e calibrate` (`python -m xai_checks.calibration`): "
+        f"{doc['boundary_reps']} simulated studies per boundary world (n = "
+        f"{', '.join(map(str, doc['boundary_ns']))}) and for the run-level boundary world, "
+        f"{doc['reps']} per cell of the other worlds; each study judged by the claim's real "
+        f"evaluator (n_boot = {doc['n_boot']}, min_n lowered to 2 so rates below the minimum "
+        f"show, each claim alone except in the run-level world); seed {doc['seed']}; "
+        f"{doc['seconds']:.0f} s.",
         "",
         "Worlds: **null** (no depth effect, no confound), **confound** (the same rise in model "
         "and control, removed by pooling), **effect** (a rise beyond the control of "
         f"{EFFECT_MULTIPLE:g}x the claim's SESOI), **effect+confound** (both), "
         f"**trivial+confound** (the confound plus a rise beyond the control of "
-        f"{TRIVIAL_MULTIPLE:g}x the SESOI: real but below the smallest effect of interest; the "
-        "sanity claim, without a confound, has **trivial**). In null, confound and trivial "
-        "every SUPPORTED is a false SUPPORTED. SUPPORTED needs each effect shown to reach the "
-        "SESOI (the CI's lower bound at or above it), CONFOUNDED a control's excess shown below "
-        "it. Targets: false SUPPORTED <= alpha (Monte-Carlo 99.9% bound), CONFOUNDED >= 0.9 "
-        "under confound at n >= 100, SUPPORTED >= 0.8 in both effect worlds at the claim's "
-        "min_n, no SUPPORTED -> CONFOUNDED flip as n grows.",
+        f"{TRIVIAL_MULTIPLE:g}x the SESOI; the sanity claim, without a confound, has "
+        "**trivial**), and **boundary:<component>**: one component of the claim (its rise, "
+        "its margin over the baseline, its excess over each control, the joint contrast, one "
+        "sanity step) exactly at 1.0x the SESOI and every other at "
+        f"{EFFECT_MULTIPLE:g}x: where a minimal-effect test is most often wrong. In null, "
+        "confound, trivial and boundary worlds every SUPPORTED is a false SUPPORTED.",
         "",
+        "SUPPORTED needs each effect's lower bound (the union of the BCa bootstrap and "
+        "Student's t intervals) at or above the SESOI; its p-value, which Holm adjusts across "
+        "a run's claims, is that minimal-effect test's. Targets: every false SUPPORTED rate's "
+        f"Clopper-Pearson 95% upper bound <= alpha + {slack:g}; CONFOUNDED >= 0.9 under "
+        "confound at n >= 100 and SUPPORTED >= 0.8 in both effect worlds at the claim's min_n "
+        "(99.9% binomial bounds); no SUPPORTED -> CONFOUNDED flip as n grows. `mc se` is the "
+        "Monte-Carlo standard error of the SUPPORTED rate, `upper` its Clopper-Pearson 95% "
+        "upper bound.",
+        "",
+    ]
+    run = doc.get("run_boundary")
+    if run:
+        lines += [
+            "## Run-level boundary world (Holm across the claims)",
+            "",
+            f"Every claim of one run has one component at exactly its SESOI "
+            f"({', '.join(f'{c}: {p}' for c, p in run['components'].items())}), n = "
+            f"{run['n']}, {run['reps']} runs. Family-wise false SUPPORTED (any claim of the "
+            f"run SUPPORTED): **{run['familywise_false_supported_holm']:.3f}** with Holm "
+            f"(mc se {run['mc_se']:.3f}, upper {run['familywise_cp_upper_holm']:.3f}); "
+            f"{run['familywise_false_supported_without_holm']:.3f} without it.",
+            "",
+        ]
+    lines += [
         "Spreads fitted to the real 200-photo baseline study (`SCENARIOS` in "
         "`xai_checks/calibration.py`): "
         + "; ".join(
@@ -478,13 +702,16 @@ def to_markdown(doc: dict[str, Any]) -> str:
             f"alpha {entry['alpha']}, SESOI {entry['sesoi']}, min_n declared "
             f"{entry['declared_min_n']}, min_n from this table {entry['min_n_from_table']}.",
             "",
-            "| world | n | SUPPORTED | REFUTED | INCONCLUSIVE | CONFOUNDED |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| world | n | reps | SUPPORTED | mc se | upper | REFUTED | INCONCLUSIVE | "
+            "CONFOUNDED |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in entry["rows"]:
             lines.append(
-                f"| {row['world']} | {row['n']} | "
-                + " | ".join(f"{row[s]:.3f}" for s in STATUSES)
+                f"| {row['world']} | {row['n']} | {row['reps']} | {row['SUPPORTED']:.3f} | "
+                f"{row.get('mc_se', math.nan):.3f} | "
+                f"{row.get('supported_cp_upper', math.nan):.3f} | "
+                + " | ".join(f"{row[s]:.3f}" for s in STATUSES if s != "SUPPORTED")
                 + " |"
             )
         failed = doc["targets"].get(claim_id, [])
@@ -496,40 +723,13 @@ def to_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def readme_table(doc: dict[str, Any]) -> str:
-    """The compact table the README shows: per claim, the rates that the targets are about
-    (false SUPPORTED under null, confound and trivial, CONFOUNDED under confound and
-    trivial+confound, SUPPORTED under the two effect worlds) at each n. ``tox -e calibrate``
-    prints it; a test keeps the README's copy equal to the committed table."""
-    ns = list(doc["ns"])
-    cells = [
-        ("null", "SUPPORTED", "false SUPPORTED, null"),
-        ("confound", "SUPPORTED", "false SUPPORTED, confound"),
-        ("confound", "CONFOUNDED", "CONFOUNDED, confound"),
-        ("trivial+confound", "SUPPORTED", "false SUPPORTED, trivial+confound"),
-        ("trivial+confound", "CONFOUNDED", "CONFOUNDED, trivial+confound"),
-        ("trivial", "SUPPORTED", "false SUPPORTED, trivial"),
-        ("effect", "SUPPORTED", "SUPPORTED (power), effect"),
-        ("effect+confound", "SUPPORTED", "SUPPORTED (power), effect+confound"),
-    ]
-    head = "| claim (SESOI, min_n) | rate, world | " + " | ".join(f"n={n}" for n in ns) + " |"
-    lines = [head, "|---|---|" + "---:|" * len(ns)]
-    for claim_id, entry in doc["claims"].items():
-        label = f"`{claim_id}` ({entry['sesoi']:g}, {entry['min_n_from_table']})"
-        for world, status, what in cells:
-            rates = [_rate(entry, world, n, status) for n in ns]
-            if all(r is None for r in rates):
-                continue
-            shown = " | ".join("-" if r is None else f"{r:.3f}" for r in rates)
-            lines.append(f"| {label} | {what} | {shown} |")
-            label = ""
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xai_checks.calibration", description=__doc__)
-    parser.add_argument("--reps", type=int, default=500)
-    parser.add_argument("--n", type=int, nargs="+", default=[10, 30, 50, 100, 300, 1000])
+    parser.add_argument("--reps", type=int, default=100)
+    parser.add_argument("--n", type=int, nargs="+", default=[10, 30, 50, 100, 300])
+    parser.add_argument("--boundary-reps", type=int, default=2000)
+    parser.add_argument("--boundary-n", type=int, nargs="+", default=[100])
+    parser.add_argument("--run-n", type=int, default=100)
     parser.add_argument("--n-boot", type=int, default=500)
     parser.add_argument("--claims", nargs="+", default=list(CALIBRATED_CLAIMS))
     parser.add_argument("--seed", type=int, default=0)
@@ -539,6 +739,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         claims=args.claims,
         ns=args.n,
         reps=args.reps,
+        boundary_ns=args.boundary_n,
+        boundary_reps=args.boundary_reps,
+        run_n=args.run_n,
         n_boot=args.n_boot,
         seed=args.seed,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
@@ -546,7 +749,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(to_markdown(doc))
-    print("the README's table (paste it under 'Calibration'):\n" + readme_table(doc))
     failed = {k: v for k, v in doc["targets"].items() if v}
     print(f"wrote {args.out.with_suffix('.md')} and .json; targets missed: {failed or 'none'}")
     return 0

@@ -59,6 +59,8 @@ _JUNIT_ROW = (
     "ci_high",
     "confidence",
     "sesoi",
+    "tipping_sesoi",
+    "n_photos",
     "p_holm",
     "mde",
     "power_statement",

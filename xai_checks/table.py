@@ -62,9 +62,10 @@ def _power(row: Mapping[str, Any]) -> str:
 
 
 def table_lines(verdicts: Mapping[str, Any]) -> list[str]:
-    """One row per verdict: claim, verdict, n (and what it counts), p (Holm), effect [CI],
-    the smallest effect this n could detect."""
-    rows = [("claim", "verdict", "n", "p", "p (Holm)", "effect [CI]", "power")]
+    """One row per verdict: claim, verdict, n (the photos behind the deciding effect), p
+    (Holm), the deciding effect [CI], the SESOI at which the verdict would change, the
+    smallest effect this n could detect."""
+    rows = [("claim", "verdict", "n", "p", "p (Holm)", "effect [CI]", "tipping SESOI", "power")]
     for claim_id, v in verdicts.items():
         row = _row(v)
         unit = row.get("n_unit") or ""
@@ -76,6 +77,7 @@ def table_lines(verdicts: Mapping[str, Any]) -> list[str]:
                 pvalue(row.get("p"), missing="-"),
                 pvalue(row.get("p_holm"), missing="-"),
                 _effect(row),
+                fmt(row.get("tipping_sesoi"), ".3g"),
                 _power(row),
             )
         )

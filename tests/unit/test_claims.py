@@ -165,7 +165,10 @@ def test_gridpg_supported_confounded_and_refuted(rng):
     chance = rng.uniform(0.2, 0.3, size=(N, 4))
     claim = "depth-localisation-gridpg"
     assert evaluate(claim, _grid_study(rising, chance)).status is Status.SUPPORTED
-    assert evaluate(claim, _grid_study(rising, rising)).status is Status.CONFOUNDED
+    # a control that localises as well (per-photo noise: identical maps would give all-equal
+    # differences, which read unclear)
+    twin = rising + rng.normal(0, 0.01, rising.shape)
+    assert evaluate(claim, _grid_study(rising, twin)).status is Status.CONFOUNDED
     assert evaluate(claim, _grid_study(chance, chance)).status is Status.REFUTED
     below = rising - 0.6  # rises, but layer4 below chance
     verdict = evaluate(claim, _grid_study(below, chance))
@@ -259,7 +262,8 @@ def test_box_localisation_verdicts(rng):
     at_area = rng.uniform(0.15, 0.25, size=(N, 4))
     claim = "depth-localisation-boxes"
     assert evaluate(claim, _box_study(rising, at_area)).status is Status.SUPPORTED
-    assert evaluate(claim, _box_study(rising, rising)).status is Status.CONFOUNDED
+    twin = rising + rng.normal(0, 0.01, rising.shape)  # identical maps: all-equal, unclear
+    assert evaluate(claim, _box_study(rising, twin)).status is Status.CONFOUNDED
     assert evaluate(claim, _box_study(at_area, at_area)).status is Status.REFUTED
     # rises with depth, but layer4 holds no more mass than a uniform map would (area 0.9)
     verdict = evaluate(claim, _box_study(rising, at_area, area=0.9))
@@ -499,3 +503,41 @@ def test_every_verdict_states_its_power_even_when_no_effect_was_estimated(rng):
     row = agree.row()
     assert row["effect"] == pytest.approx(5e-7) and row["ci_low"] is None
     assert "not a statistical test" in row["power_statement"]
+
+
+def test_the_verdict_shows_its_deciding_effect_n_and_tipping_sesoi(rng):
+    """GridPG with the control's map empty on some photos: n is the photos the deciding effect
+    uses, each drop is counted with its cause, and the tipping SESOI is the bound the decision
+    read (SUPPORTED holds for every SESOI up to it, and fails just above it)."""
+    rising = np.clip(0.25 + _rising(N, rng, step=0.15), 0, 1)
+    chance = rng.uniform(0.2, 0.3, size=(N, 4))
+    chance[:7, 0] = np.nan  # no finite score in the control on 7 target photos
+    claim = get_claim("depth-localisation-gridpg").with_(min_n=50)
+    v = evaluate(claim, _grid_study(rising, chance))
+    assert v.status is Status.SUPPORTED
+    row = v.row()
+    assert row["n_photos"] == N and v.n == row["n"] == row["effect_n"]
+    deciding = v.effect_size["deciding"]
+    assert v.n == (N - 7 if deciding == "untrained" else N)
+    assert sum(v.drops.values()) == 7 and any("untrained" in k for k in v.drops)
+    tip = row["tipping_sesoi"]
+    assert tip is not None and tip >= claim.sesoi
+    assert tip == pytest.approx(v.tipping["supported_up_to"])
+    assert evaluate(claim.with_(sesoi=tip * 0.99), _grid_study(rising, chance)).status is (
+        Status.SUPPORTED
+    )
+    assert evaluate(claim.with_(sesoi=tip * 1.01), _grid_study(rising, chance)).status is not (
+        Status.SUPPORTED
+    )
+
+
+def test_min_n_is_checked_on_the_deciding_effects_photos(rng):
+    """Enough target photos, but the control's map is empty on most: the effect against it
+    rests on too few photos to decide."""
+    rising = np.clip(0.25 + _rising(N, rng, step=0.15), 0, 1)
+    chance = rng.uniform(0.2, 0.3, size=(N, 4))
+    claim = get_claim("depth-localisation-gridpg").with_(min_n=N - 5)
+    chance[:10, 0] = np.nan
+    v = evaluate(claim, _grid_study(rising, chance))
+    assert v.status is Status.INCONCLUSIVE and v.insufficient
+    assert any(r.code == "too-few-photos" for r in v.reasons)

@@ -423,7 +423,32 @@ def test_paired_effect_decisions_against_the_sesoi():
     nan = paired_effect([0.1, np.nan], sesoi=0.05, alpha=0.05)
     assert nan.n == 1 and nan.n_dropped == 1 and nan.decision == "unclear"
     zero = paired_effect(np.zeros(10), sesoi=0.05, alpha=0.05)
-    assert zero.decision == "absent" and zero.pvalue == 1.0
+    assert zero.decision == "unclear" and zero.pvalue == 1.0
+
+
+@pytest.mark.parametrize("value", [0.03, 0.0, -0.5])
+def test_all_equal_values_are_unclear_not_a_zero_width_interval(value):
+    """20 copies of one value have no spread: no interval can say how far the mean may be from
+    it, so the effect is neither present (0.03 > SESOI 0.02) nor absent; its p is 1."""
+    from xai_checks.stats import paired_effect
+
+    e = paired_effect(np.full(20, value), sesoi=0.02, alpha=0.05)
+    assert e.decision == "unclear"
+    assert e.pvalue_sesoi == 1.0 and e.p_present == 1.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_sesoi_p_value_agrees_with_the_lower_bound(seed):
+    """pvalue_sesoi is the minimal-effect test that ci_low inverts: p <= alpha exactly when
+    ci_low >= SESOI (both the BCa and the t part), away from the bootstrap's resolution."""
+    from xai_checks.stats import paired_effect
+
+    rng = np.random.default_rng(seed)
+    d = rng.gamma(2.0, 0.05, 80) - 0.05 + 0.01 * seed
+    for sesoi in np.linspace(-0.02, 0.12, 29):
+        e = paired_effect(d, sesoi=float(sesoi), alpha=0.05)
+        if abs(e.ci_low - sesoi) > 0.002:
+            assert (e.pvalue_sesoi <= 0.05) == (e.ci_low >= sesoi), (sesoi, e)
 
 
 def test_an_effect_between_zero_and_the_sesoi_is_never_present():
@@ -487,14 +512,19 @@ def test_hand_written_bca_matches_scipy_bootstrap(n):
     20000 resamples: about 0.02 standard errors of the mean, checked at 0.1 SE."""
     from scipy import stats as sps
 
-    from xai_checks.stats import paired_effect
+    from xai_checks.stats import _bootstrap_mean, paired_effect
 
     rng = np.random.default_rng(n)
     d = rng.gamma(2.0, 0.05, n) - 0.05  # skewed, so the BCa corrections matter
-    ours = paired_effect(d, sesoi=0.05, alpha=0.05, n_resamples=20000)
+    low, high = _bootstrap_mean(d, confidence=0.9, n_resamples=20000, seed=0)
     ref = sps.bootstrap(
         (d,), np.mean, confidence_level=0.9, method="BCa", n_resamples=20000, rng=1
     ).confidence_interval
     se = d.std(ddof=1) / np.sqrt(n)
-    assert ours.ci_low == pytest.approx(ref.low, abs=0.1 * se)
-    assert ours.ci_high == pytest.approx(ref.high, abs=0.1 * se)
+    assert low == pytest.approx(ref.low, abs=0.1 * se)
+    assert high == pytest.approx(ref.high, abs=0.1 * se)
+    # the reported interval is the union of this one and Student's t
+    t_low, t_high = sps.t.interval(0.9, n - 1, loc=d.mean(), scale=se)
+    ours = paired_effect(d, sesoi=0.05, alpha=0.05, n_resamples=20000)
+    assert ours.ci_low == pytest.approx(min(low, t_low), abs=1e-12)
+    assert ours.ci_high == pytest.approx(max(high, t_high), abs=1e-12)

@@ -74,14 +74,15 @@ def evaluate(claim: Claim | str, study: StudyResult) -> Verdict:
         verdict.status = Status.INCONCLUSIVE
         verdict.add("too-few-photos", "n = 0: no usable photo reached this claim")
         verdict.insufficient = True
-    effect_n = (verdict.effect_size or {}).get("n")
-    if isinstance(effect_n, int) and effect_n < verdict.n:  # say how many photos are behind it
+    reached = verdict.n_photos
+    if reached is not None and verdict.n < reached:  # say how many photos are behind it
+        causes = "; ".join(f"{k}: {v}" for k, v in verdict.drops.items())
         verdict.reasons.insert(  # first, so that the last reason stays the deciding one
             0,
             Reason(
                 "photos-dropped",
-                f"the headline effect rests on {effect_n} of the {verdict.n} photos: "
-                f"{verdict.n - effect_n} have no finite value in a compared model",
+                f"the deciding effect rests on {verdict.n} of the {reached} photos"
+                + (f" (dropped: {causes})" if causes else ""),
             ),
         )
     if verdict.power is None:  # every verdict says what its n could detect, or why it cannot
@@ -135,7 +136,11 @@ def apply_holm(verdicts: Sequence[Verdict]) -> None:
     """Holm (1979) across the claims of one run, in place.
 
     The family is every verdict with a claim-level p-value (``Verdict.p_value``: the largest
-    p of the tests the claim needs, an intersection-union test). A SUPPORTED verdict whose
+    p of the tests the claim needs, an intersection-union test; for an effect that is its
+    minimal-effect test against the SESOI, the test SUPPORTED rests on, not a test against
+    zero). So the chance that any claim of a run reads SUPPORTED while its true effects sit at
+    the SESOI is held at alpha (the calibration's run-level boundary world measures it). A
+    SUPPORTED verdict whose
     Holm-adjusted p is not below its alpha becomes INCONCLUSIVE and says why. Claims without
     a p-value (an exact numerical bound such as backend agreement) are outside the family.
     """
@@ -155,8 +160,8 @@ def apply_holm(verdicts: Sequence[Verdict]) -> None:
             v.status = Status.INCONCLUSIVE
             v.add(
                 "holm",
-                f"not significant after Holm's correction across the run's {len(family)} "
-                f"claims (adjusted p = {float(p_adj):.2g} >= {v.claim.alpha:g})",
+                f"not shown to reach the SESOI after Holm's correction across the run's "
+                f"{len(family)} claims (adjusted p = {float(p_adj):.2g} >= {v.claim.alpha:g})",
             )
     for v in verdicts:
         if v.decisive_p is None:

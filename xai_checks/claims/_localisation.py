@@ -22,7 +22,13 @@ if TYPE_CHECKING:
 
 class LocalisationClaim(Claim):
     """Scores rise with depth, the last layer beats ``baseline``, and the rise exceeds each
-    declared control's (CONFOUNDED when a control explains it)."""
+    declared control's (CONFOUNDED when a control explains it).
+
+    SESOI 0.1: ten percentage points of the map's mass. In a 2x2 GridPG mosaic chance is 25
+    points, so 10 points is the smallest shift that moves a map visibly toward the target
+    cell; for boxes it is the same share of mass moved into the box. It holds for the rise,
+    for the margin over the baseline and for the excess over each control alike.
+    """
 
     test: ClassVar[str] = "page"
     defaults: ClassVar[dict[str, Any]] = {"n_boot": 2000, "details": True}
@@ -88,16 +94,16 @@ class LocalisationClaim(Claim):
             entry["effect"] = e.to_dict()
             entry["explains_effect"] = e.decision == "absent"
             excess[name] = e
-        head = excess.get("untrained") or next(iter(excess.values()), rise)
-        what = "excess rise over the untrained control" if "untrained" in excess else "rise"
-        verdict.effect_size = R.headline(head, what=what)
-        verdict.power = R.power_statement(head, what=what)
-        page_p = page.get("pvalue")
-        verdict.p_value = max(
-            [rise.pvalue, above.pvalue, *(e.pvalue for e in excess.values())]
-            + ([float(page_p)] if page_p is not None else [1.0])
-        )
         self._decide(verdict, rise, above, excess, page, baseline_name)
+        R.conclude(
+            verdict,
+            required={
+                "rise": ("rise", rise),
+                f"above_{key}": (f"{layers[-1]} above {baseline_name}", above),
+                **{c: (f"excess rise over the {c} control", e) for c, e in excess.items()},
+            },
+            other_p=[page.get("pvalue")],
+        )
         return verdict
 
     def _decide(

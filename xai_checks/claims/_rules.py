@@ -12,6 +12,7 @@ import numpy as np
 from scipy import stats as sps
 
 from xai_checks import stats
+from xai_checks.claims.base import Status
 from xai_checks.fmt import pvalue
 
 if TYPE_CHECKING:
@@ -181,6 +182,86 @@ def power_statement(e: stats.EffectEstimate, *, what: str) -> dict[str, Any]:
         "powered_for": target,
         "statement": text,
     }
+
+
+def conclude(
+    verdict: Verdict,
+    *,
+    required: dict[str, tuple[str, stats.EffectEstimate]],
+    other_p: Sequence[float | None] = (),
+) -> stats.EffectEstimate | None:
+    """Fill in what every effect-judged verdict reports, once its status is decided.
+
+    ``required``: the effects SUPPORTED needs all present (key -> (what it is, the effect));
+    ``other_p``: the p of any other test SUPPORTED needs (a paired check; None: not run).
+
+    * ``p_value``: the largest p of the tests SUPPORTED needs (an intersection-union test):
+      each effect's ``p_present`` (its minimal-effect test against the SESOI, and the test
+      against zero), and ``other_p``. Holm across a run's claims adjusts this one.
+    * the deciding effect, shown as the verdict's effect and its n as the verdict's n:
+      SUPPORTED rests on the weakest required effect (the largest p), REFUTED and CONFOUNDED
+      on the first effect found absent, INCONCLUSIVE on the first one left unclear.
+    * ``min_n`` is checked on that n: too few photos behind the deciding effect make any
+      decided verdict INCONCLUSIVE.
+    * the tipping SESOI: the SESOI at which the verdict would change. SUPPORTED holds for
+      any SESOI up to the smallest lower bound of the required effects; a negative verdict
+      for any SESOI above the smallest upper bound that 'absent' reads.
+    * the photos each effect dropped (no finite value in a compared map), with the cause.
+    """
+    effects = {key: e for key, (_, e) in required.items()}
+    if not effects:
+        return None
+    finite = [e.p_present for e in effects.values() if math.isfinite(e.p_present)]
+    extra = [1.0 if p is None or not math.isfinite(p) else float(p) for p in other_p]
+    verdict.p_value = max([*finite, *extra]) if len(finite) == len(effects) else 1.0
+    status = verdict.status
+    pick = None
+    if status in (Status.REFUTED, Status.CONFOUNDED):
+        pick = next((k for k, e in effects.items() if e.decision == "absent"), None)
+    elif status is Status.INCONCLUSIVE:
+        pick = next((k for k, e in effects.items() if e.decision == "unclear"), None)
+    if pick is None:
+        pick = max(
+            effects,
+            key=lambda k: effects[k].p_present if math.isfinite(effects[k].p_present) else 2.0,
+        )
+    what, deciding = required[pick]
+    verdict.effect_size = {**headline(deciding, what=what), "deciding": pick}
+    verdict.power = power_statement(deciding, what=what)
+    if verdict.n_photos is None:
+        verdict.n_photos = verdict.n
+    verdict.n = deciding.n
+    for e in effects.values():
+        if e.n_dropped:
+            verdict.drops[f"{e.name}: no finite value"] = e.n_dropped
+    lows = [e.ci_low for e in effects.values()]
+    highs = [e.absent_bound for e in effects.values()]
+    supported_up_to = min(lows) if all(math.isfinite(x) for x in lows) else None
+    negative_above = min((h for h in highs if math.isfinite(h)), default=None)
+    tipping = (
+        supported_up_to
+        if status is Status.SUPPORTED
+        else negative_above
+        if status in (Status.REFUTED, Status.CONFOUNDED)
+        else None
+    )
+    verdict.tipping = {
+        "sesoi": tipping,
+        "supported_up_to": supported_up_to,
+        "negative_above": negative_above,
+        "note": "SESOIs at or below supported_up_to let every required effect read present; "
+        "above negative_above one reads absent (the other tests aside)",
+    }
+    claim = verdict.claim
+    if status is not Status.INCONCLUSIVE and deciding.n < claim.min_n:
+        verdict.status = Status.INCONCLUSIVE
+        verdict.insufficient = True
+        verdict.add(
+            "too-few-photos",
+            f"the deciding effect ({what}) rests on {deciding.n} photos; the claim needs at "
+            f"least {claim.min_n}",
+        )
+    return deciding
 
 
 def unique_photos(files: Sequence[str]) -> np.ndarray:

@@ -107,9 +107,11 @@ def model_name(study: StudyResult | None) -> str:
 class Verdict:
     """The outcome of a claim on a study's numbers.
 
-    ``n`` counts independent photos (the unit of analysis), never reused mosaics or steps.
-    ``effect`` holds the headline effect with its bootstrap CI; ``power`` says the smallest
-    effect this n could detect; ``multiplicity`` how the run's family of claims was corrected.
+    ``n`` counts independent photos (the unit of analysis), never reused mosaics or steps:
+    the photos the deciding effect uses (``n_photos`` those that reached the claim, ``drops``
+    the rest by cause). ``effect`` holds the deciding effect with its bootstrap CI; ``power``
+    says the smallest effect this n could detect; ``multiplicity`` how the run's family of
+    claims was corrected.
     """
 
     claim: Claim
@@ -126,8 +128,15 @@ class Verdict:
     power: dict[str, Any] | None = None
     multiplicity: dict[str, Any] | None = None
     #: the claim-level p-value SUPPORTED rests on (the largest p of the tests that must all
-    #: pass, an intersection-union test); Holm across a run's claims adjusts this one
+    #: pass, an intersection-union test: each effect's minimal-effect test against the SESOI);
+    #: Holm across a run's claims adjusts this one
     p_value: float | None = None
+    #: the photos that reached the claim (``n`` is the deciding effect's photos, at most this)
+    n_photos: int | None = None
+    #: photos left out of ``n``, by cause
+    drops: dict[str, int] = field(default_factory=dict)
+    #: the SESOI at which the verdict would change (see ``claims._rules.conclude``)
+    tipping: dict[str, Any] | None = None
 
     def add(self, code: str, text: str) -> None:
         """Append a structured reason."""
@@ -166,6 +175,7 @@ class Verdict:
                 "claim": self.claim.id,
                 "status": self.status.value,
                 "n": self.n,
+                "n_photos": self.n if self.n_photos is None else self.n_photos,
                 "n_unit": eff.get("unit_of_analysis", "photos"),
                 "effect_name": eff.get("name"),
                 # the photos behind the effect (fewer than n when some had no finite value)
@@ -175,6 +185,7 @@ class Verdict:
                 "ci_high": eff.get("ci_high"),
                 "confidence": eff.get("confidence"),
                 "sesoi": self.claim.sesoi,
+                "tipping_sesoi": (self.tipping or {}).get("sesoi"),
                 "p": self.p_value,
                 "p_holm": mult.get("p_adjusted"),
                 "mde": power.get("mde"),
@@ -196,6 +207,9 @@ class Verdict:
                     for r in self.reasons
                 ],
                 "n": self.n,
+                "n_photos": self.n if self.n_photos is None else self.n_photos,
+                "drops": self.drops,
+                "tipping": self.tipping,
                 "row": self.row(),
                 "effect": self.effect_size,
                 "power": self.power,

@@ -16,6 +16,15 @@ if TYPE_CHECKING:
 
 
 class SanityRandomisation(Claim):
+    """The last layer's map changes when the learned weights are randomised (Adebayo et al.
+    2018, cascading randomisation), judged per step by the mean of ``bound - |rho|``.
+
+    The bound and the SESOI are this project's choices, not Adebayo et al.'s (who set no
+    threshold): |rho| = 0.5 is where half the rank order of the map is left, and a margin of
+    0.1 below it (SESOI) is the smallest change in mean |rho| that we count as "the map
+    changed" rather than as noise of the per-photo correlations (their spread is about 0.2).
+    """
+
     id: ClassVar[str] = "sanity-randomisation"
     title: ClassVar[str] = "The map depends on the learned parameters (cascading randomisation)"
     metric: ClassVar[str] = "randomisation"
@@ -38,9 +47,9 @@ class SanityRandomisation(Claim):
         layer = (self.layers or ("the last layer",))[-1]
         return (
             f"The {layer} {method_name(study)} map depends on the learned parameters: under "
-            f"cascading randomisation of {model_name(study)} from the output back, the median "
-            "Spearman rank correlation with the original map falls below "
-            f"{float(self.params['bound']):g} at every step."
+            f"cascading randomisation of {model_name(study)} from the output back, the mean "
+            "absolute Spearman rank correlation with the original map falls at least "
+            f"{self.sesoi:g} below {float(self.params['bound']):g} at every step."
         )
 
     def evaluate(self, study: StudyResult) -> Verdict:
@@ -81,13 +90,6 @@ class SanityRandomisation(Claim):
         if any(not math.isfinite(v) for v in meds.values()):
             verdict.add("constant-maps", "some randomised maps are constant: no rank correlation")
             return verdict
-        worst_step = min(margins, key=lambda s: margins[s].estimate)
-        worst = margins[worst_step]
-        what = f"margin below |rho| = {bound:g} at the weakest step ({worst_step})"
-        verdict.effect_size = R.headline(worst, what=what)
-        verdict.power = R.power_statement(worst, what=what)
-        # intersection-union: every step must fall below the bound, so the claim's p is the max
-        verdict.p_value = max(e.pvalue for e in margins.values())
         absent = [s for s, e in margins.items() if e.decision == "absent"]
         unclear = [s for s, e in margins.items() if e.decision == "unclear"]
         if absent:
@@ -105,11 +107,21 @@ class SanityRandomisation(Claim):
                 "uncertain to decide at this n",
             )
         else:
+            worst_step = max(margins, key=lambda s: margins[s].p_present)
+            worst = margins[worst_step]
             verdict.status = Status.SUPPORTED
             verdict.add(
                 "below-bound",
-                f"median |rho| <= {max(meds.values()):.3f} < {bound:g} at every cascade step; "
+                f"mean |rho| falls at least {self.sesoi:g} below {bound:g} at every cascade "
+                f"step (median |rho| at most {max(meds.values()):.3f}); "
                 f"weakest margin {R.describe_effect(worst)} ({worst_step}, "
-                f"p = {R.fmt_p(worst.pvalue)})",
+                f"p = {R.fmt_p(worst.p_present)})",
             )
+        R.conclude(
+            verdict,
+            required={
+                step: (f"margin below |rho| = {bound:g} at step {step}", e)
+                for step, e in margins.items()
+            },
+        )
         return verdict

@@ -202,8 +202,19 @@ def verdict_row(verdict: Any, study: Any) -> dict[str, Any]:
         "effect_name": name,
         "effect_key": key,
         "power": row.get("power_statement") or "",
+        "tipping": _tipping_text(row),
         "reasons": reason_texts(verdict),
     }
+
+
+def _tipping_text(row: Mapping[str, Any]) -> str:
+    """The SESOI at which the verdict would change, in words (empty when none applies)."""
+    tip = row.get("tipping_sesoi")
+    if tip is None:
+        return ""
+    if row.get("status") == "SUPPORTED":
+        return f"tipping SESOI {fmt.number(tip)}: SUPPORTED for any SESOI up to it"
+    return f"tipping SESOI {fmt.number(tip)}: {row.get('status')} for any SESOI above it"
 
 
 @register_section("verdicts", order=10)
