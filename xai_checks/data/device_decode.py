@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 from PIL import Image
@@ -42,12 +42,14 @@ from xai_checks.data.loading import (
     load_image,
     transform_photo,
 )
+from xai_checks.data.prefetch import Prefetcher
 
 __all__ = [
     "DecodeCounts",
     "DeviceDecoder",
     "EncodedPhoto",
     "PhotoBytes",
+    "device_batches",
     "supports_device_decode",
 ]
 
@@ -79,7 +81,7 @@ class EncodedPhoto:
     failure: str | None = None  # the photo will not load: the CPU path's reason
 
 
-def supports_device_decode(transform: object) -> bool:
+def supports_device_decode(transform: object) -> TypeGuard[PhotoTransform | AutoTransform]:
     """Whether photos for ``transform`` can be prepared on the device: the built-in transforms
     (standard, precropped, auto); a user's transform runs on PIL images, on the CPU."""
     return isinstance(transform, PhotoTransform | AutoTransform)
@@ -261,3 +263,27 @@ class DeviceDecoder:
         images = torch.stack([inputs[p.index] for p in kept]) if kept else None
         failed.sort()
         return [p.index for p in kept], images, [p.box for p in kept], failed
+
+
+def device_batches(
+    samples: Sequence[Any],
+    batches: list[list[int]],
+    transform: PhotoTransform | AutoTransform,
+    device: torch.device,
+    *,
+    workers: int,
+) -> tuple[Iterable[Any], DecodeCounts]:
+    """The study's batches ``(indices, images on device, boxes, failed)`` from file bytes read
+    by ``workers`` DataLoader processes, decoded on ``device`` one batch ahead of the consumer
+    (:class:`~xai_checks.data.prefetch.Prefetcher`); and the decode counts, filled as it runs."""
+    data = PhotoBytes(samples, transform)
+    loader = torch.utils.data.DataLoader(
+        data,
+        batch_sampler=batches,
+        collate_fn=collate_encoded,
+        num_workers=workers,
+        prefetch_factor=2 if workers else None,
+    )
+    decoder = DeviceDecoder(transform, device)
+    staged = Prefetcher(loader, lambda batch: decoder(batch, on_cpu=data.on_cpu), device=device)
+    return staged, decoder.counts
