@@ -17,6 +17,9 @@ Implementations (all produce per-layer maps at input resolution, per-image min-m
 ``ours_fused_cl``    ``CAM(model, layers=..., memory_format=torch.channels_last)``: the shipped
                      option (a private channels_last copy of the model; ``all`` and ``layer4``),
                      next to ``plain_cl``, plain inference on a channels_last copy.
+``plain_graph``      plain inference replayed from a CUDA graph (CUDA only), and
+``ours_fused_graph`` ``CapturedCAM``: the fused engine replayed from a CUDA graph (``all`` and
+                     ``layer4``): the pair of the issue's GPU targets, both sides captured.
 ``engine_photos``    the fused engine over N real photos decoded and transformed beforehand, in
                      batches of the case's size (``all`` only; a round is all N photos).
 ``study_e2e``        the study end to end on the same N photos: ``run_study`` with the ratio
@@ -91,10 +94,14 @@ def cases(config: pytest.Config) -> list[Case]:
         for batch in bench_batches(config):
             out.append(Case(device, batch, "-", "plain"))
             out.append(Case(device, batch, "-", "plain_cl"))
+            if device == "cuda":  # both sides replayed from CUDA graphs: a fair ratio
+                out.append(Case(device, batch, "-", "plain_graph"))
             for ls in sets:
                 out.append(Case(device, batch, ls, "ours_fused"))
                 if ls in ("all", "layer4"):
                     out.append(Case(device, batch, ls, "ours_fused_cl"))
+                    if device == "cuda":
+                        out.append(Case(device, batch, ls, "ours_fused_graph"))
                 if ls == "all":
                     out.append(Case(device, batch, ls, "ours_loop"))
                 out.append(Case(device, batch, ls, "captum"))
@@ -158,6 +165,29 @@ def build(
         def run() -> Any:
             with torch.inference_mode():
                 return model(x)
+
+        return run, nothing
+
+    if case.impl == "plain_graph":
+        from xai_checks.cam.graphs import captured_forward
+
+        forward = captured_forward(model, x)
+
+        def run() -> Any:
+            return forward(x)
+
+        return run, nothing
+
+    if case.impl == "ours_fused_graph":
+        from xai_checks.cam import CAM
+        from xai_checks.cam.graphs import CapturedCAM
+
+        captured = CapturedCAM(CAM(model, layers=list(names)))
+        captured(x, targets=t)  # eager + capture, outside the timed region
+        info["graph_stats"] = captured.stats()
+
+        def run() -> Any:
+            return captured(x, targets=t)
 
         return run, nothing
 
@@ -325,7 +355,12 @@ def e2e_build(case: Case, model: nn.Module) -> tuple[Callable[[], Any], Callable
 
     photos = e2e_photos()
     device = next(model.parameters()).device
-    config = StudyConfig(phases=("ratio",), batch_size=case.batch)
+    # On CUDA both sides run the GPU pipeline: the study decodes on the device and both replay
+    # the engine from CUDA graphs, so the ratio is what decoding and the study's own work cost.
+    gpu = device.type == "cuda"
+    config = StudyConfig(
+        phases=("ratio",), batch_size=case.batch, device_decode=gpu, cuda_graphs=gpu
+    )
     if case.impl == "study_e2e":
         return (lambda: run_study(model, photos, controls={}, config=config)), lambda: None
     transform = config.preprocess.build("standard")
@@ -335,7 +370,11 @@ def e2e_build(case: Case, model: nn.Module) -> tuple[Callable[[], Any], Callable
         chunk = samples[i : i + case.batch]
         x = torch.stack([transform(load_image(s.path)) for s in chunk]).to(device)
         batches.append((x, torch.tensor([s.label for s in chunk], device=device)))
-    cam = GradCAM(model, layers=list(LAYERS))
+    cam: Any = GradCAM(model, layers=list(LAYERS))
+    if gpu:
+        from xai_checks.cam.graphs import CapturedCAM
+
+        cam = CapturedCAM(cam)
 
     def run() -> Any:
         return [cam(x, targets=y) for x, y in batches]

@@ -168,6 +168,8 @@ def _run(
             method=args.method,
             channels_last=args.channels_last,
             tf32=args.tf32,
+            cuda_graphs=args.cuda_graphs,
+            device_decode=args.device_decode,
             threshold=args.threshold,
             target=args.target,
             backend=args.backend,

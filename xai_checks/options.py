@@ -581,6 +581,24 @@ OPTIONS: list[Option] = [
         group="model and method",
     ),
     Option(
+        "cuda_graphs",
+        "on CUDA, replay the fused CAM pass from a CUDA graph captured per batch shape (less "
+        "launch overhead at small batches; eager where capture is not possible, counted)",
+        default=False,
+        action="store_true",
+        cli="--cuda-graphs",
+        group="model and method",
+    ),
+    Option(
+        "device_decode",
+        "decode JPEG photos on the model's device from file bytes, one batch ahead of the "
+        "engine (inputs within 1/255 of the CPU decoder's; other formats on the CPU, counted)",
+        default=False,
+        action="store_true",
+        cli="--device-decode",
+        group="photos",
+    ),
+    Option(
         "classes",
         "the model's class names, one per line, in output order; ImageFolder folders are named "
         "by them (default: ImageNet-1k)",

@@ -51,8 +51,10 @@ from xai_checks._util import cuda_tf32, model_device
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 from xai_checks.data import PhotoSet, Sample, load_image
 from xai_checks.data.classes import ClassList, ClassListError, Preprocess
+from xai_checks.data.device_decode import DecodeCounts, device_batches, supports_device_decode
 from xai_checks.data.loading import ImageLoadError, transform_photo
 from xai_checks.data.photoset import Skipped, SkippedImageWarning, stratified_subset
+from xai_checks.data.prefetch import host_copy
 from xai_checks.distributed import Shard
 from xai_checks.metrics import (
     DEFAULT_THRESHOLDS,
@@ -139,6 +141,12 @@ class StudyConfig:
     #: default: TF32 keeps a 10-bit mantissa, which moves Grad-CAM maps far more than float32
     #: rounding does (benchmarks/results/gpu-nvidia-h200.md has the sizes)
     tf32: bool = False
+    #: on CUDA, replay the fused CAM pass from a CUDA graph captured per batch shape
+    #: (xai_checks.cam.graphs; eager wherever capture is not possible, counted in provenance)
+    cuda_graphs: bool = False
+    #: decode JPEGs on the model's device from file bytes, one batch ahead of the engine
+    #: (xai_checks.data.device_decode); other formats on the CPU, counted in provenance
+    device_decode: bool = False
     workers: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -315,13 +323,18 @@ def _make_cam(
     if factory is not None:
         fast = config.channels_last and backend == "native"
         memory_format = torch.channels_last if fast else torch.contiguous_format
-        return factory(
+        engine = factory(
             model,
             layers=list(layers),
             method=config.method,
             backend=backend,
             memory_format=memory_format,
         )
+        if config.cuda_graphs and backend == "native":
+            from xai_checks.cam.graphs import CapturedCAM
+
+            return CapturedCAM(engine)
+        return engine
     if config.method != "gradcam":
         raise StudyUsageError(f"method {config.method!r} needs xai_checks.cam.CAM")
     return GradCAM(model, layers=list(layers), backend=backend)  # type: ignore[arg-type]
@@ -460,6 +473,7 @@ def _ratio_phase(
     roles: Mapping[str, str],
     progress: Progress | None,
     shard: Shard,
+    pipeline: dict[str, Any] | None = None,
 ) -> tuple[dict[str, ModelRun], list[tuple[int, str]]]:
     layers = config.used_layers
     cams = {name: _make_cam(model, layers, config) for name, model in models.items()}
@@ -485,9 +499,16 @@ def _ratio_phase(
     }
     failed: list[tuple[int, str]] = []
     done = 0
-    for indices, images, boxes, bad in _loader(
-        samples, batches, transform, kind, config, shard, model_device(first)
-    ):
+    engine_device = model_device(first)
+    loader, decoded = _loader(samples, batches, transform, kind, config, shard, engine_device), None
+    if config.device_decode and supports_device_decode(transform):
+        workers = _workers(config, shard) if len(batches) > 1 else 0
+        loader, decoded = device_batches(
+            samples, batches, transform, engine_device, workers=workers
+        )
+    if engine_device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(engine_device)
+    for indices, images, boxes, bad in loader:
         failed.extend(bad)
         done += len(indices) + len(bad)
         if images is None:
@@ -523,7 +544,7 @@ def _ratio_phase(
                 }
                 if masks is not None:
                     on_device[layer]["box_mass"] = mass_in_region(maps, masks.to(maps.device))
-            per_layer = {k: {m: v.cpu() for m, v in d.items()} for k, d in on_device.items()}
+            per_layer = host_copy(on_device)  # one sync for the batch's per-photo numbers
             wanted = config.keep_examples - sum(1 for _, _, e in found[name] if e is not None)
             small_maps = (
                 {k: _small(result.maps[k][:wanted]).cpu() for k in result.layers}
@@ -570,6 +591,8 @@ def _ratio_phase(
                 found[name].append((indices[i], record, example))
         if progress:
             progress("ratio", min(done * shard.world, total), total)
+    if pipeline is not None:
+        pipeline.update(_pipeline_stats(cams, decoded, engine_device))
     gathered = shard.run("ratio", lambda: (found, failed))
     all_failed = sorted({f for _, fails in gathered for f in fails})
     for name, run in runs.items():
@@ -577,6 +600,22 @@ def _ratio_phase(
         run.records = [record for _, record, _ in merged]
         run.examples = [ex for _, _, ex in merged if ex is not None][: config.keep_examples]
     return runs, all_failed
+
+
+def _pipeline_stats(
+    cams: Mapping[str, Any], decoded: DecodeCounts | None, device: torch.device
+) -> dict[str, Any]:
+    """The GPU pipeline's counts for the provenance: captured-engine replays and eager calls,
+    photos decoded on the device and on the CPU (by reason), and the peak device memory."""
+    stats: dict[str, Any] = {}
+    graphs = {n: c.stats() for n, c in cams.items() if hasattr(c, "stats")}
+    if graphs:
+        stats["cuda_graphs"] = graphs
+    if decoded is not None:
+        stats["decoded"] = decoded.to_dict()
+    if device.type == "cuda":
+        stats["peak_memory_bytes"] = int(torch.cuda.max_memory_allocated(device))
+    return stats
 
 
 def _load_tensors(samples: Sequence[Sample], transform: Callable[[Any], Tensor]) -> Tensor:
@@ -951,7 +990,8 @@ def _run_study(
     models = {name: model, **controls}
     roles = {name: "under_test", **{c: "control" for c in controls}}
     t0 = time.perf_counter()
-    runs, failed = _ratio_phase(models, photoset, config, roles, progress, shard)
+    pipeline: dict[str, Any] = {}
+    runs, failed = _ratio_phase(models, photoset, config, roles, progress, shard, pipeline)
     timings["ratio"] = time.perf_counter() - t0
     samples = list(photoset)
     known = {str(s.path) for s in photoset.skipped}
@@ -978,6 +1018,8 @@ def _run_study(
         controls=runs,
         provenance=_provenance(device, shard),
     )
+    if pipeline:
+        result.provenance["gpu_pipeline"] = pipeline
     if "gridpg" in config.phases:
         t0 = time.perf_counter()
         result.gridpg = _gridpg_phase(models, photoset, under_test, config, progress, shard)

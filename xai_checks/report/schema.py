@@ -131,6 +131,8 @@ def _provenance(study: Any, extra: Mapping[str, Any]) -> dict[str, Any]:
         "timings_s": timings,
         "command": None if command is None else str(command),
         "models": {name: _weights(run.weights) for name, run in study.runs.items()},
+        # CUDA-graph replays and eager calls, photos decoded on the device / CPU, peak memory
+        "gpu_pipeline": prov.get("gpu_pipeline"),
     }
 
 
