@@ -452,7 +452,8 @@ def _target_outputs(model: nn.Module, batch: Tensor, targets: Tensor) -> tuple[T
     logits = model(batch)
     if logits.ndim != 2:
         raise ValueError(f"the model must return (N, classes) logits; got {tuple(logits.shape)}")
-    logits = logits.float()
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
     index = targets.view(-1, 1)
     prob = torch.softmax(logits, dim=1).gather(1, index).squeeze(1)
     return prob, logits.gather(1, index).squeeze(1)
@@ -486,6 +487,8 @@ def perturbation_curves_from_masks(
             f"masks must be (N, K, H, W) = ({n}, K, {h}, {w}); got {tuple(masks.shape)}"
         )
     k = masks.shape[1]
+    if n == 0 or k == 0:
+        raise ValueError(f"no photos or no fractions to perturb (masks {tuple(masks.shape)})")
     if len(fractions) != k:
         raise ValueError(f"{len(fractions)} fractions for {k} masks per photo")
     if batch_size < 1:
@@ -499,15 +502,15 @@ def perturbation_curves_from_masks(
     if removal == "road" and noise > 0:
         scale = _noise_scale(noise, channel_std, images)
         seeds = torch.randint(0, 2**62, (n * k,), generator=generator)
-    prob = torch.empty(n * k, device=images.device)
-    logit = torch.empty(n * k, device=images.device)
+    probs: list[Tensor] = []
+    logits: list[Tensor] = []
     with torch.inference_mode():
         base_prob, base_logit = _target_outputs(model, images, targets)
         for start in range(0, n * k, batch_size):
             pairs = torch.arange(start, min(start + batch_size, n * k), device=images.device)
             photo = pairs // k
             batch_images = images[photo]
-            batch_masks = masks.view(n * k, h, w)[pairs]
+            batch_masks = masks.reshape(n * k, h, w)[pairs]
             drawn = None
             if scale is not None and seeds is not None:
                 drawn = _pair_noise(
@@ -522,12 +525,12 @@ def perturbation_curves_from_masks(
                 blur_sigma=blur_sigma,
             )
             p, lg = _target_outputs(model, perturbed, targets[photo])
-            prob[pairs] = p
-            logit[pairs] = lg
+            probs.append(p)
+            logits.append(lg)
     return Curves(
         fractions=tuple(float(f) for f in fractions),
-        prob=prob.view(n, k),
-        logit=logit.view(n, k),
+        prob=torch.cat(probs).view(n, k),
+        logit=torch.cat(logits).view(n, k),
         base_prob=base_prob,
         base_logit=base_logit,
     )
