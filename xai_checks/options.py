@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from xai_checks.cam.methods import METHODS
 from xai_checks.defaults import AUTO_LIMIT
 
 __all__ = [
@@ -50,9 +51,6 @@ __all__ = [
 #: how ``--limit`` / ``--xai-limit`` spell "every photo"
 ALL = "all"
 
-#: ``xai_checks.cam.METHODS``, spelled out so that parsing options imports no torch
-#: (tests/unit/test_cam_methods.py checks that the two agree)
-CAM_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam")
 
 _SAME: Any = object()
 
@@ -553,9 +551,11 @@ OPTIONS: list[Option] = [
     ),
     Option(
         "method",
-        "CAM method: gradcam, gradcam++, hirescam, xgradcam, layercam",
+        "CAM method: "
+        + ", ".join(f"{m.name} ({m.title})" for m in METHODS.values())
+        + " (the registered methods, entry-point group xai_checks.methods)",
         default="gradcam",
-        choices=CAM_METHODS,
+        choices=tuple(METHODS),
         cli="--method",
         plugin="--xai-method",
         group="model and method",

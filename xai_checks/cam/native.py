@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from xai_checks.cam.methods import CAMMethod, get_method
+from xai_checks.cam.methods import CAMMethod, LayerInputs, Terms, get_method
 from xai_checks.cam.pipeline import check_targets, magnitude, weighted_map
 from xai_checks.cam.state import check_layer_output, check_layers_ran, frozen_eval, removing
 
@@ -40,6 +40,23 @@ def _capture(store: dict[str, Tensor], versions: dict[str, int], name: str, clon
     return hook
 
 
+def _amp(device_type: str, dtype: torch.dtype | None) -> contextlib.AbstractContextManager[Any]:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def _model_forward(model: nn.Module, autocast: torch.dtype | None) -> Callable[[Tensor], Tensor]:
+    """The model as a method that builds its own inputs sees it: eval mode, no gradients, no
+    hooks (the caller's are removed), float32 logits."""
+
+    def forward(batch: Tensor) -> Tensor:
+        with frozen_eval(model), torch.no_grad(), _amp(batch.device.type, autocast):
+            return model(batch).float()
+
+    return forward
+
+
 def native_raw_maps(
     model: nn.Module,
     layers: Mapping[str, nn.Module],
@@ -53,6 +70,10 @@ def native_raw_maps(
 ) -> tuple[dict[str, Tensor], Tensor, Tensor, dict[str, Tensor]]:
     """Raw CAM maps for every layer from one forward and one ``autograd.grad``.
 
+    The method's ``needs`` decide the rest: without ``"gradients"`` the forward runs under
+    ``no_grad`` and nothing is back-propagated; with ``"model"`` the method gets the input, the
+    targets and a hook-free forward of the model (eval mode, no gradients).
+
     Parameters are frozen for the call, so no parameter gradients are computed and the graph
     starts at the shallowest hooked layer: nothing below it is recorded or back-propagated.
     ``targets=None`` explains the predicted class (the argmax of this very forward's logits).
@@ -65,12 +86,10 @@ def native_raw_maps(
     cam_method = get_method(method)
     acts: dict[str, Tensor] = {}
     versions: dict[str, int] = {}
-    amp = (
-        torch.autocast(device_type=x.device.type, dtype=autocast)
-        if autocast is not None
-        else contextlib.nullcontext()
-    )
-    with frozen_eval(model), removing() as handles, torch.enable_grad():
+    amp = _amp(x.device.type, autocast)
+    backward = "gradients" in cam_method.needs
+    grad_mode = torch.enable_grad() if backward else torch.no_grad()
+    with frozen_eval(model), removing() as handles, grad_mode:
         for name, module in layers.items():
             handles.append(module.register_forward_hook(_capture(acts, versions, name, clone)))
         with amp:
@@ -92,18 +111,32 @@ def native_raw_maps(
             targets = logits.detach().argmax(dim=1)  # in range by construction
         elif checked_classes != logits.shape[1]:
             check_targets(targets, logits.shape[1])
-        score = logits.gather(1, targets.view(-1, 1)).sum()
         names = list(layers)
-        try:
-            grads = torch.autograd.grad(score, [acts[n] for n in names])
-        except RuntimeError as exc:
-            raise ValueError(
-                f"the target score does not depend on every requested layer ({names}): {exc}"
-            ) from exc
+        grads: tuple[Tensor | None, ...] = (None,) * len(names)
+        if backward:
+            score = logits.gather(1, targets.view(-1, 1)).sum()
+            try:
+                grads = torch.autograd.grad(score, [acts[n] for n in names])
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"the target score does not depend on every requested layer ({names}): {exc}"
+                ) from exc
+    model_given = "model" in cam_method.needs
+    forward = _model_forward(model, autocast) if model_given else None
     raw, scales = {}, {}
     for name, grad in zip(names, grads, strict=True):
-        a, g = acts[name].detach().float(), grad.float()
-        w = cam_method.weights(a, g)
-        raw[name] = weighted_map(a, w)
-        scales[name] = magnitude(a, w)
+        a = acts[name].detach().float()
+        g = grad.float() if grad is not None else None
+        w = cam_method.weights(
+            LayerInputs(
+                acts=a,
+                grads=g,
+                x=x if model_given else None,
+                targets=targets if model_given else None,
+                forward=forward,
+            )
+        )
+        terms = w if isinstance(w, Terms) else Terms(values=a, weights=w)
+        raw[name] = weighted_map(terms.values, terms.weights)
+        scales[name] = magnitude(terms.values, terms.weights)
     return raw, logits.detach().float(), targets, scales

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from xai_checks._util import jsonable
+from xai_checks.cam.methods import method_title
 
 if TYPE_CHECKING:
     from xai_checks.report.sections import ReportSection
@@ -69,19 +70,10 @@ class Reason(str):
         return (Reason, (self.code, self.text))
 
 
-_METHOD_NAMES = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "hirescam": "HiResCAM",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "LayerCAM",
-}
-
-
 def method_name(study: StudyResult | None) -> str:
     """The CAM method the study used, as people write it (from the study's config)."""
     method = getattr(getattr(study, "config", None), "method", None) or "gradcam"
-    return _METHOD_NAMES.get(str(method), str(method))
+    return method_title(str(method))
 
 
 def under_test(study: StudyResult) -> ModelRun:

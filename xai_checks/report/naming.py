@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from xai_checks.cam.methods import method_title
 from xai_checks.defaults import AUTO_LIMIT
 
 __all__ = [
-    "METHOD_NAMES",
     "method_name",
     "model_class",
     "model_roles",
@@ -20,20 +20,10 @@ __all__ = [
     "see_more",
 ]
 
-#: how a CAM method's name is written for a reader
-METHOD_NAMES = {
-    "gradcam": "Grad-CAM",
-    "gradcam++": "Grad-CAM++",
-    "hirescam": "HiResCAM",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "LayerCAM",
-}
-
 
 def method_name(study: Any) -> str:
     """The CAM method the study used, as a reader knows it (``Grad-CAM`` unless recorded)."""
-    method = str(getattr(study.config, "method", None) or "gradcam")
-    return METHOD_NAMES.get(method.lower(), method)
+    return method_title(str(getattr(study.config, "method", None) or "gradcam"))
 
 
 def model_roles(study: Any) -> list[tuple[str, str, Any]]:

@@ -1,71 +1,237 @@
-"""The Grad-CAM family: one small file per method, one registry.
+"""CAM methods: one file per method, one registry, filled from the entry-point group
+``xai_checks.methods``.
 
-Every method is a ``weights(acts, grads) -> Tensor`` function plugged into the one canonical
-pipeline (:mod:`xai_checks.cam.pipeline`): score -> gradients -> **weights** -> map -> upsample
--> normalise. ``acts`` and ``grads`` are the layer's activation A and d score / d A, both
-(N, C, h, w) float32. Weights are either per channel, (N, C), or per position, (N, C, h, w); the
-map is then ``ReLU(sum_k w_k * A_k)`` either way. This is the role of torch-cam's
-``_get_weights`` and pytorch-grad-cam's ``get_cam_weights``.
+A method file defines ``METHOD = CAMMethod(...)``: its name, title, reference, what it needs
+from the engine (:data:`NEEDS`) and its ``weights(inputs) -> weights`` function. The engine
+(:mod:`xai_checks.cam.native`) captures every requested layer's activation A (N, C, h, w) in one
+forward, back-propagates once only if some method needs ``"gradients"``, and hands each method a
+:class:`LayerInputs`. The map is then ``ReLU(sum_k w_k A_k)`` with per-channel (N, C) or
+per-position (N, C, h, w) weights -- the role of torch-cam's ``_get_weights`` and
+pytorch-grad-cam's ``get_cam_weights`` -- or ``ReLU(sum_k w_k B_k)`` when the method returns
+:class:`Terms` that combine other values B (Eigen-CAM's channel-centred activations).
 
-Adding a method: a new file here with a ``METHOD = CAMMethod(...)`` and one line in
-``_BUILT_IN`` below.
+Registering a method (built-in or from another package) is one line in ``pyproject.toml``::
+
+    [project.entry-points."xai_checks.methods"]
+    my-cam = "my_package.my_cam:METHOD"
+
+The entry point's name must equal the method's ``name``. The registry reads titles and needs
+without importing torch: a method module imports torch (or anything that does) only inside its
+functions, and this module only for type checking.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import pkgutil
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
-__all__ = ["METHODS", "CAMMethod", "get_method"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "METHODS",
+    "NEEDS",
+    "CAMMethod",
+    "LayerInputs",
+    "MethodRegistrationError",
+    "Need",
+    "Terms",
+    "get_method",
+    "method_title",
+    "registered_methods",
+]
+
+ENTRY_POINT_GROUP = "xai_checks.methods"
+
+Need: TypeAlias = Literal["activations", "gradients", "model"]
+#: what a method can ask the engine for: the layer's activations, d score / d activations (one
+#: backward for all layers), or the model and its input (forwards on inputs the method builds)
+NEEDS: frozenset[str] = frozenset(("activations", "gradients", "model"))
 
 
 @dataclass(frozen=True)
+class Terms:
+    """What a method's map combines: ``ReLU(sum_k weights_k * values_k)``.
+
+    ``values`` (N, C, h, w); ``weights`` (N, C) or the shape of ``values``. A method returns
+    this instead of bare weights when the values are not the layer's activations themselves.
+    """
+
+    values: Tensor
+    weights: Tensor
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerInputs:
+    """What the engine hands a method for one layer of one batch.
+
+    ``acts`` is always there (float32, detached, (N, C, h, w)); the rest only when the method's
+    ``needs`` asks for it, and reading it otherwise is a ``RuntimeError`` naming the need.
+    """
+
+    acts: Tensor
+    grads: Tensor | None = None
+    x: Tensor | None = None
+    targets: Tensor | None = None
+    forward: Callable[[Tensor], Tensor] | None = None
+
+    @property
+    def gradients(self) -> Tensor:
+        """d score / d A (N, C, h, w), float32; the score is the target class's logit."""
+        return _needed(self.grads, "gradients")
+
+    @property
+    def model_input(self) -> Tensor:
+        """The model's input batch (N, C, H, W), as the engine ran it."""
+        return _needed(self.x, "model")
+
+    @property
+    def target_classes(self) -> Tensor:
+        """The explained class per image, (N,) long."""
+        return _needed(self.targets, "model")
+
+    @property
+    def logits(self) -> Callable[[Tensor], Tensor]:
+        """``inputs (M, C, H, W) -> logits (M, classes)`` in float32: the model in eval mode,
+        no gradients, no hooks, under the engine's autocast."""
+        return _needed(self.forward, "model")
+
+
+_T = TypeVar("_T")
+
+
+def _needed(value: _T | None, need: str) -> _T:
+    if value is None:
+        raise RuntimeError(f"the engine hands this only to methods whose needs include {need!r}")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
 class CAMMethod:
     """One CAM method.
 
     Attributes:
-        name: the registry name (``"gradcam++"``).
-        weights: ``(acts, grads) -> (N, C)`` or ``(N, C, h, w)`` weights.
-        title: how reports name it.
+        name: the registry name (``"gradcam++"``), as ``--method`` spells it.
+        title: how reports name it (``"Grad-CAM++"``).
         reference: the paper.
-        uses_activations: whether ``weights`` reads ``acts`` (Grad-CAM's do not).
+        needs: what ``weights`` reads from :class:`LayerInputs` (a subset of :data:`NEEDS`).
+            Without ``"gradients"`` the engine runs no backward for it.
+        weights: ``LayerInputs -> (N, C)`` or ``(N, C, h, w)`` weights on the activations, or
+            :class:`Terms`.
     """
 
     name: str
-    weights: Callable[[Tensor, Tensor], Tensor]
     title: str
     reference: str
-    uses_activations: bool = True
+    needs: frozenset[str]
+    weights: Callable[[LayerInputs], Tensor | Terms]
+
+    def __post_init__(self) -> None:
+        unknown = set(self.needs) - NEEDS
+        if unknown:
+            raise ValueError(
+                f"method {self.name!r} needs {sorted(unknown)}: the engine offers {sorted(NEEDS)}"
+            )
+        if not self.name or not self.title:
+            raise ValueError("a CAM method needs a name and a title")
+        object.__setattr__(self, "needs", frozenset(self.needs))
+
+
+class MethodRegistrationError(TypeError):
+    """An entry point in ``xai_checks.methods`` that does not give a valid method."""
+
+
+def _check(name: str, obj: object, where: str) -> CAMMethod:
+    if not isinstance(obj, CAMMethod):
+        raise MethodRegistrationError(
+            f"entry point {name!r} ({where}) gives {obj!r}, not a CAMMethod"
+        )
+    if obj.name != name:
+        raise MethodRegistrationError(
+            f"entry point {name!r} ({where}) gives the method {obj.name!r}; the entry-point "
+            "name must equal the method's name"
+        )
+    return obj
+
+
+def _built_in_modules() -> list[tuple[str, str]]:
+    """``(module, attr)`` of every method file here: the uninstalled-checkout fallback."""
+    return [
+        (f"{__name__}.{info.name}", "METHOD")
+        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name)
+        if not info.name.startswith("_")
+    ]
+
+
+@functools.cache
+def _registry() -> dict[str, CAMMethod]:
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        seen = found.get(ep.name)
+        if seen is not None and seen.value != ep.value:
+            raise MethodRegistrationError(
+                f"two packages register the CAM method {ep.name!r}: {seen.value} and {ep.value}"
+            )
+        found[ep.name] = ep
+    built_in = sorted(
+        (ep for ep in found.values() if ep.value.startswith(f"{__name__}.")), key=lambda e: e.name
+    )
+    methods: dict[str, CAMMethod] = {}
+    if not built_in:
+        warnings.warn(
+            f"no CAM method is registered in {ENTRY_POINT_GROUP!r} (is xai-checks installed? "
+            "`pip install -e .`); loading the built-in method files directly",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        for module, attr in _built_in_modules():
+            method = getattr(importlib.import_module(module), attr)
+            methods[method.name] = _check(method.name, method, f"{module}:{attr}")
+    # the built-ins first, then other packages' methods, each by name (not the installer's order)
+    others = sorted((ep for ep in found.values() if ep not in built_in), key=lambda e: e.name)
+    for ep in [*built_in, *others]:
+        try:
+            obj = ep.load()
+        except Exception as exc:
+            raise MethodRegistrationError(
+                f"entry point {ep.name!r} ({ep.value}) failed to load: {exc}"
+            ) from exc
+        methods[ep.name] = _check(ep.name, obj, ep.value)
+    return methods
+
+
+def registered_methods(*, refresh: bool = False) -> tuple[CAMMethod, ...]:
+    """Every registered CAM method, the built-ins first."""
+    if refresh:
+        _registry.cache_clear()
+    return tuple(_registry().values())
 
 
 class _Registry(Mapping[str, CAMMethod]):
-    """Read-only ``{name: CAMMethod}``; iterating gives the names in a fixed order."""
-
-    def __init__(self, methods: list[CAMMethod]) -> None:
-        self._methods = {m.name: m for m in methods}
+    """Read-only ``{name: CAMMethod}``, loaded on first use; iterating gives the names in the
+    registry's order."""
 
     def __getitem__(self, name: str) -> CAMMethod:
-        return self._methods[name]
+        return _registry()[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._methods)
+        return iter(_registry())
 
     def __len__(self) -> int:
-        return len(self._methods)
+        return len(_registry())
 
     def __repr__(self) -> str:
-        return f"METHODS({', '.join(self._methods)})"
+        return f"METHODS({', '.join(self)})"
 
 
-def _built_in() -> list[CAMMethod]:
-    from xai_checks.cam.methods import gradcam, gradcampp, hirescam, layercam, xgradcam
-
-    return [gradcam.METHOD, gradcampp.METHOD, hirescam.METHOD, xgradcam.METHOD, layercam.METHOD]
-
-
-METHODS: Mapping[str, CAMMethod] = _Registry(_built_in())
+METHODS: Mapping[str, CAMMethod] = _Registry()
 
 
 def get_method(method: str | CAMMethod) -> CAMMethod:
@@ -78,3 +244,10 @@ def get_method(method: str | CAMMethod) -> CAMMethod:
         raise ValueError(
             f"unknown CAM method {method!r}: use one of {', '.join(METHODS)}"
         ) from None
+
+
+def method_title(name: str) -> str:
+    """How a reader knows the method ``name`` (``"Grad-CAM++"``); an unregistered name (a
+    result written where another package's method was installed) is shown as it is."""
+    method = _registry().get(name) or _registry().get(name.lower())
+    return method.title if method is not None else name

@@ -6,21 +6,25 @@ pooling and a linear layer get them in closed form (``fc.weight[c] / (h * w)``).
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from xai_checks.cam.methods import CAMMethod
-from xai_checks.cam.pipeline import channel_weights
+from xai_checks.cam.methods import CAMMethod, LayerInputs
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
-def weights(acts: Tensor, grads: Tensor) -> Tensor:
+def weights(inputs: LayerInputs) -> Tensor:
     """(N, C): the spatial mean of the gradients."""
-    return channel_weights(grads)
+    from xai_checks.cam.pipeline import channel_weights
+
+    return channel_weights(inputs.gradients)
 
 
 METHOD = CAMMethod(
     name="gradcam",
-    weights=weights,
     title="Grad-CAM",
     reference="Selvaraju et al., Grad-CAM, ICCV 2017, arXiv:1610.02391",
-    uses_activations=False,
+    needs=frozenset({"gradients"}),
+    weights=weights,
 )

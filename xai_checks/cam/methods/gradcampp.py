@@ -17,27 +17,31 @@ to a boolean-indexed copy (``alpha[mask].div_``), so the weights are ``sum g^2 R
 
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from xai_checks.cam.methods import CAMMethod
+from xai_checks.cam.methods import CAMMethod, LayerInputs
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 EPS = 1e-6  # pytorch-grad-cam's, added to the alpha denominator
 
 
-def weights(acts: Tensor, grads: Tensor) -> Tensor:
+def weights(inputs: LayerInputs) -> Tensor:
     """(N, C): alpha-weighted sum of the positive gradients."""
+    acts, grads = inputs.acts, inputs.gradients
     g2 = grads * grads
     g3 = g2 * grads
     s = acts.sum(dim=(2, 3), keepdim=True)
     alpha = g2 / (2 * g2 + s * g3 + EPS)
-    alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
+    alpha = alpha.masked_fill(grads == 0, 0.0)
     return (alpha * grads.clamp_min(0)).sum(dim=(2, 3))
 
 
 METHOD = CAMMethod(
     name="gradcam++",
-    weights=weights,
     title="Grad-CAM++",
     reference="Chattopadhay et al., Grad-CAM++, WACV 2018, arXiv:1710.11063",
+    needs=frozenset({"activations", "gradients"}),
+    weights=weights,
 )

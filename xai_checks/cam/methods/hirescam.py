@@ -9,20 +9,23 @@ pytorch-grad-cam (``BaseCAM.compute_cam_per_layer``); the paper shows the map be
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from xai_checks.cam.methods import CAMMethod
+from xai_checks.cam.methods import CAMMethod, LayerInputs
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
-def weights(acts: Tensor, grads: Tensor) -> Tensor:
+def weights(inputs: LayerInputs) -> Tensor:
     """(N, C, h, w): the gradients themselves."""
-    return grads
+    return inputs.gradients
 
 
 METHOD = CAMMethod(
     name="hirescam",
-    weights=weights,
     title="HiResCAM",
     reference="Draelos & Carin, Use HiResCAM instead of Grad-CAM, arXiv:2011.08891",
-    uses_activations=False,
+    needs=frozenset({"gradients"}),
+    weights=weights,
 )

@@ -9,20 +9,23 @@ each layer's map is reported on its own.
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from xai_checks.cam.methods import CAMMethod
+from xai_checks.cam.methods import CAMMethod, LayerInputs
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
-def weights(acts: Tensor, grads: Tensor) -> Tensor:
+def weights(inputs: LayerInputs) -> Tensor:
     """(N, C, h, w): the positive part of the gradients."""
-    return grads.clamp_min(0)
+    return inputs.gradients.clamp_min(0)
 
 
 METHOD = CAMMethod(
     name="layercam",
-    weights=weights,
     title="LayerCAM",
     reference="Jiang et al., LayerCAM, IEEE TIP 2021, doi:10.1109/TIP.2021.3089943",
-    uses_activations=False,
+    needs=frozenset({"gradients"}),
+    weights=weights,
 )

@@ -7,22 +7,27 @@ far above both). A channel that is zero everywhere gets weight 0 either way.
 
 from __future__ import annotations
 
-from torch import Tensor
+from typing import TYPE_CHECKING
 
-from xai_checks.cam.methods import CAMMethod
+from xai_checks.cam.methods import CAMMethod, LayerInputs
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 EPS = 1e-7  # pytorch-grad-cam's, added to each channel's activation sum
 
 
-def weights(acts: Tensor, grads: Tensor) -> Tensor:
+def weights(inputs: LayerInputs) -> Tensor:
     """(N, C): activation-normalised sum of gradient times activation."""
+    acts = inputs.acts
     s = acts.sum(dim=(2, 3), keepdim=True)
-    return (grads * acts / (s + EPS)).sum(dim=(2, 3))
+    return (inputs.gradients * acts / (s + EPS)).sum(dim=(2, 3))
 
 
 METHOD = CAMMethod(
     name="xgradcam",
-    weights=weights,
     title="XGrad-CAM",
     reference="Fu et al., Axiom-based Grad-CAM, BMVC 2020, arXiv:2008.02312",
+    needs=frozenset({"activations", "gradients"}),
+    weights=weights,
 )
