@@ -722,7 +722,7 @@ def _bca_pvalue(estimate: float, boot: FloatArray, jack: FloatArray, *, threshol
     if boot.size < 2:
         return math.nan
     b = boot.size
-    q = (np.count_nonzero(boot < threshold) + 0.5 * np.count_nonzero(boot == threshold)) / b
+    q = float(np.count_nonzero(boot < threshold) + 0.5 * np.count_nonzero(boot == threshold)) / b
     q = min(max(q, 0.5 / b), 1.0 - 0.5 / b)
     z0, accel = _bca_constants(estimate, boot, jack)
     if not math.isfinite(z0):  # the percentile interval, inverted
