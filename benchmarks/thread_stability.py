@@ -99,6 +99,14 @@ def _leaves(node: Any, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...],
         yield path, float(node)
 
 
+def is_decisive(key: str) -> bool:
+    """Whether an effect key is in the SESOI's units: the deciding effect or a control's."""
+    parts = key.split("/")
+    return parts[0] == "effect" or (
+        len(parts) > 2 and parts[0] == "controls" and parts[2] == "effect"
+    )
+
+
 def verdict_effects(study: Any) -> dict[str, dict[str, Any]]:
     """Per claim: its status, SESOI and every effect estimate / CI bound of its verdict."""
     from xai_checks.claims import evaluate, registered_claims
@@ -146,14 +154,17 @@ def compare(a: Any, b: Any) -> dict[str, Any]:
             for k, v in left["effects"].items()
             if k in right["effects"] and math.isfinite(v) and math.isfinite(right["effects"][k])
         }
-        worst = max(moves, key=lambda k: moves[k]) if moves else None
+        decisive = {k: v for k, v in moves.items() if is_decisive(k)}
+        worst = max(decisive, key=lambda k: decisive[k]) if decisive else None
+        other = max((v for k, v in moves.items() if k not in decisive), default=0.0)
         claims[claim_id] = {
             "status": [left["status"], right["status"]],
             "sesoi": sesoi,
-            "effects": len(moves),
-            "max_move": moves[worst] if worst else 0.0,
+            "effects": len(decisive),
+            "max_move": decisive[worst] if worst else 0.0,
             "worst": worst,
-            "max_move_over_sesoi": (moves[worst] / sesoi) if worst and sesoi > 0 else None,
+            "max_move_over_sesoi": (decisive[worst] / sesoi) if worst and sesoi > 0 else None,
+            "max_move_other_statistics": other,
         }
     return {"per_photo": metrics, "claims": claims}
 
