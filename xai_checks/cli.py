@@ -176,6 +176,7 @@ def _run(
             batch_size=args.batch_size,
             seed=args.seed,
             gridpg_mosaics=args.mosaics,
+            gridpg_targets=args.gridpg_targets,
             phases=tuple(args.phases or phases_for(claims) or PHASES),
             preprocess=Preprocess(**changes),
         )

@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 from xai_checks.cam.methods import METHODS
 from xai_checks.defaults import AUTO_LIMIT
+from xai_checks.gridpg_targets import GRIDPG_TARGETS
 
 __all__ = [
     "ALL",
@@ -718,6 +719,17 @@ OPTIONS: list[Option] = [
         default=1000,
         type=positive_int,
         cli="--mosaics",
+        group="statistics",
+    ),
+    Option(
+        "gridpg_targets",
+        "GridPG: which photos may be targets: 'confident' (classified correctly with "
+        "confidence >= 0.9) or 'top5' (the true label is among the model's top 5 classes); "
+        "both select on the model's own output, top5 far less (docs/gridpg.md)",
+        default="confident",
+        choices=GRIDPG_TARGETS,
+        cli="--gridpg-targets",
+        plugin="--xai-gridpg-targets",
         group="statistics",
     ),
     Option(

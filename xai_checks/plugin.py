@@ -310,7 +310,7 @@ class StudyRunner:
         }
         if self.session.phases:
             kwargs["phases"] = self.session.phases
-        for key in ("channels_last", "memory_format", "tf32"):
+        for key in ("channels_last", "memory_format", "tf32", "gridpg_targets"):
             value = overrides.get(key, settings.extra.get(key))
             if value is None:
                 continue

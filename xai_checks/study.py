@@ -56,6 +56,12 @@ from xai_checks.data.loading import ImageLoadError, transform_photo
 from xai_checks.data.photoset import Skipped, SkippedImageWarning, stratified_subset
 from xai_checks.data.prefetch import host_copy
 from xai_checks.distributed import Shard
+from xai_checks.gridpg_targets import (
+    GRIDPG_TARGETS,
+    GridPGTargets,
+    describe_gridpg_targets,
+    is_gridpg_target,
+)
 from xai_checks.metrics import (
     DEFAULT_THRESHOLDS,
     box_mask,
@@ -129,6 +135,8 @@ class StudyConfig:
     #: GridPG: at most this many target photos (one mosaic each); None for no cap
     gridpg_mosaics: int | None = 1000
     gridpg_confidence: float = 0.9
+    #: GridPG: which photos may be targets (xai_checks.gridpg_targets says what each selects)
+    gridpg_targets: GridPGTargets = "confident"
     #: photos in the sanity cascade (a seeded, class-stratified sample, in batches). With a
     #: per-photo spread of the margin near 0.24, 200 photos give a 90% CI of about +-0.03,
     #: narrow enough to place a margin 0.03 from the claim's SESOI of 0.1 on one side of it
@@ -159,6 +167,10 @@ class StudyConfig:
             raise ValueError("batch_size must be >= 1")
         if self.target not in ("true", "predicted"):
             raise ValueError("target must be 'true' or 'predicted'")
+        if self.gridpg_targets not in GRIDPG_TARGETS:
+            raise ValueError(
+                f"gridpg_targets must be one of {GRIDPG_TARGETS}; got {self.gridpg_targets!r}"
+            )
         object.__setattr__(self, "layers", tuple(self.layers or ()))
         methods = _known_methods()
         if self.method not in methods:
@@ -555,6 +567,8 @@ def _ratio_phase(
             probs = result.logits.float().cpu().softmax(dim=1)
             conf, pred = probs.max(dim=1)
             true_conf = probs.gather(1, labels.view(-1, 1))[:, 0]
+            # classes strictly more probable than the true one: 0 is top-1 (ties favour it)
+            true_rank = (probs > true_conf.view(-1, 1)).sum(dim=1)
             for i, sample in enumerate(batch_samples):
                 record: dict[str, Any] = {
                     "file": str(sample.path),
@@ -565,6 +579,7 @@ def _ratio_phase(
                     "pred_name": photoset.class_name(int(pred[i])),
                     "confidence": float(conf[i]),
                     "true_confidence": float(true_conf[i]),
+                    "true_rank": int(true_rank[i]),
                     "correct": bool(pred[i] == sample.label),
                     "ratio": {k: float(v["ratio"][i]) for k, v in per_layer.items()},
                     "ratio_pooled": {k: float(v["ratio_pooled"][i]) for k, v in per_layer.items()},
@@ -638,17 +653,18 @@ def _gridpg_phase(
     layers = first_run.layers
     out = GridPGRun(layers=layers)
     by_file = {str(s.path): s for s in photoset}
+    rule, confidence = config.gridpg_targets, config.gridpg_confidence
     candidates = [
         by_file[r["file"]]
         for r in first_run.records
-        if r["correct"] and r["confidence"] >= config.gridpg_confidence and r["file"] in by_file
+        if r["file"] in by_file and is_gridpg_target(r, rule=rule, confidence=confidence)
     ]
     out.n_candidates = len(candidates)
     if len({c.label for c in candidates}) < 4:
         out.note = (
-            f"only {len(candidates)} photos of {len({c.label for c in candidates})} classes are "
-            f"classified correctly with confidence >= {config.gridpg_confidence}; GridPG needs "
-            "4 distinct classes"
+            f"only {len(candidates)} photos of {len({c.label for c in candidates})} classes "
+            f"qualify, photos {describe_gridpg_targets(rule, confidence=confidence)}; GridPG "
+            "needs 4 distinct classes"
         )
         for name in models:
             out.scores[name] = np.empty((0, len(layers)))
@@ -660,7 +676,7 @@ def _gridpg_phase(
     )
     if len(specs) < len(candidates):
         out.note = (
-            f"{len(specs)} of {len(candidates)} confidently classified photos are targets "
+            f"{len(specs)} of {len(candidates)} qualifying photos are targets "
             f"(capped at {config.gridpg_mosaics})"
         )
     transform = config.preprocess.build(photoset.transform_kind)

@@ -76,6 +76,7 @@ def no_model(monkeypatch):
         ["--threshold", "1.0"],
         ["--seed", "-3"],
         ["--mosaics", "0"],
+        ["--gridpg-targets", "top3"],
         ["--layers", "layer1,,layer2"],
     ],
 )

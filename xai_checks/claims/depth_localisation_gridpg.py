@@ -9,12 +9,27 @@ import numpy as np
 from xai_checks.claims import _rules as R
 from xai_checks.claims._localisation import LocalisationClaim
 from xai_checks.claims.base import Verdict, method_name
+from xai_checks.gridpg_targets import describe_gridpg_targets
 
 if TYPE_CHECKING:
     from xai_checks.study import StudyResult
 
 
 class DepthLocalisationGridPG(LocalisationClaim):
+    """GridPG (Rao et al., CVPR 2022): deeper layers put more of the target's map mass in its cell.
+
+    Target photos are selected by the model under test's own output
+    (``StudyConfig.gridpg_targets``). The default, ``confident``, keeps the photos it classifies
+    correctly with confidence >= ``gridpg_confidence`` (0.9): the photos where its evidence for
+    the class is strongest, typically one large, central object of a class it knows well. The
+    verdict is then about those easy photos, not all photos; scores there are higher than over
+    all photos, and hard or misclassified photos are left out. The untrained control is scored
+    on the same mosaics, so the selection does not favour the model against it. ``top5`` keeps
+    every photo whose true label is among the model's top 5 classes: wrong and unsure top-1
+    predictions stay in, a far weaker dependence on the model (see
+    :mod:`xai_checks.gridpg_targets`).
+    """
+
     id: ClassVar[str] = "depth-localisation-gridpg"
     title: ClassVar[str] = "Deeper layers localise the class (grid pointing game)"
     metric: ClassVar[str] = "gridpg"
@@ -25,9 +40,12 @@ class DepthLocalisationGridPG(LocalisationClaim):
         layers = self.layers or (tuple(study.config.layers) if study is not None else ())
         last = layers[-1] if layers else "the last layer"
         versus = " and above the untrained control" if "untrained" in self.controls else ""
+        rule = study.config.gridpg_targets if study is not None else "confident"
+        confidence = study.config.gridpg_confidence if study is not None else 0.9
+        targets = describe_gridpg_targets(rule, confidence=confidence)
         return (
-            "Deeper layers localise the explained class: on 2x2 mosaics, one per confidently "
-            f"classified target photo, the {method_name(study)} mass inside the target cell rises "
+            "Deeper layers localise the explained class: on 2x2 mosaics, one per target photo "
+            f"(photos {targets}), the {method_name(study)} mass inside the target cell rises "
             f"with depth (Page's L p < alpha), {last} is above chance "
             f"({float(self.params['chance']):g}){versus}."
         )

@@ -16,6 +16,7 @@ from typing import Any
 from markupsafe import Markup
 
 from xai_checks import fmt
+from xai_checks.gridpg_targets import describe_gridpg_targets
 from xai_checks.report import figures as _figures
 from xai_checks.report.naming import method_name, model_roles, reason_texts
 from xai_checks.report.sections import (
@@ -428,7 +429,7 @@ def gridpg_section(
         counts = (
             f"Here: {fmt.count(n_mosaics, 'mosaic')} with "
             f"{fmt.count(targets, 'distinct target photo')}"
-            f", drawn from {fmt.count(grid.n_candidates, 'confidently classified photo')}. "
+            f", drawn from {fmt.count(grid.n_candidates, 'qualifying photo')}. "
             if n_mosaics
             else ""
         )
@@ -439,13 +440,16 @@ def gridpg_section(
                 if targets < n_mosaics
                 else "The verdict's n counts target photos: each is the target of one mosaic."
             )
-    threshold = getattr(study.config, "gridpg_confidence", 0.9)
+    targets_rule = describe_gridpg_targets(
+        getattr(study.config, "gridpg_targets", "confident"),
+        confidence=getattr(study.config, "gridpg_confidence", 0.9),
+    )
     lead = Markup(
         "To test &lsquo;focuses on the label&rsquo; directly, four photos of different classes "
-        "that the model classifies correctly with confidence &ge; {} are tiled into a "
-        "2&times;2 mosaic, and one cell's class (the target) is explained: a good map puts its "
-        "mass in that cell. {}"
-    ).format(fmt.number(threshold), counts)
+        "are tiled into a 2&times;2 mosaic, and one cell's class (the target) is explained: a "
+        "good map puts its mass in that cell. Target photos are photos {}; the selection uses "
+        "the model's own output, so the verdict is about those photos. {}"
+    ).format(targets_rule, counts)
     return ReportSection(
         id="gridpg",
         title="Ground truth: the grid pointing game",

@@ -155,6 +155,7 @@ def _photo_row(record: Mapping[str, Any]) -> dict[str, Any]:
             "pred_name",
             "confidence",
             "true_confidence",
+            "true_rank",
             "correct",
             "target",
             "ratio",
