@@ -28,8 +28,8 @@ A run-level boundary world judges every claim together, each with one component 
 and applies Holm across them: the family-wise false SUPPORTED rate.
 
 Targets: every false SUPPORTED rate (null, confound, trivial, boundary, run-level) has a
-Clopper-Pearson 95% upper bound at most alpha + 0.01, so a world where a rate is compared
-with alpha needs about 2000 repetitions (the default for the boundary worlds); CONFOUNDED
+one-sided Clopper-Pearson 95% upper bound at most alpha + 0.01, so a world where a rate is
+compared with alpha needs about 2000 repetitions (the default for the boundary worlds); CONFOUNDED
 under ``confound`` >= 0.9 at n >= 100; SUPPORTED
 under ``effect`` and ``effect+confound`` >= 0.8 at the claim's ``min_n``; no verdict flips
 from SUPPORTED to CONFOUNDED only because n grew. Each claim's ``min_n`` is the smallest n of
@@ -413,8 +413,12 @@ def verdict_rates(
 
 
 def cp_upper(count: int, reps: int) -> float:
-    """Clopper-Pearson 95% upper bound of a rate of ``count`` in ``reps`` (scipy)."""
-    return float(sps.binomtest(count, reps).proportion_ci(confidence_level=0.95).high)
+    """Clopper-Pearson one-sided 95% upper bound of a rate of ``count`` in ``reps`` (scipy).
+
+    One-sided because the target is an upper limit on the rate: the bound exceeds the true
+    rate at most 5% of the time, which is what "the rate is at most alpha + slack" needs."""
+    test = sps.binomtest(count, reps, alternative="less")
+    return float(test.proportion_ci(confidence_level=0.95).high)
 
 
 def _row(world: str, n: int, reps: int, rates: dict[str, float]) -> dict[str, Any]:
@@ -576,7 +580,7 @@ def min_n_from(entry: dict[str, Any], *, power: float = 0.8) -> int | None:
     return None
 
 
-#: a false SUPPORTED rate's Clopper-Pearson 95% upper bound must be at most alpha + this
+#: a false SUPPORTED rate's one-sided Clopper-Pearson 95% upper bound must be at most alpha + this
 TARGET_SLACK = 0.01
 
 
@@ -594,7 +598,7 @@ def check_targets_dict(table: dict[str, Any]) -> dict[str, list[str]]:
 def check_targets(claim_id: str, entry: dict[str, Any]) -> list[str]:
     """The targets for one claim's rows.
 
-    False SUPPORTED (null, confound, trivial and boundary worlds): the Clopper-Pearson 95%
+    False SUPPORTED (null, confound, trivial and boundary worlds): the one-sided Clopper-Pearson 95%
     upper bound of the rate at most alpha + ``TARGET_SLACK``, so the table's reps must be
     enough to carry the claim. Power and CONFOUNDED: 99.9 % binomial bounds around 0.8 and
     0.9."""
@@ -665,11 +669,11 @@ def to_markdown(doc: dict[str, Any]) -> str:
         "SUPPORTED needs each effect's lower bound (the union of the BCa bootstrap and "
         "Student's t intervals) at or above the SESOI; its p-value, which Holm adjusts across "
         "a run's claims, is that minimal-effect test's. Targets: every false SUPPORTED rate's "
-        f"Clopper-Pearson 95% upper bound <= alpha + {slack:g}; CONFOUNDED >= 0.9 under "
+        f"one-sided Clopper-Pearson 95% upper bound <= alpha + {slack:g}; CONFOUNDED >= 0.9 under "
         "confound at n >= 100 and SUPPORTED >= 0.8 in both effect worlds at the claim's min_n "
         "(99.9% binomial bounds); no SUPPORTED -> CONFOUNDED flip as n grows. `mc se` is the "
-        "Monte-Carlo standard error of the SUPPORTED rate, `upper` its Clopper-Pearson 95% "
-        "upper bound.",
+        "Monte-Carlo standard error of the SUPPORTED rate, `upper` its one-sided "
+        "Clopper-Pearson 95% upper bound.",
         "",
     ]
     run = doc.get("run_boundary")

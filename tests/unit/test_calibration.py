@@ -12,12 +12,14 @@ import json
 from pathlib import Path
 
 import pytest
+import scipy.stats as sps
 
 from xai_checks.calibration import (
     CALIBRATED_CLAIMS,
     WORLDS,
     calibrate,
     check_targets,
+    cp_upper,
     mc_bound,
     min_n_from,
 )
@@ -119,3 +121,12 @@ def test_the_committed_page_is_the_committed_table():
     assert TABLE.with_suffix(".md").read_text(encoding="utf-8") == to_markdown(doc)
     readme = (TABLE.parents[1] / "README.md").read_text(encoding="utf-8")
     assert "docs/calibration.md" in readme
+
+
+def test_the_target_bound_is_the_one_sided_clopper_pearson_upper_bound():
+    # the target is an upper limit on a rate, so the bound is one-sided at 95%: the beta
+    # quantile of Clopper and Pearson's construction
+    for count, reps in [(0, 100), (3, 100), (100, 2000), (1, 2000)]:
+        assert cp_upper(count, reps) == pytest.approx(
+            sps.beta.ppf(0.95, count + 1, reps - count), rel=1e-9
+        )
