@@ -497,10 +497,10 @@ def to_markdown(doc: dict[str, Any]) -> str:
 
 
 def readme_table(doc: dict[str, Any]) -> str:
-    """The compact table the README shows: per claim, the rates that the targets are about
+    """The compact table the docs show: per claim, the rates that the targets are about
     (false SUPPORTED under null, confound and trivial, CONFOUNDED under confound and
-    trivial+confound, SUPPORTED under the two effect worlds) at each n. ``tox -e calibrate``
-    prints it; a test keeps the README's copy equal to the committed table."""
+    trivial+confound, SUPPORTED under the two effect worlds) at each n. The docs site
+    generates it from ``docs/calibration.json`` at build time (``scripts/docs_hooks.py``)."""
     ns = list(doc["ns"])
     cells = [
         ("null", "SUPPORTED", "false SUPPORTED, null"),
@@ -546,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(to_markdown(doc))
-    print("the README's table (paste it under 'Calibration'):\n" + readme_table(doc))
+    print("the compact table (the docs site shows it from the .json):\n" + readme_table(doc))
     failed = {k: v for k, v in doc["targets"].items() if v}
     print(f"wrote {args.out.with_suffix('.md')} and .json; targets missed: {failed or 'none'}")
     return 0

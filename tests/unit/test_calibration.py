@@ -58,11 +58,3 @@ def test_the_committed_table_sets_every_min_n_and_meets_its_targets():
         assert get_claim(claim_id).sesoi == entry["sesoi"], claim_id
         missed = check_targets(claim_id, entry | {"declared_min_n": min_n_from(entry)})
         assert not missed, (claim_id, missed)
-
-
-def test_the_readme_shows_the_committed_table():
-    """The README's calibration table is the committed one (not a hand-copied older run)."""
-    from xai_checks.calibration import readme_table
-
-    readme = (TABLE.parents[1] / "README.md").read_text(encoding="utf-8")
-    assert readme_table(json.loads(TABLE.read_text())) in readme
