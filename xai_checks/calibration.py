@@ -400,7 +400,7 @@ def check_targets_dict(table: dict[str, Any]) -> dict[str, list[str]]:
 
 
 def check_targets(claim_id: str, entry: dict[str, Any]) -> list[str]:
-    """The issue's targets for one claim's rows, allowing Monte-Carlo error (99.9 % bounds)."""
+    """The calibration targets for one claim's rows, allowing Monte-Carlo error (99.9 % bounds)."""
     alpha = float(entry["alpha"])
     failures = []
     rows = entry["rows"]
