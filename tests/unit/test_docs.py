@@ -78,3 +78,21 @@ def test_the_docs_show_the_committed_calibration_table() -> None:
     assert "<!-- xai-checks: calibration-summary -->" in page
     doc = json.loads((DOCS / "calibration.json").read_text(encoding="utf-8"))
     assert readme_table(doc) in hooks.fill(page)
+
+
+def test_the_terminal_table_shows_the_one_legend() -> None:
+    """Under the table, the meaning of each verdict it shows, word for word VERDICT_LEGEND."""
+    from xai_checks.claims import Claim, Status, Verdict
+    from xai_checks.claims.base import VERDICT_LEGEND
+    from xai_checks.table import verdict_lines
+
+    class Probe(Claim):
+        id = "probe"
+
+    every = {f"probe-{s.value}": Verdict(Probe(), s, [], 10) for s in Status}
+    lines = verdict_lines(every)
+    for status, text in VERDICT_LEGEND.items():
+        assert f"{status}: {text}" in lines
+    one = verdict_lines({"probe": Verdict(Probe(), Status.REFUTED, [], 10)})
+    shown = [line for line in one if line.split(":")[0] in VERDICT_LEGEND]
+    assert shown == [f"REFUTED: {VERDICT_LEGEND['REFUTED']}"]

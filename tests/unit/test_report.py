@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from markupsafe import escape
 
-from xai_checks.claims import Status, evaluate_all
+from xai_checks.claims import VERDICT_LEGEND, Status, evaluate_all
 from xai_checks.report import (
     REPORT_FILES,
     SCHEMA_ID,
@@ -329,8 +330,9 @@ def test_page_content(full_report: Path, full_study: tuple[StudyResult, list[Any
     for v in verdicts:
         assert f'class="badge {v.status.value}"' in html
         assert v.claim.id in html
-    for status in Status:  # the legend explains every badge
+    for status in Status:  # the legend explains every badge, in the one legend's words
         assert f'class="badge {status.value}"' in html
+        assert str(escape(VERDICT_LEGEND[status.value])) in html
     order = [
         html.index(s)
         for s in (
