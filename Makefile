@@ -24,8 +24,9 @@ install: $(STAMP)
 study: $(STAMP)
 	$(BIN)/xai-checks study $(ARGS)
 
+# --durations=15: the slowest tests, so a slow one is seen when it lands
 test: $(STAMP)
-	$(BIN)/python -m pytest --xai-baseline $(BASELINE) --xai-strict=$(STRICT) $(ARGS)
+	$(BIN)/python -m pytest --durations=15 --xai-baseline $(BASELINE) --xai-strict=$(STRICT) $(ARGS)
 
 claims: $(STAMP)
 	$(BIN)/python -m pytest tests/claims --xai-baseline $(BASELINE) --xai-strict=$(STRICT) $(ARGS)

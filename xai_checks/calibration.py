@@ -727,6 +727,36 @@ def to_markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def readme_table(doc: dict[str, Any]) -> str:
+    """The compact table the docs show: per claim, the rates that the targets are about
+    (false SUPPORTED under null, confound and trivial, CONFOUNDED under confound and
+    trivial+confound, SUPPORTED under the two effect worlds) at each n. The docs site
+    generates it from ``docs/calibration.json`` at build time (``scripts/docs_hooks.py``)."""
+    ns = list(doc["ns"])
+    cells = [
+        ("null", "SUPPORTED", "false SUPPORTED, null"),
+        ("confound", "SUPPORTED", "false SUPPORTED, confound"),
+        ("confound", "CONFOUNDED", "CONFOUNDED, confound"),
+        ("trivial+confound", "SUPPORTED", "false SUPPORTED, trivial+confound"),
+        ("trivial+confound", "CONFOUNDED", "CONFOUNDED, trivial+confound"),
+        ("trivial", "SUPPORTED", "false SUPPORTED, trivial"),
+        ("effect", "SUPPORTED", "SUPPORTED (power), effect"),
+        ("effect+confound", "SUPPORTED", "SUPPORTED (power), effect+confound"),
+    ]
+    head = "| claim (SESOI, min_n) | rate, world | " + " | ".join(f"n={n}" for n in ns) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(ns)]
+    for claim_id, entry in doc["claims"].items():
+        label = f"`{claim_id}` ({entry['sesoi']:g}, {entry['min_n_from_table']})"
+        for world, status, what in cells:
+            rates = [_rate(entry, world, n, status) for n in ns]
+            if all(r is None for r in rates):
+                continue
+            shown = " | ".join("-" if r is None else f"{r:.3f}" for r in rates)
+            lines.append(f"| {label} | {what} | {shown} |")
+            label = ""
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xai_checks.calibration", description=__doc__)
     parser.add_argument("--reps", type=int, default=100)
@@ -753,6 +783,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(doc, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(to_markdown(doc))
+    print("the compact table (the docs site shows it from the .json):\n" + readme_table(doc))
     failed = {k: v for k, v in doc["targets"].items() if v}
     print(f"wrote {args.out.with_suffix('.md')} and .json; targets missed: {failed or 'none'}")
     return 0

@@ -13,7 +13,7 @@ from typing import Any
 
 from xai_checks.fmt import pvalue
 
-__all__ = ["detail_lines", "fmt", "table_lines", "verdict_lines"]
+__all__ = ["detail_lines", "fmt", "legend_lines", "table_lines", "verdict_lines"]
 
 
 def fmt(x: Any, spec: str = ".2g") -> str:
@@ -114,7 +114,21 @@ def verdict_lines(verdicts: Iterable[Any] | Mapping[str, Any]) -> list[str]:
         by_id: Mapping[str, Any] = verdicts
     else:
         by_id = {v.claim.id: v for v in list[Any](verdicts)}
-    return [*table_lines(by_id), *_multiplicity_lines(by_id), "", *detail_lines(by_id)]
+    return [
+        *table_lines(by_id),
+        *_multiplicity_lines(by_id),
+        *legend_lines(by_id),
+        "",
+        *detail_lines(by_id),
+    ]
+
+
+def legend_lines(verdicts: Mapping[str, Any]) -> list[str]:
+    """What each verdict in the table means, from the one legend the report and docs show."""
+    from xai_checks.claims.base import VERDICT_LEGEND
+
+    shown = {str(_row(v)["status"]) for v in verdicts.values()}
+    return [f"{status}: {text}" for status, text in VERDICT_LEGEND.items() if status in shown]
 
 
 def _multiplicity_lines(verdicts: Mapping[str, Any]) -> list[str]:

@@ -82,3 +82,70 @@ def http_root(
     root.mkdir()
     server = loopback(root)
     return root, server.url, server.requests
+
+
+class Unprivileged:
+    """Runs a check as a user whom file modes bind.
+
+    Root reads and writes whatever the modes say, and CI runs as root, so a test of what a
+    user sees on an unreadable file or a read-only folder would prove nothing there. As root,
+    :meth:`run` forks and the child drops to ``nobody`` before the check (the interpreter and
+    its imports are already loaded, so the child needs no access to them); otherwise the check
+    runs in place. ``folder`` is a fresh folder that ``nobody`` may enter: pytest's own
+    ``tmp_path`` sits under a folder only its owner can.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def run(self, check: Callable[[], None]) -> None:
+        import os
+
+        if os.geteuid() != 0:
+            check()
+            return
+        import pwd
+        import traceback
+
+        try:
+            uid = pwd.getpwnam("nobody").pw_uid
+        except KeyError:
+            uid = 65534
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: drop privileges, run, report, and leave without cleanup
+            os.close(read_fd)
+            status, text = 0, ""
+            try:
+                os.setgroups([])
+                os.setgid(uid)
+                os.setuid(uid)
+                check()
+            except BaseException:
+                status, text = 1, traceback.format_exc()
+            os.write(write_fd, text.encode())
+            os._exit(status)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            report = pipe.read().decode()
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise AssertionError(f"the check failed as an unprivileged user:\n{report}")
+
+
+@pytest.fixture
+def unprivileged() -> Iterator[Unprivileged]:
+    """Run a check as a user bound by file modes, even when the suite runs as root."""
+    import os
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="xai-unprivileged-"))
+    folder.chmod(0o755)
+    try:
+        yield Unprivileged(folder)
+    finally:
+        for path in (folder, *folder.rglob("*")):
+            if path.is_dir() and not path.is_symlink():
+                os.chmod(path, 0o755)
+        shutil.rmtree(folder, ignore_errors=True)

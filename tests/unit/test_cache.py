@@ -162,7 +162,7 @@ def test_cache_lock_excludes_another_process(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_atomic_write_honours_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
-    """Before: every cache file was 0600 (mkstemp's mode), whatever the umask."""
+    """Every cache file gets the umask's mode, not mkstemp's 0600."""
     old = os.umask(umask)
     try:
         with atomic_write(tmp_path / "f.bin") as handle:
@@ -176,7 +176,7 @@ def test_atomic_write_honours_the_umask(tmp_path: Path, umask: int, mode: int) -
 def test_a_cache_path_that_is_a_file_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:
-    """Before: FileExistsError / NotADirectoryError from mkdir, as a traceback."""
+    """A cache path that is a file, or under one: a clear error, not a traceback from mkdir."""
     afile = tmp_path / "afile"
     afile.write_text("not a folder")
     monkeypatch.setenv(ENV_CACHE, str(afile if where == "itself" else afile / "cache"))
@@ -278,8 +278,8 @@ def test_download_checked_http_error_and_unreachable(
 def test_read_only_cache_with_the_embedded_crops_made_just_works(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Before: the lock was taken before looking, so a read-only cache failed even though
-    every crop was already there (the lock file cannot be created)."""
+    """A read-only cache that holds every crop works: the cache is looked at before the lock
+    is taken (the lock file cannot be created there)."""
     import contextlib
     import errno
 

@@ -169,7 +169,7 @@ def test_channels_last_is_as_accurate_as_the_default(model, photos, ours, gradca
 def test_channels_last_maps_on_real_photos(model, photos, ours, method):  # noqa: F811
     """memory_format=torch.channels_last runs other conv kernels on a private copy: maps move
     by the float32 reproducibility of each stage (above). Measured, and bounded by "the same
-    picture"; the option stays opt-in (the issue allows it as a default only at <= 1e-5)."""
+    picture"; the option stays opt-in (a default may move maps by at most 1e-5)."""
     x, labels, _ = photos
     cam = CAM(model, method=method, memory_format=torch.channels_last)
     got = cam(x, targets=labels)

@@ -275,7 +275,7 @@ def test_env_names_are_stable() -> None:
 def test_dest_that_is_a_file_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Before: FileExistsError from mkdir, as a traceback out of ``xai-checks data fetch``."""
+    """A cache path that is a file: a clear error from ``xai-checks data fetch``, no traceback."""
     from xai_checks.cli import main
 
     afile = tmp_path / "photos.txt"

@@ -11,6 +11,7 @@ import os
 import warnings
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -190,7 +191,7 @@ def _with_orientation(image: Image.Image, path: Path, orientation: int) -> Path:
 
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_orientation_is_applied(tmp_path: Path, orientation: int) -> None:
-    """Before: the stored (sideways) pixels were used as they are."""
+    """A photo stored sideways with an EXIF orientation tag is read upright."""
     upright = noise((40, 30), seed=3)
     path = _with_orientation(upright, tmp_path / "phone.png", orientation)
     with Image.open(path) as raw:
@@ -210,9 +211,9 @@ _SHARED = Path(
     not (_SHARED / "n02504458_African_elephant.JPEG").is_file(), reason="shared photos absent"
 )
 def test_real_photo_stored_sideways_keeps_its_confidence(tmp_path: Path) -> None:
-    """The issue's case: a real photo stored sideways with an EXIF orientation tag lost
-    confidence (0.99 -> 0.86 there). This elephant, read sideways, drops from 0.97 to 0.19
-    (another class); read upright through the tag, the model sees exactly the same input."""
+    """A real photo stored sideways with an EXIF orientation tag: read sideways, this
+    elephant drops below 0.5 confidence; read upright through the tag, the model sees exactly
+    the same input as from the upright file."""
     from xai_checks.models import load_resnet50
 
     original = load_image(_SHARED / "n02504458_African_elephant.JPEG")
@@ -263,8 +264,8 @@ def test_dangling_link_in_a_flat_folder_is_a_counted_skip(tmp_path: Path) -> Non
 def test_permission_denied_is_worded_as_such(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Before: 'corrupt image data ([Errno 13] Permission denied)'. Tests run as root here,
-    where chmod 000 does not stop a read, so the denial is simulated at ``Image.open``."""
+    """A denied read is called 'permission denied', not 'corrupt image data'. The denial is
+    simulated at ``Image.open``; the test below makes it real."""
     path = jpeg(tmp_path / "locked.jpg")
 
     def denied(*args: object, **kwargs: object) -> Image.Image:
@@ -276,18 +277,16 @@ def test_permission_denied_is_worded_as_such(
     assert info.value.reason == "permission denied"
 
 
-@pytest.mark.skipif(
-    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root reads files whatever the mode"
-)
-def test_permission_denied_on_a_real_unreadable_file(tmp_path: Path) -> None:
-    path = jpeg(tmp_path / "locked.jpg")
+def test_permission_denied_on_a_real_unreadable_file(unprivileged: Any) -> None:
+    path = jpeg(unprivileged.folder / "locked.jpg")
     path.chmod(0)
-    try:
+
+    def check() -> None:
         with pytest.raises(ImageLoadError) as info:
             load_image(path)
         assert info.value.reason == "permission denied"
-    finally:
-        path.chmod(0o644)
+
+    unprivileged.run(check)
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -722,10 +721,10 @@ def test_iter_batches_over_a_plain_list(folder_of_15: Path) -> None:
 # ------------------------------------------------------------------------------------- boxes
 
 
-def _old_box_in_input(
+def _box_by_hand(
     box: tuple[int, int, int, int], image_size: tuple[int, int], kind: str, size: int = 224
 ) -> tuple[float, float, float, float]:
-    """study._box_in_input as it was: the mapping worked out by hand, after a second decode."""
+    """A box mapped into the model's input by hand: an independent oracle for the transform."""
     w, h = image_size
     x0, y0, x1, y1 = box
     if kind == "precropped":
@@ -741,8 +740,8 @@ def test_tinyimagenet200_boxes_move_with_the_pixels_in_one_decode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Boxes come out of the same transform as the pixels (torchvision.transforms.v2 on the
-    image and its BoundingBoxes), exactly where the old hand-written mapping put them, and
-    each photo is decoded once (before: the study re-opened and decoded each boxed photo)."""
+    image and its BoundingBoxes), exactly where a hand-written mapping puts them, and each
+    photo is decoded once."""
     root = make_tinyimagenet200(tmp_path / "tiny")
     photos = open_photoset(root, split="all")
     opened: list[str] = []
@@ -759,15 +758,16 @@ def test_tinyimagenet200_boxes_move_with_the_pixels_in_one_decode(
     assert len(got) == len(photos) == 12
     for sample, box in got:
         assert sample.box is not None and box is not None
-        expected = _old_box_in_input(sample.box, (64, 64), "precropped")
+        expected = _box_by_hand(sample.box, (64, 64), "precropped")
         assert box == pytest.approx(expected, abs=1e-9), sample.path.name
 
 
 @pytest.mark.parametrize("size", [(300, 200), (200, 300), (333, 517), (256, 256)])
 def test_standard_transform_maps_a_box_exactly(size: tuple[int, int]) -> None:
     """The standard transform: Resize(256) truncates the long side to an int and CenterCrop
-    rounds its offset, which the old mapping ignored (off by up to a pixel). The v2 box equals
-    the mapping of those very integer sizes, and stays within a pixel of the old one."""
+    rounds its offset, which a mapping by real-valued scale ignores (off by up to a pixel).
+    The v2 box equals the mapping of those very integer sizes, and stays within a pixel of the
+    real-valued one."""
     w, h = size
     box = (50, 40, 180, 150)
     _, moved = standard_transform().with_box(noise(size), box)
@@ -780,8 +780,8 @@ def test_standard_transform_maps_a_box_exactly(size: tuple[int, int]) -> None:
     # v2 computes the scale factors in float32 (relative error <= 2**-24 each): for coordinates
     # up to ~600 px that is < 1e-4 px.
     assert moved == pytest.approx(clipped, abs=1e-4)
-    old = [min(max(v, 0.0), 224.0) for v in _old_box_in_input(box, size, "standard")]
-    assert max(abs(a - b) for a, b in zip(moved, old, strict=True)) < 1.0
+    by_hand = [min(max(v, 0.0), 224.0) for v in _box_by_hand(box, size, "standard")]
+    assert max(abs(a - b) for a, b in zip(moved, by_hand, strict=True)) < 1.0
 
 
 def test_a_drawn_box_lands_inside_its_mapped_box() -> None:
@@ -821,3 +821,16 @@ def test_make_transform_takes_size_mean_and_std() -> None:
     )
     assert torch.equal(custom(image), reference(image))
     assert make_transform("auto", size=112)(noise((100, 100))).shape == (3, 112, 112)
+
+
+def test_the_unprivileged_check_is_bound_by_file_modes(unprivileged: Any) -> None:
+    """The fixture above really drops root's privileges: a file of mode 000 is unreadable."""
+    path = unprivileged.folder / "locked.txt"
+    path.write_text("secret", encoding="utf-8")
+    path.chmod(0)
+
+    def check() -> None:
+        with pytest.raises(PermissionError):
+            path.read_text(encoding="utf-8")
+
+    unprivileged.run(check)

@@ -118,7 +118,7 @@ def make() -> nn.Module:
 def test_cli_names_the_model_and_exits_1_instead_of_a_verdict(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """End to end: before, NaN logits became class 0 and the run gave verdicts."""
+    """End to end: NaN logits are an error naming the model, never class 0 and verdicts."""
     from PIL import Image
 
     from xai_checks.cli import main

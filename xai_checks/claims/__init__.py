@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from xai_checks import stats
-from xai_checks.claims.base import Claim, Reason, Status, Verdict
+from xai_checks.claims.base import VERDICT_LEGEND, Claim, Reason, Status, Verdict
 from xai_checks.claims.depth_localisation_boxes import DepthLocalisationBoxes
 from xai_checks.claims.depth_localisation_gridpg import DepthLocalisationGridPG
 from xai_checks.claims.native_captum_agreement import NativeCaptumAgreement
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BUILTIN_CLAIMS",
     "ENTRY_POINT_GROUP",
+    "VERDICT_LEGEND",
     "Claim",
     "DepthLocalisationBoxes",
     "DepthLocalisationGridPG",

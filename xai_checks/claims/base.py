@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from xai_checks.study import ModelRun, StudyResult
 
 __all__ = [
+    "VERDICT_LEGEND",
     "Claim",
     "Reason",
     "Status",
@@ -43,6 +44,19 @@ class Status(StrEnum):
 
     def __str__(self) -> str:
         return self.value
+
+
+#: what each verdict means: the one text the terminal table, the report and the docs show
+#: (a test keeps the README's copy equal to it)
+VERDICT_LEGEND: dict[str, str] = {
+    Status.SUPPORTED.value: "the effect, and what is left of it beyond each control, is shown "
+    "to reach the smallest effect of interest (SESOI): the lower bound of its 90% CI is at or "
+    "above it",
+    Status.REFUTED.value: "the effect is shown smaller than the SESOI",
+    Status.CONFOUNDED.value: "the effect is established, but what is left of it beyond a "
+    "control is shown smaller than the SESOI: the control explains it",
+    Status.INCONCLUSIVE.value: "too few photos, or a CI still straddles the SESOI",
+}
 
 
 class Reason(str):

@@ -40,7 +40,8 @@ class DepthLocalisationBoxes(LocalisationClaim):
         if n < self.min_n:
             verdict = self.verdict(study, n)
             why = (
-                "the photo set has no bounding boxes"
+                "the photo set has no bounding boxes (a TinyImageNet-200 tree has them: "
+                "--data PATH/tiny-imagenet-200 --layout tinyimagenet200)"
                 if n == 0
                 else f"only {n} photos with boxes; the claim needs at least {self.min_n}"
             )

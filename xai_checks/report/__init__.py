@@ -1,11 +1,11 @@
-"""The study's report: one self-contained HTML page, its figures as PNG, and ``results.json``.
+"""The study's report: one HTML page, its figures as PNG files beside it, and ``results.json``.
 
 >>> from xai_checks.report import write_report
 >>> write_report(study, verdicts, "report/")            # doctest: +SKIP
 PosixPath('.../report')
 
-* :func:`write_report` writes ``report.html`` (rendered from Jinja2 templates, figures embedded
-  as base64 PNG, so it can be mailed), ``<figure>.png`` for every figure, and ``results.json``
+* :func:`write_report` writes ``report.html`` (rendered from Jinja2 templates; it links its
+  figures, so keep the folder together), ``<figure>.png`` for every figure, and ``results.json``
   (validated against the packaged JSON Schema ``results.schema.json``), atomically.
 * :func:`build_results` / :func:`validate_results` give and check the JSON document alone.
 * :mod:`xai_checks.report.sections` holds :class:`ReportSection` and the registry that claims

@@ -17,6 +17,7 @@ from markupsafe import Markup
 
 from xai_checks import fmt
 from xai_checks.gridpg_targets import describe_gridpg_targets
+from xai_checks.claims.base import VERDICT_LEGEND
 from xai_checks.report import figures as _figures
 from xai_checks.report.naming import method_name, model_roles, reason_texts
 from xai_checks.report.sections import (
@@ -234,6 +235,7 @@ def verdicts_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
             "lead": "Each claim is a test with controls decided in advance; the verdict says "
             "whether the evidence supports it.",
             "rows": rows,
+            "legend": list(VERDICT_LEGEND.items()),
             "glossary": list(glossary.values()),
             "gridpg_n": _gridpg_n_text(study),
         },

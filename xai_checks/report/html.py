@@ -1,5 +1,5 @@
-"""``report.html``: one self-contained page (CSS inline, figures as base64 PNG), from Jinja2
-templates with autoescape on.
+"""``report.html``: one page (CSS inline, no script, nothing fetched from elsewhere) that links
+its figures, the PNG files beside it; rendered from Jinja2 templates with autoescape on.
 
 The page reads top to bottom as an argument: the claim and the bottom line, the verdicts, then
 one section per evaluated claim (see :mod:`xai_checks.report.sections`), then what was skipped
@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import math
+import urllib.parse
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from xai_checks.report.naming import (
     reason_texts,
     see_more,
 )
-from xai_checks.report.sections import ReportSection, figure_png
+from xai_checks.report.sections import FigureFile, ReportSection, figure_png
 
 __all__ = ["STATUS_COLORS", "environment", "render_html"]
 
@@ -53,6 +54,10 @@ def environment() -> jinja2.Environment:
 
 
 def _png_uri(figure: Any) -> str:
+    """Where an ``<img>`` finds the figure: the file beside the page once the writer has
+    written it (each figure is stored once), else the PNG itself as a data URI."""
+    if isinstance(figure, FigureFile):
+        return urllib.parse.quote(str(figure))
     return "data:image/png;base64," + base64.b64encode(figure_png(figure)).decode("ascii")
 
 

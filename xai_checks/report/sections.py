@@ -15,7 +15,7 @@ A third-party claim adds its section by returning a :class:`ReportSection` from
 ``report_section``; its ``template`` is either the name of a template here (``"claim.html.j2"``
 is a generic one that shows ``context["lead"]``, the figures and ``context["html"]``) or
 Jinja2 source text of its own. ``figures`` maps a file stem to PNG bytes or a matplotlib
-``Figure``; each is written as ``<stem>.png`` beside the report and embedded in the page,
+``Figure``; each is written once, as ``<stem>.png`` beside the report, and the page links it,
 with ``context["figure_text"][stem] = {"title": ..., "caption": ...}`` when given.
 """
 
@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "FigureFile",
     "ReportSection",
     "SectionBuilder",
     "collect_sections",
@@ -179,6 +180,10 @@ def _rename_figure(section: ReportSection, old: str, new: str) -> None:
         table = section.context.get(key)
         if isinstance(table, dict) and old in table:
             section.context[key] = {new if k == old else k: v for k, v in table.items()}
+
+
+class FigureFile(str):
+    """A figure already written beside the report: its file name, which the page links."""
 
 
 def figure_png(figure: Any, *, dpi: float | None = None) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 from xai_checks.report import builtin  # noqa: F401  (registers the built-in sections)
 from xai_checks.report.html import render_html
 from xai_checks.report.schema import build_results, validate_results
-from xai_checks.report.sections import collect_sections, figure_png
+from xai_checks.report.sections import FigureFile, collect_sections, figure_png
 
 __all__ = ["REPORT_FILES", "REPORT_MARKER", "ReportExistsError", "is_report_folder", "write_report"]
 
@@ -147,9 +147,9 @@ def write_report(
         sections = collect_sections(study, verdicts, doc)
         for section in sections:
             for stem, figure in section.figures.items():
-                png = figure_png(figure)
-                section.figures[stem] = png  # a matplotlib Figure is saved once
-                _write(tmp / f"{stem}.png", png)
+                # written once, beside the page, which links it (a Figure is saved once)
+                _write(tmp / f"{stem}.png", figure_png(figure))
+                section.figures[stem] = FigureFile(f"{stem}.png")
         text = json.dumps(doc, indent=1, allow_nan=False, ensure_ascii=False)
         _write(tmp / "results.json", (text + "\n").encode("utf-8"))
         page = render_html(study, verdicts, sections, doc)
