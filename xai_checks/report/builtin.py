@@ -16,8 +16,8 @@ from typing import Any
 from markupsafe import Markup
 
 from xai_checks import fmt
-from xai_checks.gridpg_targets import describe_gridpg_targets
 from xai_checks.claims.base import VERDICT_LEGEND
+from xai_checks.gridpg_targets import describe_gridpg_targets
 from xai_checks.report import figures as _figures
 from xai_checks.report.naming import method_name, model_roles, reason_texts
 from xai_checks.report.sections import (
