@@ -174,6 +174,11 @@ def _run(
             batch_size=args.batch_size,
             seed=args.seed,
             gridpg_mosaics=args.mosaics,
+            phase_options=(
+                {"faithfulness": {"images": args.faithfulness_photos}}
+                if getattr(args, "faithfulness_photos", None)
+                else {}
+            ),
             phases=tuple(args.phases or phases_for(claims) or PHASES),
             preprocess=Preprocess(**changes),
         )
@@ -236,6 +241,8 @@ def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
             f"  {run.name} ({run.role}, {run.model_class}, weights {run.weights_source}): "
             f"top-1 {run.accuracy:.3f} on the photos used"
         )
+    ran = [f"{k} {v:.1f} s" for k, v in study.timings.items() if k not in ("prepare", "total")]
+    print(f"  phases: {', '.join(ran)}")
     for line in verdict_lines(verdicts):
         print(line)
     for s in study.skipped:
