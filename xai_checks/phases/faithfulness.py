@@ -177,6 +177,9 @@ class FaithfulnessPhase(Phase):
         device = model_device(model)
         engine = make_cam(model, layers, config)
         control_engine = None if control is None else make_cam(control, layers, config)
+        # ROAD's noise is 0.01 of the [0, 1] pixel range; normalised photos carry it per channel
+        pre = config.preprocess
+        channel_std = list(pre.std) if pre.transform is None else None
 
         def work() -> list[tuple[int, list[str], list[int], dict[str, Any], dict[str, Any]]]:
             done = []
@@ -201,34 +204,41 @@ class FaithfulnessPhase(Phase):
                 if control_engine is not None:
                     c = control_engine(x, targets=targets)
                     maps["untrained"] = [c.maps[la] for la in layers]
-                # every map of the chunk in one call per order: large batches of perturbed photos
-                stacked = torch.cat([m.to(device) for kind in kinds for m in maps[kind]])
-                reps = len(kinds) * len(layers)
-                images = x.repeat(reps, 1, 1, 1)
-                wanted = targets.repeat(reps)
+                # every map kind, layer and order of the chunk in one call: the photos are
+                # scored once unperturbed and then in large batches of perturbed copies
+                masks = torch.cat(
+                    [
+                        F.removal_masks(m.to(device), fractions, order=order)
+                        for order in ORDERS
+                        for kind in kinds
+                        for m in maps[kind]
+                    ],
+                    dim=1,
+                )
+                slots = len(ORDERS) * len(kinds) * len(layers)
+                gen = torch.Generator().manual_seed(
+                    derived_seed(config.seed, f"faithfulness/noise/{k}")
+                )
+                curves = F.perturbation_curves_from_masks(
+                    model,
+                    x,
+                    masks,
+                    targets,
+                    fractions=fractions * slots,
+                    removal=removal,
+                    generator=gen,
+                    channel_std=channel_std,
+                    batch_size=int(opts["batch_size"]),
+                )
+                shape = (len(part), len(ORDERS), len(kinds), len(layers), len(fractions))
+                p = curves.prob.detach().cpu().double().reshape(shape)
+                lo = curves.logit.detach().cpu().double().reshape(shape)
                 prob: dict[str, Any] = {kind: {} for kind in kinds}
                 logit: dict[str, Any] = {kind: {} for kind in kinds}
-                for order in ORDERS:
-                    gen = torch.Generator(device=device).manual_seed(
-                        derived_seed(config.seed, f"faithfulness/noise/{k}/{order}")
-                    )
-                    curves = F.perturbation_curves(
-                        model,
-                        images,
-                        stacked,
-                        wanted,
-                        order=order,
-                        fractions=fractions,
-                        removal=removal,
-                        generator=gen,
-                        batch_size=int(opts["batch_size"]),
-                    )
-                    shape = (len(kinds), len(layers), len(part), len(fractions))
-                    p = curves.prob.detach().cpu().double().reshape(shape).permute(0, 2, 1, 3)
-                    lo = curves.logit.detach().cpu().double().reshape(shape).permute(0, 2, 1, 3)
+                for o, order in enumerate(ORDERS):
                     for j, kind in enumerate(kinds):
-                        prob[kind][order] = p[j].numpy()
-                        logit[kind][order] = lo[j].numpy()
+                        prob[kind][order] = p[:, o, j].numpy()
+                        logit[kind][order] = lo[:, o, j].numpy()
                 files = [str(s.path) for s in part]
                 done.append((k, files, [int(t) for t in targets.cpu()], prob, logit))
                 if context.progress:
