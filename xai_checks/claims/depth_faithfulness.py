@@ -40,8 +40,9 @@ class DepthFaithfulness(Claim):
     #: between the shallowest and the deepest map. Declared before the faithfulness phase had
     #: run on any photo
     sesoi = 0.05
-    #: from the calibration table (docs/calibration.md): SUPPORTED reaches 0.8 in the effect
-    #: world (rise and excess at 2x the SESOI) from this n on
+    #: provisional: 30 photos give each per-photo difference's CI a half-width of about 0.3
+    #: of its spread; ``xai_checks.calibration`` holds this claim's worlds, and its min_n is to
+    #: be read from that table once the worlds' spreads are fitted to a real faithfulness run
     min_n = 30
 
     def hypothesis_for(self, study: StudyResult | None) -> str:

@@ -132,11 +132,11 @@ class FaithfulnessPhase(Phase):
     title: ClassVar[str] = "deletion and insertion curves (MoRF, LeRF) under ROAD removal"
     needs: ClassVar[tuple[str, ...]] = ("ratio",)
     options: ClassVar[dict[str, Any]] = {
-        # photos in the seeded, class-stratified sample. Each photo costs
-        # 3 maps x layers x 2 orders x K forwards of the model under test (216 for a ResNet-50's
-        # 4 stages and K = 9); the main job's default keeps its whole study within 10 minutes
-        # on an idle 2-core machine and reaches each faithfulness claim's min_n
-        "images": 48,
+        # photos in the seeded, class-stratified sample: each faithfulness claim's min_n (30)
+        # with room for photos that fail to load. Each photo costs 3 maps x layers x 2 orders
+        # x K forwards of the model under test (216 for a ResNet-50's 4 stages and K = 9) plus
+        # the imputation of as many perturbed copies
+        "images": 32,
         "fractions": F.DEFAULT_FRACTIONS,
         "removal": "road",
         # perturbed photos per forward pass
@@ -147,7 +147,9 @@ class FaithfulnessPhase(Phase):
         config = context.config
         opts = self.settings(config)
         fractions = tuple(float(f) for f in opts["fractions"])
-        removal = str(opts["removal"])
+        removal: F.Removal = opts["removal"]
+        if removal not in F.REMOVALS:
+            raise ValueError(f"faithfulness: removal {removal!r}; choose from {F.REMOVALS}")
         layers = config.used_layers
         control = context.controls.get("untrained") or next(iter(context.controls.values()), None)
         kinds = MAP_KINDS if control is not None else MAP_KINDS[:2]
