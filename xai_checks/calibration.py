@@ -100,6 +100,8 @@ CALIBRATED_CLAIMS = (
     "depth-localisation-gridpg",
     "depth-localisation-boxes",
     "sanity-randomisation",
+    "faithfulness-beyond-random",
+    "depth-faithfulness",
 )
 STATUSES = tuple(s.value for s in Status)
 
@@ -180,12 +182,15 @@ RUN_BOUNDARY: dict[str, str] = {
 
 
 def boundary_worlds(claim_id: str) -> tuple[str, ...]:
-    """The claim's boundary worlds, ``boundary:<component>``."""
-    return tuple(f"boundary:{c}" for c in BOUNDARY_COMPONENTS[claim_id])
+    """The claim's boundary worlds, ``boundary:<component>`` (none for a claim whose worlds
+    carry a single ``boundary`` world of their own, as the faithfulness claims' do)."""
+    return tuple(f"boundary:{c}" for c in BOUNDARY_COMPONENTS.get(claim_id, ()))
 
 
 def worlds_for(claim_id: str) -> tuple[str, ...]:
     """The worlds a claim is calibrated in (the boundary worlds last)."""
+    if claim_id in FAITHFULNESS_SCENARIOS:
+        return _faithfulness_worlds(claim_id)
     base = SANITY_WORLDS if claim_id == "sanity-randomisation" else WORLDS
     return (*base, *boundary_worlds(claim_id))
 
@@ -281,6 +286,8 @@ def simulate(
     """``reps`` simulated studies of ``n`` photos for one claim in one world (vectorised)."""
     if world not in worlds_for(claim_id):
         raise ValueError(f"unknown world {world!r}; choose from {worlds_for(claim_id)}")
+    if claim_id in FAITHFULNESS_SCENARIOS:
+        return simulate_faithfulness(claim_id, world, n, reps, rng)
     claim = get_claim(claim_id)
     sc = SCENARIOS[claim_id]
     comp = _components(world, claim_id, claim.sesoi)
@@ -395,6 +402,99 @@ def simulate(
                     config=config, photoset={"n_used": n}, under_test=main, controls=controls
                 )
             )
+    return studies
+
+
+# ----------------------------------------------------------------------------- faithfulness
+
+#: the faithfulness claims' worlds: ``null`` (the map carries no information: its ROAD gap is
+#: the controls'), ``effect`` (every compared difference at ``EFFECT_MULTIPLE`` times the SESOI),
+#: ``boundary`` (every difference at exactly the SESOI: a SUPPORTED there is a false one, so
+#: its rate must stay at or below alpha) and, for the depth claim, ``confound`` (the untrained
+#: maps' gap rises as much as the model's, by 2x the SESOI: CONFOUNDED is the right verdict)
+FAITHFULNESS_WORLDS = ("null", "effect", "boundary")
+DEPTH_FAITHFULNESS_WORLDS = ("null", "confound", "effect", "boundary")
+
+
+@dataclass(frozen=True)
+class FaithfulnessScenario:
+    """Spreads of the per-photo ROAD gap (LeRF - MoRF AUC of the target probability).
+
+    Per photo and layer position x in [0, 1]: ``level + rise * x + photo + noise`` for the
+    map under test, where ``photo`` (sd ``sd_photo``) is shared by the photo's maps of every
+    kind (a photo the model is sure of has room for a larger gap whatever the map), ``rise``
+    varies per photo with ``sd_rise`` and ``noise`` (sd ``sd_noise``) is each map's own.
+    """
+
+    level: float
+    sd_photo: float
+    sd_rise: float
+    sd_noise: float
+    #: the controls' level (a permuted or untrained map opens a small gap of its own)
+    level_control: float
+
+
+#: Provisional spreads, from the faithfulness phase on the default ResNet-50 over the shared
+#: photos (see docs/calibration.md for the run they come from).
+FAITHFULNESS_SCENARIOS: dict[str, FaithfulnessScenario] = {
+    "faithfulness-beyond-random": FaithfulnessScenario(
+        level=0.05, sd_photo=0.15, sd_rise=0.10, sd_noise=0.10, level_control=0.05
+    ),
+    "depth-faithfulness": FaithfulnessScenario(
+        level=0.05, sd_photo=0.15, sd_rise=0.10, sd_noise=0.10, level_control=0.05
+    ),
+}
+
+
+def _faithfulness_worlds(claim_id: str) -> tuple[str, ...]:
+    return DEPTH_FAITHFULNESS_WORLDS if claim_id == "depth-faithfulness" else FAITHFULNESS_WORLDS
+
+
+def simulate_faithfulness(
+    claim_id: str, world: str, n: int, reps: int, rng: np.random.Generator
+) -> list[StudyResult]:
+    """``reps`` simulated studies of ``n`` photos for a faithfulness claim (ROAD gaps per photo,
+    layer and map kind, written as flat curves whose areas are those gaps)."""
+    from xai_checks.phases.faithfulness import MAP_KINDS, FaithfulnessRun
+
+    if world not in _faithfulness_worlds(claim_id):
+        raise ValueError(f"unknown world {world!r}; choose from {_faithfulness_worlds(claim_id)}")
+    claim = get_claim(claim_id)
+    sc = FAITHFULNESS_SCENARIOS[claim_id]
+    size = {"null": 0.0, "effect": EFFECT_MULTIPLE, "boundary": 1.0, "confound": EFFECT_MULTIPLE}
+    effect = size[world] * claim.sesoi
+    x = np.linspace(0.0, 1.0, len(LAYERS))
+    photo = sc.sd_photo * rng.standard_normal((reps, n, 1))
+    gaps: dict[str, np.ndarray] = {}
+    for kind in MAP_KINDS:
+        if claim_id == "depth-faithfulness":
+            # the model's gap rises by `effect` beyond the untrained maps' rise; under confound
+            # both rise by it
+            rise = effect if kind == "model" else (effect if world == "confound" else 0.0)
+            level = sc.level if kind == "model" else sc.level_control
+            shape = rise * x
+        else:
+            # the model's gap beats each control's by `effect` at every layer
+            level = sc.level_control + (effect if kind == "model" else 0.0)
+            shape = 0.0 * x
+        per_photo_rise = sc.sd_rise * rng.standard_normal((reps, n, 1)) * x
+        noise = sc.sd_noise * rng.standard_normal((reps, n, len(LAYERS)))
+        gaps[kind] = level + shape + photo + per_photo_rise + noise
+    k = 3
+    fractions = (0.1, 0.5, 0.9)
+    config = StudyConfig()
+    studies = []
+    for r in range(reps):
+        run = FaithfulnessRun(layers=LAYERS, fractions=fractions, removal="road", kinds=MAP_KINDS)
+        run.files = [f"sim{i:05d}.JPEG" for i in range(n)]
+        for kind in MAP_KINDS:
+            g = np.repeat(gaps[kind][r][..., None], k, axis=2)
+            run.prob[kind] = {"morf": 0.5 - g / 2, "lerf": 0.5 + g / 2}
+        study = StudyResult(
+            config=config, photoset={"n_used": n}, under_test=_SimRun("pretrained", {}, [])
+        )
+        study.phase_results["faithfulness"] = run
+        studies.append(study)
     return studies
 
 
@@ -515,7 +615,7 @@ def calibrate(
             "alpha": claim.alpha,
             "sesoi": claim.sesoi,
             "declared_min_n": claim.min_n,
-            "scenario": asdict(SCENARIOS[claim_id]),
+            "scenario": asdict(SCENARIOS.get(claim_id) or FAITHFULNESS_SCENARIOS[claim_id]),
             "rows": rows,
         }
         table[claim_id]["min_n_from_table"] = min_n_from(table[claim_id])
@@ -523,7 +623,11 @@ def calibrate(
     if run_n is not None:
         t0 = time.perf_counter()
         run = run_boundary_rate(
-            n=run_n, reps=boundary_reps, seed=seed, n_boot=n_boot, claims=claims
+            n=run_n,
+            reps=boundary_reps,
+            seed=seed,
+            n_boot=n_boot,
+            claims=[c for c in claims if c in RUN_BOUNDARY],
         )
         if progress:
             progress(

@@ -130,11 +130,23 @@ def _open_photos(args: argparse.Namespace) -> Any:
     return photos
 
 
+def _default_phases(claims: list[Any], *, chosen: bool) -> tuple[str, ...]:
+    """The phases the claims need; without ``--claim``, the opt-in phases only when asked."""
+    from xai_checks.claims import phases_for
+    from xai_checks.phases.registry import OPT_IN_PHASES
+    from xai_checks.study import DEFAULT_PHASES
+
+    needed = phases_for(claims)
+    if not chosen:
+        needed = tuple(p for p in needed if p not in OPT_IN_PHASES)
+    return needed or DEFAULT_PHASES
+
+
 def _run(
     args: argparse.Namespace, device: Any = None, shard: Any = None
 ) -> tuple[Any, list[Any], Any]:
     from xai_checks.cam import DEFAULT_LAYERS
-    from xai_checks.claims import evaluate_all, get_claim, phases_for, registered_claims
+    from xai_checks.claims import evaluate_all, get_claim, registered_claims
     from xai_checks.data.classes import Preprocess
     from xai_checks.models import (
         ModelSpecError,
@@ -143,7 +155,7 @@ def _run(
         reinitialised_copy,
     )
     from xai_checks.progress import progress_callback
-    from xai_checks.study import PHASES, StudyConfig, StudyUsageError, run_study
+    from xai_checks.study import StudyConfig, StudyUsageError, run_study
 
     device = device if device is not None else _device(args.device)
     photos = _open_photos(args)
@@ -177,7 +189,14 @@ def _run(
             seed=args.seed,
             gridpg_mosaics=args.mosaics,
             gridpg_targets=args.gridpg_targets,
-            phases=tuple(args.phases or phases_for(claims) or PHASES),
+            phase_options=(
+                {"faithfulness": {"images": args.faithfulness_photos}}
+                if getattr(args, "faithfulness_photos", None)
+                else {}
+            ),
+            phases=tuple(
+                args.phases or _default_phases(claims, chosen=bool(getattr(args, "claim", None)))
+            ),
             preprocess=Preprocess(**changes),
         )
     except ValueError as exc:
@@ -239,6 +258,8 @@ def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
             f"  {run.name} ({run.role}, {run.model_class}, weights {run.weights_source}): "
             f"top-1 {run.accuracy:.3f} on the photos used"
         )
+    ran = [f"{k} {v:.1f} s" for k, v in study.timings.items() if k not in ("prepare", "total")]
+    print(f"  phases: {', '.join(ran)}")
     for line in verdict_lines(verdicts):
         print(line)
     for s in study.skipped:

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from xai_checks.cam.methods import METHODS
 from xai_checks.defaults import AUTO_LIMIT
 from xai_checks.gridpg_targets import GRIDPG_TARGETS
+from xai_checks.phases.registry import phase_names
 
 __all__ = [
     "ALL",
@@ -84,7 +85,7 @@ class Option:
     cli: str | None = None
     plugin: str | None = None
     commands: tuple[str, ...] = ("study", "check")
-    choices: tuple[str, ...] | None = None
+    choices: Sequence[str] | None = None
     action: Literal["store", "append", "store_true"] = "store"
     nargs: str | int | None = None
     metavar: str | None = None
@@ -450,6 +451,21 @@ def _check_out(value: str | None, values: Mapping[str, Any]) -> None:
 
 # --------------------------------------------------------------------------- the rows
 
+
+class _RegisteredPhases(Sequence[str]):
+    """The registered phases' names, read when the option is parsed (not when this module is
+    imported), so a phase installed by another package is a valid choice."""
+
+    def __getitem__(self, index: Any) -> Any:
+        return phase_names()[index]
+
+    def __len__(self) -> int:
+        return len(phase_names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in phase_names()
+
+
 OPTIONS: list[Option] = [
     Option(
         "data",
@@ -737,8 +753,17 @@ OPTIONS: list[Option] = [
         "study phases to run (default: all)",
         default=None,
         nargs="+",
-        choices=("ratio", "gridpg", "sanity", "agreement"),
+        choices=_RegisteredPhases(),
         cli="--phases",
+        group="statistics",
+    ),
+    Option(
+        "faithfulness_photos",
+        "faithfulness phase: photos in its seeded, class-stratified sample (default: the "
+        "phase's, sized so the default study stays within its time)",
+        default=None,
+        type=positive_int,
+        cli="--faithfulness-photos",
         group="statistics",
     ),
     Option(

@@ -22,6 +22,13 @@ Phases (each optional):
     grouped by the chosen layers.
 ``agreement``
     native vs Captum backends on the first photos (Grad-CAM).
+``faithfulness``
+    deletion / insertion curves (MoRF, LeRF) under ROAD removal, per photo, layer and map
+    (:mod:`xai_checks.phases.faithfulness`).
+
+Each phase is a registered unit (:mod:`xai_checks.phases`, entry-point group
+``xai_checks.phases``); the study runs the ratio phase first, then every registered phase in
+``config.phases``, in registry order.
 
 Distributed: under ``torchrun`` each rank takes a disjoint shard (see
 :mod:`xai_checks.distributed`); every rank ends with the same result.
@@ -84,8 +91,11 @@ from xai_checks.models import (
     trace_model,
     weights_of,
 )
+from xai_checks.phases import PhaseContext, phase_names, registered_phases
+from xai_checks.phases.registry import BUILTIN_ENTRY_POINTS, OPT_IN_PHASES
 
 __all__ = [
+    "DEFAULT_PHASES",
     "PHASES",
     "GridPGRun",
     "ModelRun",
@@ -96,7 +106,10 @@ __all__ = [
     "run_study",
 ]
 
-PHASES = ("ratio", "gridpg", "sanity", "agreement")
+#: the built-in phases, in run order (third-party phases register in ``xai_checks.phases``)
+PHASES = tuple(BUILTIN_ENTRY_POINTS)
+#: the phases a study runs unless told otherwise (every built-in one but the opt-in ones)
+DEFAULT_PHASES = tuple(p for p in PHASES if p not in OPT_IN_PHASES)
 Progress = Callable[[str, int, int], None]
 
 
@@ -142,7 +155,9 @@ class StudyConfig:
     #: narrow enough to place a margin 0.03 from the claim's SESOI of 0.1 on one side of it
     sanity_images: int = 200
     agreement_images: int = 8
-    phases: tuple[str, ...] = PHASES
+    phases: tuple[str, ...] = DEFAULT_PHASES
+    #: per phase, options that override the phase's declared defaults (``Phase.options``)
+    phase_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     preprocess: Preprocess = field(default_factory=Preprocess)
     layers_auto: bool = False
     #: on CUDA, let cuDNN and cuBLAS use TF32 (PyTorch's default for convolutions). Off by
@@ -158,9 +173,13 @@ class StudyConfig:
     workers: int | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        unknown = set(self.phases) - set(PHASES)
+        known = phase_names()
+        unknown = set(self.phases) - set(known)
         if unknown:
-            raise ValueError(f"unknown phases {sorted(unknown)}; choose from {PHASES}")
+            raise ValueError(f"unknown phases {sorted(unknown)}; choose from {known}")
+        unknown = set(self.phase_options) - set(known)
+        if unknown:
+            raise ValueError(f"options for unknown phases {sorted(unknown)}; choose from {known}")
         if not 0.0 <= self.threshold < 1.0:
             raise ValueError(f"threshold must be in [0, 1); got {self.threshold}")
         if self.batch_size < 1:
@@ -187,6 +206,10 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("workers", None)
+        if not self.phase_options:  # the phases' JSON records the options they ran with
+            d.pop("phase_options", None)
+        else:
+            d["phase_options"] = {k: dict(v) for k, v in self.phase_options.items()}
         d["preprocess"] = self.preprocess.to_dict()
         return d
 
@@ -280,6 +303,8 @@ class StudyResult:
     gridpg: GridPGRun | None = None
     sanity: SanityRun | None = None
     agreement: dict[str, float] | None = None
+    #: the output of every other registered phase that ran, by phase name
+    phase_results: dict[str, Any] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
@@ -324,7 +349,7 @@ def _provenance(device: torch.device, shard: Shard) -> dict[str, Any]:
     return info
 
 
-def _make_cam(
+def make_cam(
     model: nn.Module, layers: Sequence[str], config: StudyConfig, backend: str | None = None
 ) -> Any:
     """The CAM engine for ``config.method`` (``xai_checks.cam.CAM`` where it exists)."""
@@ -478,7 +503,7 @@ def _loader(
 # ----------------------------------------------------------------------------- ratio phase
 
 
-def _ratio_phase(
+def ratio_phase(
     models: Mapping[str, nn.Module],
     photoset: PhotoSet,
     config: StudyConfig,
@@ -488,7 +513,7 @@ def _ratio_phase(
     pipeline: dict[str, Any] | None = None,
 ) -> tuple[dict[str, ModelRun], list[tuple[int, str]]]:
     layers = config.used_layers
-    cams = {name: _make_cam(model, layers, config) for name, model in models.items()}
+    cams = {name: make_cam(model, layers, config) for name, model in models.items()}
     runs = {
         name: ModelRun(
             name,
@@ -633,7 +658,7 @@ def _pipeline_stats(
     return stats
 
 
-def _load_tensors(samples: Sequence[Sample], transform: Callable[[Any], Tensor]) -> Tensor:
+def load_tensors(samples: Sequence[Sample], transform: Callable[[Any], Tensor]) -> Tensor:
     images = []
     for s in samples:
         with load_image(s.path) as image:
@@ -641,7 +666,7 @@ def _load_tensors(samples: Sequence[Sample], transform: Callable[[Any], Tensor])
     return torch.stack(images)
 
 
-def _gridpg_phase(
+def gridpg_phase(
     models: Mapping[str, nn.Module],
     photoset: PhotoSet,
     first_run: ModelRun,
@@ -680,7 +705,7 @@ def _gridpg_phase(
             f"(capped at {config.gridpg_mosaics})"
         )
     transform = config.preprocess.build(photoset.transform_kind)
-    cams = {name: _make_cam(m, layers, config) for name, m in models.items()}
+    cams = {name: make_cam(m, layers, config) for name, m in models.items()}
     scores: dict[str, list[tuple[int, np.ndarray]]] = {name: [] for name in models}
     for chunk_index, start in enumerate(range(0, len(specs), config.batch_size)):
         chunk = specs[start : start + config.batch_size]
@@ -689,7 +714,7 @@ def _gridpg_phase(
         for members, cell in chunk:
             photos = [candidates[i] for i in members]
             if mine:
-                mosaics.append(make_mosaic(_load_tensors(photos, transform)))
+                mosaics.append(make_mosaic(load_tensors(photos, transform)))
             targets.append(photos[cell].label)
             cells.append(cell)
             out.specs.append(
@@ -737,7 +762,7 @@ def _gridpg_phase(
 # ----------------------------------------------------------------------------- sanity phase
 
 
-def _sanity_phase(
+def sanity_phase(
     model: nn.Module,
     trace: ModelTrace,
     photoset: PhotoSet,
@@ -787,7 +812,7 @@ def _sanity_phase(
         ]
 
         def maps_of(net: nn.Module) -> Tensor:
-            engine = _make_cam(net, [layer], config)
+            engine = make_cam(net, [layer], config)
             return torch.cat(
                 [engine(x.to(device), targets=y.to(device)).maps[layer].cpu() for x, y in batches]
             )
@@ -841,7 +866,7 @@ def _spearman(a: Tensor, b: Tensor) -> float:
     return float(sps.spearmanr(fa, fb).statistic)
 
 
-def _agreement_phase(
+def agreement_phase(
     model: nn.Module, photoset: PhotoSet, config: StudyConfig, shard: Shard, skipped: set[str]
 ) -> dict[str, float]:
     layers = config.used_layers
@@ -855,7 +880,7 @@ def _agreement_phase(
         for start in range(0, len(mine), config.batch_size):
             part = mine[start : start + config.batch_size]
             try:
-                x = _load_tensors(part, transform).to(device)
+                x = load_tensors(part, transform).to(device)
             except ImageLoadError:
                 continue
             y = torch.tensor([s.label for s in part]).to(device)
@@ -1003,11 +1028,20 @@ def _run_study(
         _check_layers(cmodel, ctrace, layers, f"control {cname!r}")
         _check_classes(photoset.classes, ctrace, cmodel, f"control {cname!r}")
     timings["prepare"] = time.perf_counter() - start
-    models = {name: model, **controls}
-    roles = {name: "under_test", **{c: "control" for c in controls}}
+    phases = {phase.name: phase for phase in registered_phases()}
+    context = PhaseContext(
+        model=model,
+        name=name,
+        controls=controls,
+        trace=trace,
+        photoset=photoset,
+        config=config,
+        shard=shard,
+        progress=progress,
+    )
     t0 = time.perf_counter()
-    pipeline: dict[str, Any] = {}
-    runs, failed = _ratio_phase(models, photoset, config, roles, progress, shard, pipeline)
+    # the ratio phase is the study's spine: its runs are what every other phase starts from
+    runs, failed = phases["ratio"].run(context)
     timings["ratio"] = time.perf_counter() - t0
     samples = list(photoset)
     known = {str(s.path) for s in photoset.skipped}
@@ -1034,22 +1068,15 @@ def _run_study(
         controls=runs,
         provenance=_provenance(device, shard),
     )
-    if pipeline:
-        result.provenance["gpu_pipeline"] = pipeline
-    if "gridpg" in config.phases:
+    if context.pipeline:
+        result.provenance["gpu_pipeline"] = context.pipeline
+    context.study, context.skipped = result, skipped_files
+    for phase in phases.values():
+        if phase.name == "ratio" or phase.name not in config.phases:
+            continue
         t0 = time.perf_counter()
-        result.gridpg = _gridpg_phase(models, photoset, under_test, config, progress, shard)
-        timings["gridpg"] = time.perf_counter() - t0
-    if "sanity" in config.phases:
-        t0 = time.perf_counter()
-        result.sanity = _sanity_phase(
-            model, trace, photoset, config, progress, shard, skipped_files
-        )
-        timings["sanity"] = time.perf_counter() - t0
-    if "agreement" in config.phases:
-        t0 = time.perf_counter()
-        result.agreement = _agreement_phase(model, photoset, config, shard, skipped_files)
-        timings["agreement"] = time.perf_counter() - t0
+        phase.attach(result, phase.run(context))
+        timings[phase.name] = time.perf_counter() - t0
     result.skipped = [{"file": str(s.path), "reason": s.reason} for s in photoset.skipped]
     result.photoset["n_used"] = len(under_test.records)
     result.photoset["n_skipped"] = len(result.skipped)

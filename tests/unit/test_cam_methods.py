@@ -373,7 +373,7 @@ def test_cli_options_reach_the_cam_engine():
     import argparse
 
     from xai_checks.options import add_cli_options
-    from xai_checks.study import StudyConfig, _make_cam
+    from xai_checks.study import StudyConfig, make_cam
 
     parser = argparse.ArgumentParser()
     add_cli_options(parser, "study")
@@ -384,10 +384,10 @@ def test_cli_options_reach_the_cam_engine():
         parser.parse_args(["--method", "gradcam+"])
     assert exc.value.code == 2
     config = StudyConfig(layers=("stem",), method=args.method, channels_last=args.channels_last)
-    cam = _make_cam(small_cnn(), ["stem"], config)
+    cam = make_cam(small_cnn(), ["stem"], config)
     assert cam.method.name == "layercam" and cam.memory_format == torch.channels_last
     # the Captum backend (the agreement phase) never gets the channels_last copy
-    captum = _make_cam(small_cnn(), ["stem"], StudyConfig(channels_last=True), backend="captum")
+    captum = make_cam(small_cnn(), ["stem"], StudyConfig(channels_last=True), backend="captum")
     assert captum.memory_format == torch.contiguous_format
 
 

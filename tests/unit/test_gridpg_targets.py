@@ -16,7 +16,7 @@ from torch import nn
 from xai_checks.data import open_photoset
 from xai_checks.gridpg_targets import GRIDPG_TARGETS, describe_gridpg_targets, is_gridpg_target
 from xai_checks.options import add_cli_options, add_plugin_options
-from xai_checks.study import ModelRun, StudyConfig, _gridpg_phase, run_study
+from xai_checks.study import ModelRun, StudyConfig, gridpg_phase, run_study
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,7 +83,7 @@ def test_an_unknown_rule_is_an_error_everywhere():
 
 
 @pytest.mark.parametrize("rule", GRIDPG_TARGETS)
-def test_the_gridpg_phase_takes_as_targets_the_photos_the_rule_keeps(photos, rule):
+def test_thegridpg_phase_takes_as_targets_the_photos_the_rule_keeps(photos, rule):
     files = sorted(str(s.path) for s in photos)
     # one photo of each class is a confident, correct top-1; the other has its true class at
     # rank 3 (wrong top-1, kept by top5 only); the first class's second photo at rank 7 (neither)
@@ -96,7 +96,7 @@ def test_the_gridpg_phase_takes_as_targets_the_photos_the_rule_keeps(photos, rul
             records.append(_record(file, correct=False, confidence=0.5, true_rank=rank))
     run = ModelRun("m", {}, ("layer1", "layer2"), records=records)
     config = StudyConfig(layers=("layer1", "layer2"), gridpg_targets=rule, batch_size=4)
-    grid = _gridpg_phase({"m": Tiny()}, photos, run, config, None)
+    grid = gridpg_phase({"m": Tiny()}, photos, run, config, None)
     expected = {r["file"] for r in records if is_gridpg_target(r, rule=rule, confidence=0.9)}
     assert len(expected) == (6 if rule == "confident" else 11)
     assert grid.n_candidates == len(expected)

@@ -289,12 +289,16 @@ def multiplicity_note(verdicts: Sequence[Verdict]) -> str:
 
 def phases_for(claims: Iterable[Claim | str]) -> tuple[str, ...]:
     """The study phases the given claims need (their union, in the study's order)."""
-    from xai_checks.study import PHASES
+    from xai_checks.phases import get_phase, phase_names
 
+    known = phase_names()
     needed: set[str] = set()
     for claim in claims:
         needed.update((get_claim(claim) if isinstance(claim, str) else claim).needs)
-    unknown = needed - set(PHASES)
+    unknown = needed - set(known)
     if unknown:
-        raise ValueError(f"claims need unknown phases {sorted(unknown)}; the study has {PHASES}")
-    return tuple(p for p in PHASES if p in needed)
+        raise ValueError(f"claims need unknown phases {sorted(unknown)}; the study has {known}")
+    wanted = set(needed)
+    for name in needed:  # and the phases those phases read
+        wanted.update(get_phase(name).needs)
+    return tuple(p for p in known if p in wanted)

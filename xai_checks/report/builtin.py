@@ -18,6 +18,7 @@ from markupsafe import Markup
 from xai_checks import fmt
 from xai_checks.claims.base import VERDICT_LEGEND
 from xai_checks.gridpg_targets import describe_gridpg_targets
+from xai_checks.phases import phase_names
 from xai_checks.report import figures as _figures
 from xai_checks.report.naming import method_name, model_roles, reason_texts
 from xai_checks.report.sections import (
@@ -262,7 +263,7 @@ def _gridpg_n_text(study: Any) -> str:
 def skipped_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]) -> ReportSection:
     items: list[str] = []
     cfg = study.config
-    missing = [p for p in ("gridpg", "sanity", "agreement") if p not in cfg.phases]
+    missing = [p for p in phase_names() if p != "ratio" and p not in cfg.phases]
     if missing:
         items.append(f"Phases not run (by configuration): {', '.join(missing)}.")
     if len(study.runs) < 2:

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import numpy as np
 
 from xai_checks._util import jsonable
+from xai_checks.phases import registered_phases
 
 __all__ = [
     "SCHEMA_FILE",
@@ -31,6 +31,8 @@ __all__ = [
     "build_results",
     "cpu_model",
     "jsonable",
+    "models_json",
+    "packaged_schema",
     "results_schema",
     "validate_results",
 ]
@@ -46,14 +48,29 @@ def _schema_text() -> str:
     return resources.files("xai_checks.report").joinpath(SCHEMA_FILE).read_text("utf-8")
 
 
-def results_schema() -> dict[str, Any]:
-    """The JSON Schema of ``results.json`` (a fresh copy of the packaged file)."""
+def packaged_schema() -> dict[str, Any]:
+    """The packaged schema file as it is (a fresh copy), without the phases' fragments."""
     schema: dict[str, Any] = json.loads(_schema_text())
     return schema
 
 
-@functools.cache
+def results_schema() -> dict[str, Any]:
+    """The JSON Schema of ``results.json``: the packaged file, with each registered phase's
+    fragment (``Phase.schema()``) under ``phases.<name>`` for the phases that write there."""
+    schema = packaged_schema()
+    slot = schema["properties"]["phases"].setdefault("properties", {})
+    for phase in registered_phases():
+        if not getattr(phase, "json_key", ""):
+            slot[phase.name] = phase.schema()
+    return schema
+
+
 def _validator() -> jsonschema.protocols.Validator:
+    return _validator_for(tuple(type(p).__qualname__ for p in registered_phases()))
+
+
+@functools.cache
+def _validator_for(phases: tuple[str, ...]) -> jsonschema.protocols.Validator:
     schema = results_schema()
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -205,26 +222,6 @@ def _model(run: Any) -> dict[str, Any]:
     }
 
 
-def _gridpg(grid: Any) -> dict[str, Any] | None:
-    if grid is None:
-        return None
-    scores = {
-        name: np.asarray(s, dtype=float).reshape(-1, len(grid.layers))
-        for name, s in grid.scores.items()
-    }
-    n = max((len(s) for s in scores.values()), default=len(grid.specs))
-    targets = {str(spec["files"][spec["cell"]]) for spec in grid.specs}
-    return {
-        "layers": list(grid.layers),
-        "n_candidates": int(grid.n_candidates),
-        "n_mosaics": int(n),
-        "n_targets": len(targets),
-        "note": str(grid.note or ""),
-        "specs": list(grid.specs),
-        "scores": scores,
-    }
-
-
 def _tests(verdicts: Sequence[Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for verdict in verdicts:
@@ -247,6 +244,24 @@ def _tests(verdicts: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def models_json(study: Any) -> dict[str, Any]:
+    """The ratio phase's JSON form: per model, its weights, layers and one row per photo."""
+    return {name: _model(run) for name, run in study.runs.items()}
+
+
+def _phases(study: Any) -> dict[str, Any]:
+    """Every registered phase's JSON form: built-ins at their top-level keys, the others under
+    ``phases`` (only those that ran)."""
+    out: dict[str, Any] = {"phases": {}}
+    for phase in registered_phases():
+        key = getattr(phase, "json_key", "")
+        if key:
+            out[key] = phase.to_json(study)
+        elif phase.output(study) is not None:
+            out["phases"][phase.name] = phase.to_json(study)
+    return out
+
+
 def build_results(
     study: Any, verdicts: Sequence[Any], *, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -259,17 +274,7 @@ def build_results(
         "provenance": _provenance(study, extra),
         "config": study.config.to_dict(),
         "photoset": _photoset(study),
-        "models": {name: _model(run) for name, run in study.runs.items()},
-        "gridpg": _gridpg(study.gridpg),
-        "sanity": None
-        if study.sanity is None
-        else {
-            "layer": study.sanity.layer,
-            "steps": list(study.sanity.steps),
-            "rho": {k: list(v) for k, v in study.sanity.rho.items()},
-            "files": list(study.sanity.files),
-        },
-        "agreement": None if study.agreement is None else dict(study.agreement),
+        **_phases(study),
         "tests": _tests(verdicts),
         "verdicts": [v.to_dict() for v in verdicts],
         "extra": extra,

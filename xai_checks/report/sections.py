@@ -9,7 +9,8 @@ A page is a list of :class:`ReportSection` records, each rendered by its own Jin
    section registered for its id with :func:`register_claim_section`, else
    :func:`default_claim_section` (verdict row and reasons), so every claim a run evaluated is on the
    page (a claim evaluated twice gets a second, numbered section);
-3. page sections registered with ``order >= 500`` (what was skipped, provenance).
+3. one section per registered phase that ran and draws a figure (``Phase.report_section``);
+4. page sections registered with ``order >= 500`` (what was skipped, provenance).
 
 A third-party claim adds its section by returning a :class:`ReportSection` from
 ``report_section``; its ``template`` is either the name of a template here (``"claim.html.j2"``
@@ -26,6 +27,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from xai_checks.phases import registered_phases
 
 __all__ = [
     "FigureFile",
@@ -143,6 +146,11 @@ def collect_sections(
         section = _claim_section(study, verdict, verdicts, doc)
         if section is not None:
             out.append(section)
+    for phase in registered_phases():  # each phase that ran draws its own figure
+        if phase.output(study) is not None:
+            section = phase.report_section(study)
+            if section is not None:
+                out.append(section)
     for _, (order, builder) in page:
         if order >= CLAIMS_AT:
             section = builder(study, verdicts, doc)
