@@ -18,6 +18,7 @@ from xai_checks import stats
 from xai_checks.claims import _rules as R
 from xai_checks.claims.base import Claim, Status, Verdict, method_name
 from xai_checks.phases.faithfulness import NOT_RUN, gap_figure
+from xai_checks.report.sections import default_claim_section
 
 if TYPE_CHECKING:
     from xai_checks.report.sections import ReportSection
@@ -162,7 +163,7 @@ class DepthFaithfulness(Claim):
             )
 
     def report_section(self, study: StudyResult, verdict: Verdict) -> ReportSection | None:
-        section = super().report_section(study, verdict)
+        section = default_claim_section(self, study, verdict)
         run = study.phase_results.get("faithfulness")
         if section is None or run is None or run.n == 0:
             return section
