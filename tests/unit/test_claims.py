@@ -497,7 +497,7 @@ def test_every_verdict_states_its_power_even_when_no_effect_was_estimated(rng):
     few = evaluate("seed-depth-ratio", _study(_rising(8, rng), control=_flat(8, rng)))
     assert few.insufficient and few.effect_size is None
     statement = few.row()["power_statement"]
-    assert "n = 8" in statement and "min_n = 50" in statement, statement
+    assert "n = 8" in statement and "min_n = 100" in statement, statement
     study = _study(_rising(N, rng), control=_flat(N, rng))
     study.agreement = {"layer1": 2e-7, "layer4": 5e-7}
     agree = evaluate("native-captum-agreement", study)

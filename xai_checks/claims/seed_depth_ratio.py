@@ -65,7 +65,7 @@ class SeedDepthRatio(Claim):
     sesoi = 0.02
     #: from the calibration table (docs/calibration.md): SUPPORTED reaches 0.8 in both effect
     #: worlds (a true effect of 2x the SESOI) from this n on
-    min_n = 50
+    min_n = 100
 
     def threshold_for(self, study: StudyResult | None) -> float | None:
         if self.params.get("threshold") is not None:
