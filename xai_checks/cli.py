@@ -209,6 +209,7 @@ def _run(
             config=config,
             progress=None if quiet else progress_callback(enabled=not args.quiet),
             shard=shard,
+            claims=claims,
         )
     except StudyUsageError as exc:
         raise UsageError(str(exc)) from None

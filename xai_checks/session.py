@@ -181,6 +181,9 @@ class XaiSession:
         self.family_verdicts: dict[str, Any] | None = None
         self.studies: dict[str, dict[str, Any]] = {}
         self.phases: tuple[str, ...] | None = None
+        #: the claims the run's tests mark (their layer needs are checked up front); empty when
+        #: a test may ask for any claim
+        self.claims: tuple[Any, ...] = ()
         self.lines: list[str] = []
         self.failures: list[str] = []
         self._results: dict[str, Any] = {}

@@ -36,7 +36,7 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -54,6 +54,7 @@ from xai_checks.data.classes import ClassList, ClassListError, Preprocess
 from xai_checks.data.loading import ImageLoadError, transform_photo
 from xai_checks.data.photoset import Skipped, SkippedImageWarning, stratified_subset
 from xai_checks.distributed import Shard
+from xai_checks.layer_checks import LayerError, check_layer_count, check_layers
 from xai_checks.metrics import (
     DEFAULT_THRESHOLDS,
     box_mask,
@@ -827,26 +828,10 @@ def _input_channels(model: nn.Module) -> int:
 
 
 def _check_layers(model: nn.Module, trace: ModelTrace, layers: Sequence[str], role: str) -> None:
-    names = dict(model.named_modules())
-    spatial = [
-        n for n, shape in trace.shapes.items() if len(shape) == 4 and shape[2] * shape[3] > 1
-    ]
-    unknown = [layer for layer in layers if layer not in names]
-    if unknown:
-        top = [n for n, _ in model.named_children()]
-        shown = ", ".join(top)
-        raise StudyUsageError(
-            f"unknown layer(s) {', '.join(map(repr, unknown))} in {role} "
-            f"{type(model).__name__}. Its top-level modules: {shown}. Modules with a spatial "
-            f"output: {', '.join(spatial[:40])}{', ...' if len(spatial) > 40 else ''}"
-        )
-    bad = [layer for layer in layers if layer not in trace.shapes or len(trace.shapes[layer]) != 4]
-    if bad:
-        raise StudyUsageError(
-            f"layer(s) {', '.join(map(repr, bad))} of {type(model).__name__} do not output a "
-            "(N, C, h, w) feature map in the forward pass (or never run); pick from: "
-            + ", ".join(spatial[:40])
-        )
+    try:
+        check_layers(model, trace, layers, role)
+    except LayerError as exc:
+        raise StudyUsageError(str(exc)) from None
 
 
 def _locate(model: nn.Module, trace: ModelTrace) -> tuple[str, ...]:
@@ -884,8 +869,9 @@ def run_study(
     controls: Mapping[str, nn.Module] | None = None,
     config: StudyConfig | None = None,
     progress: Progress | None = None,
-    name: str = "pretrained",
+    name: str | None = None,
     shard: Shard | None = None,
+    claims: Iterable[Any] = (),
 ) -> StudyResult:
     """Run the study's phases on ``model`` (the model under test).
 
@@ -893,6 +879,8 @@ def run_study(
     ``"untrained"``: a seeded (``config.seed``) re-initialised copy of ``model``, the same
     class and architecture. ``{}`` runs no control. ``shard`` is this process's part of a
     distributed study (default: the ``torch.distributed`` group if one is initialised).
+    ``claims`` are the claims that will be judged on the result: too few layers for one of them
+    (``Claim.min_layers``) is a :class:`StudyUsageError` naming it, before any photo is read.
 
     Everything that can be checked before decoding a photo is checked first and raises
     :class:`StudyUsageError`: the layers, the class list against the model's outputs, the method.
@@ -903,8 +891,10 @@ def run_study(
             "roles are no longer given by the order of a dict"
         )
     config = config or StudyConfig()
+    name = name or run_name(model)
     with cuda_tf32(allowed=config.tf32):
-        return _run_study(model, photoset, controls, config, progress, name, shard)
+        needs = {c.id: c.min_layers for c in claims if getattr(c, "min_layers", 1) > 1}
+        return _run_study(model, photoset, controls, config, progress, name, shard, needs)
 
 
 def _run_study(
@@ -915,6 +905,7 @@ def _run_study(
     progress: Progress | None,
     name: str,
     shard: Shard | None,
+    needs: Mapping[str, int],
 ) -> StudyResult:
     if shard is None:
         shard = _current_shard()
@@ -943,6 +934,10 @@ def _run_study(
         config = dataclasses.replace(config, layers=picked, layers_auto=True)
     layers = config.used_layers
     _check_layers(model, trace, layers, "model under test")
+    try:
+        check_layer_count(layers, needs)
+    except LayerError as exc:
+        raise StudyUsageError(str(exc)) from None
     _check_classes(photoset.classes, trace, model, "model under test")
     for cname, cmodel in controls.items():
         ctrace = trace if _same_arch(cmodel, model) else _trace_or_usage(cmodel, shape, cname)
@@ -999,6 +994,18 @@ def _run_study(
     timings["total"] = time.perf_counter() - start
     result.timings = timings
     return result
+
+
+#: weight sources known to be trained (the converted ImageNet ResNet-50, torchvision's)
+TRAINED_SOURCES = ("msra", "torchvision-v1", "torchvision-v2")
+
+
+def run_name(model: nn.Module) -> str:
+    """How results name the model under test: ``"pretrained"`` only when its weights are known
+    to be trained (:data:`TRAINED_SOURCES`), else ``"under_test"`` (a user's model, random
+    weights, a state dict file)."""
+    source = getattr(getattr(model, "xai_weights", None), "source", None)
+    return "pretrained" if source in TRAINED_SOURCES else "under_test"
 
 
 def _same_arch(a: nn.Module, b: nn.Module) -> bool:

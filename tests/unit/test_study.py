@@ -180,7 +180,7 @@ def test_roles_are_explicit_and_the_default_control_is_the_same_class(tmp_path):
     control = study.controls["untrained"]
     assert control.role == "control" and control.model_class == "Tiny"
     assert control.weights_source == "reinitialised"
-    assert list(study.runs) == ["pretrained", "untrained"]
+    assert list(study.runs) == ["under_test", "untrained"]  # a user model: not "pretrained"
     confidence = [[r["confidence"] for r in run.records] for run in study.runs.values()]
     assert confidence[0] != confidence[1]  # different weights, different outputs
 
