@@ -133,16 +133,29 @@ def locate_layers(
     # for the deepest resolution, the last one to a global (1 x 1 or flat) output. Global
     # pooling inside a block (squeeze-and-excitation) is a side branch, not a stage's end.
     spatial: dict[tuple[int, int], _Call] = {}
+    skipping: dict[tuple[int, int], _Call] = {}
     pooled: dict[tuple[int, int], _Call] = {}
+    areas = sorted(
+        {r[0] * r[1] for c in calls for r in (_res(c.inp, aspect), _res(c.out, aspect)) if r}
+    )
+
+    def next_lower(area: int) -> int | None:
+        below = [a for a in areas if a < area]
+        return below[-1] if below else None
+
     for call in sorted(calls, key=lambda c: c.start):
         r_in, r_out = _res(call.inp, aspect), _res(call.out, aspect)
         if call.name == "" or r_in is None or r_in[0] * r_in[1] <= 1 or call.inp is x:
             continue  # the root, and containers fed the input itself (``features``), span all
         if r_out is None or r_out[0] * r_out[1] <= 1:
             pooled[r_in] = call  # the last one wins
-        elif r_out[0] * r_out[1] < r_in[0] * r_in[1]:
+        elif r_out[0] * r_out[1] == next_lower(r_in[0] * r_in[1]):
             spatial.setdefault(r_in, call)  # the first (outermost) one wins
-    leaving = dict(spatial)
+        elif r_out[0] * r_out[1] < r_in[0] * r_in[1]:
+            # a container of several stages (timm's ``stages``) leaves r too, but its input is
+            # the stage before it, not the last tensor at r: used only if nothing steps down
+            skipping.setdefault(r_in, call)
+    leaving = {**skipping, **spatial}
     for r, call in pooled.items():
         if r not in leaving:
             leaving[r] = call
