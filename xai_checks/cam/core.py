@@ -68,6 +68,20 @@ def _first_conv_channels(model: nn.Module) -> int | None:
     return None
 
 
+def _declared_size(model: nn.Module) -> tuple[int, int]:
+    """The input size a model declares (torchvision's ViT ``image_size``, timm's
+    ``patch_embed.img_size``), else 224 x 224."""
+    size = getattr(model, "image_size", None)
+    embed = getattr(model, "patch_embed", None)
+    if size is None and isinstance(embed, nn.Module):
+        size = getattr(embed, "img_size", None)
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, tuple | list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return int(size[0]), int(size[1])
+    return 224, 224
+
+
 _FORMATS = (torch.contiguous_format, torch.channels_last)
 
 
@@ -78,8 +92,9 @@ class CAM:
         model: a classifier returning logits (N, classes). Its mode and ``requires_grad`` flags
             are restored after every call; hooks never outlive a call.
         layers: names (``"layer3"``, ``"layer4.2"``, ``"blocks.11"``) or modules; ``None`` (the
-            default) picks them with :func:`~xai_checks.cam.locate_layers` traced at 224 x 224
-            (a CNN's stages, a transformer's blocks).
+            default) picks them with :func:`~xai_checks.cam.locate_layers` traced at the input size
+            the model declares (ViT's ``image_size``, timm's ``patch_embed.img_size``), else 224
+            x 224: a CNN's stages, a transformer's blocks.
         reshape: how a layer's output becomes (N, C, h, w) when it is none of the layouts
             recognised on their own (CNN maps, channels-last, ViT/DeiT tokens; see
             :mod:`xai_checks.cam.tokens`): one function for every layer, or ``{name: function}``,
@@ -146,7 +161,7 @@ class CAM:
             from xai_checks.cam.locate import locate_layers
 
             channels = _first_conv_channels(model) or 3
-            layers = locate_layers(model, (1, channels, 224, 224))
+            layers = locate_layers(model, (1, channels, *_declared_size(model)))
             if not layers:
                 raise ValueError(
                     f"found no layer of {type(model).__name__} whose output is a spatial map; "

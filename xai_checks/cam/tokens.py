@@ -56,8 +56,10 @@ class NotAMap(ValueError):
 
 
 def _aspect_ok(h: int, w: int, size: tuple[int, int]) -> bool:
+    """``h x w`` (above 1 x 1) is the input's ``H x W`` shrunk by one factor, up to one pixel
+    of rounding: ``|h W - w H| <= max(H, W)``."""
     big_h, big_w = size
-    return h * w > 1 and abs(h * big_w - w * big_h) <= big_h + big_w
+    return h * w > 1 and abs(h * big_w - w * big_h) <= max(big_h, big_w)
 
 
 def patch_size(model: nn.Module) -> int | None:
