@@ -128,6 +128,9 @@ def test_a_bad_reshape_hook_is_named():
 
 
 def test_captum_backend_agrees_on_token_layers():
+    """Raw maps compared, to float32 rounding of their terms' magnitude: a near-zero map (the
+    HiResCAM map of the block before the last: ~5e-8 of its magnitude) is squashed by the
+    native normaliser's relative floor and stretched by Captum's, by design."""
     vit = small_vit()
     layers = locate_layers(vit, (1, 3, 32, 32))
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
@@ -135,4 +138,5 @@ def test_captum_backend_agrees_on_token_layers():
         native = CAM(vit, layers=layers, method=method)(x, targets=[3, 4])
         captum = CAM(vit, layers=layers, method=method, backend="captum")(x, targets=[3, 4])
         for layer in layers:
-            torch.testing.assert_close(native.maps[layer], captum.maps[layer], rtol=0, atol=1e-5)
+            atol = 1e-6 * float(native.magnitude[layer].max())
+            torch.testing.assert_close(native.raw[layer], captum.raw[layer], rtol=1e-4, atol=atol)
