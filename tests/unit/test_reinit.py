@@ -13,7 +13,9 @@ from xai_checks.models import reinitialise_, reinitialised_copy
 
 def _changed(a: nn.Module, b: nn.Module) -> set[str]:
     sb = b.state_dict()
-    return {k for k, v in a.state_dict().items() if v.is_floating_point() and not torch.equal(v, sb[k])}
+    return {
+        k for k, v in a.state_dict().items() if v.is_floating_point() and not torch.equal(v, sb[k])
+    }
 
 
 def test_vit_control_changes_every_parameter():
