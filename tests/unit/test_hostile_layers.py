@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
 
 from xai_checks.data import open_photoset
@@ -85,9 +84,8 @@ def test_python_route_refuses_before_any_photo(case, photos, monkeypatch):
 def test_too_few_layers_for_a_depth_claim_names_the_claim(photos, monkeypatch):
     """Two layers for a trend over depth ended in 'values needs at least 3 columns' after the
     whole study had run."""
-    from xai_checks.claims import get_claim
-
     import xai_checks.study as study
+    from xai_checks.claims import get_claim
 
     monkeypatch.setattr(study, "_ratio_phase", lambda *a, **k: pytest.fail("a photo was read"))
     config = StudyConfig(layers=("block_a", "block_b"))

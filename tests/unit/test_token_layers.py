@@ -121,7 +121,7 @@ def test_every_method_on_token_layers_in_one_pass_matches_an_explicit_reshape():
 
 def test_a_bad_reshape_hook_is_named():
     vit = small_vit()
-    with pytest.raises(NotAMap, match="reshape hook.*must return"):
+    with pytest.raises(NotAMap, match=r"reshape hook.*must return"):
         CAM(vit, layers=["encoder.layers.encoder_layer_0"], reshape=lambda t: t)(
             torch.randn(1, 3, 32, 32), targets=0
         )
