@@ -263,7 +263,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"\nreport: {Path(path) / 'report.html'}")
         from xai_checks.report.naming import see_more
 
-        for line in see_more(verdicts):
+        for line in see_more(verdicts, study):
             print(line)
     return EXIT_OK
 

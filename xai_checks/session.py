@@ -380,7 +380,10 @@ class XaiSession:
                 f"used, {ps.get('n_skipped')} skipped; {meta.get('seconds', 0):.1f} s "
                 f"(computed by {meta.get('computed_by')})"
             )
-        if self.settings.data_note:
+        embedded = any(
+            meta.get("photoset", {}).get("name") == "embedded" for meta in self.studies.values()
+        )
+        if self.settings.data_note and embedded:  # the note is about the embedded photos
             out.append(f"NOTE: {self.settings.data_note}")
         out.extend(verdict_lines(self.by_claim()))
         return out
