@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from xai_checks.options import (
     OptionError,
@@ -130,6 +130,32 @@ def _open_photos(args: argparse.Namespace) -> Any:
     return photos
 
 
+def _target(value: str, photos: Any) -> Literal["true", "predicted"] | int:
+    """``--target``: ``true``, ``predicted``, a class index, or a class name of the photo set's
+    class list (ImageNet-1k's names by default)."""
+    if value == "true":
+        return "true"
+    if value == "predicted":
+        return "predicted"
+    if value.isdigit():
+        return int(value)
+    from xai_checks.data.labels import LabelError, resolve_label
+
+    if photos.classes is not None:
+        index = photos.classes.index(value)
+    else:
+        try:
+            index = resolve_label(value)
+        except LabelError as exc:
+            raise UsageError(f"--target {value!r}: {exc}") from None
+    if index is None:
+        raise UsageError(
+            f"--target {value!r}: not 'true', 'predicted', a class index or a class of "
+            f"{photos.classes.source}"
+        )
+    return int(index)
+
+
 def _run(
     args: argparse.Namespace, device: Any = None, shard: Any = None
 ) -> tuple[Any, list[Any], Any]:
@@ -169,7 +195,7 @@ def _run(
             channels_last=args.channels_last,
             tf32=args.tf32,
             threshold=args.threshold,
-            target=args.target,
+            target=_target(args.target, photos),
             backend=args.backend,
             batch_size=args.batch_size,
             seed=args.seed,

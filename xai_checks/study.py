@@ -120,7 +120,9 @@ class StudyConfig:
     channels_last: bool = False
     threshold: float = 0.85
     sweep: tuple[float, ...] = DEFAULT_THRESHOLDS
-    target: Literal["true", "predicted"] = "true"
+    #: ``"true"`` (the photo's label), ``"predicted"`` (the model's top class) or one class
+    #: index explained for every photo
+    target: Literal["true", "predicted"] | int = "true"
     backend: Literal["native", "captum"] = "native"
     batch_size: int = 8
     seed: int = 0
@@ -151,8 +153,11 @@ class StudyConfig:
             raise ValueError(f"threshold must be in [0, 1); got {self.threshold}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if self.target not in ("true", "predicted"):
-            raise ValueError("target must be 'true' or 'predicted'")
+        fixed = isinstance(self.target, int) and not isinstance(self.target, bool)
+        if not (fixed and int(self.target) >= 0) and self.target not in ("true", "predicted"):
+            raise ValueError(
+                f"target must be 'true', 'predicted' or a class index >= 0; got {self.target!r}"
+            )
         object.__setattr__(self, "layers", tuple(self.layers or ()))
         methods = _known_methods()
         if self.method not in methods:
@@ -509,7 +514,7 @@ def _ratio_phase(
             device = model_device(models[name])
             x = images.to(device, non_blocking=True)
             # Targets stay on the host: the engine range-checks them there, without a sync.
-            result = cam(x, targets=labels if config.target == "true" else None)
+            result = cam(x, targets=_targets(config.target, labels))
             # The per-photo numbers are computed where the maps are (on a GPU: no copy of
             # N x layers x H x W maps to the host), then only they travel.
             grid = _coarsest(result.raw)
@@ -780,6 +785,13 @@ def _sanity_phase(
     return out
 
 
+def _targets(target: str | int, labels: Tensor) -> Tensor | int | None:
+    """The classes to explain: the labels, the predictions (``None``) or one class for all."""
+    if target == "true":
+        return labels
+    return None if target == "predicted" else int(target)
+
+
 def _spearman(a: Tensor, b: Tensor) -> float:
     """Spearman rank correlation of two maps; NaN when either is constant (no ranking)."""
     fa, fb = a.flatten().double().numpy(), b.flatten().double().numpy()
@@ -939,6 +951,10 @@ def _run_study(
     except LayerError as exc:
         raise StudyUsageError(str(exc)) from None
     _check_classes(photoset.classes, trace, model, "model under test")
+    if isinstance(config.target, int) and config.target >= trace.n_outputs:
+        raise StudyUsageError(
+            f"--target {config.target}: the model under test has {trace.n_outputs} classes"
+        )
     for cname, cmodel in controls.items():
         ctrace = trace if _same_arch(cmodel, model) else _trace_or_usage(cmodel, shape, cname)
         _check_layers(cmodel, ctrace, layers, f"control {cname!r}")

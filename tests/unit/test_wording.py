@@ -48,3 +48,17 @@ def test_the_closing_hint_fits_a_model_with_its_own_classes():
     hint = " ".join(see_more(starved, own))
     assert "--limit 400" not in hint and "imagenet" not in hint.lower()
     assert "5 classes" in hint and "24 were used" in hint
+
+
+def test_target_is_true_predicted_or_one_class():
+    import pytest
+
+    from xai_checks.study import StudyConfig, _targets
+
+    labels = __import__("torch").tensor([1, 2])
+    assert _targets(StudyConfig(target="true").target, labels) is labels
+    assert _targets(StudyConfig(target="predicted").target, labels) is None
+    assert _targets(StudyConfig(target=104).target, labels) == 104
+    for bad in (-1, True, "wallaby"):
+        with pytest.raises(ValueError, match="target must be"):
+            StudyConfig(target=bad)  # type: ignore[arg-type]
