@@ -92,8 +92,9 @@ class CAM:
         model: a classifier returning logits (N, classes). Its mode and ``requires_grad`` flags
             are restored after every call; hooks never outlive a call.
         layers: names (``"layer3"``, ``"layer4.2"``, ``"blocks.11"``) or modules; ``None`` (the
-            default) picks them with :func:`~xai_checks.cam.locate_layers` traced at the input size
-            the model declares (ViT's ``image_size``, timm's ``patch_embed.img_size``), else 224
+            default) is ``layer1``..``layer4`` for a model that has them (torchvision's
+            ResNets), else picks them with :func:`~xai_checks.cam.locate_layers` traced at
+            the input size the model declares (ViT's ``image_size``, timm's ``patch_embed.img_size``), else 224
             x 224: a CNN's stages, a transformer's blocks.
         reshape: how a layer's output becomes (N, C, h, w) when it is none of the layouts
             recognised on their own (CNN maps, channels-last, ViT/DeiT tokens; see
@@ -157,6 +158,9 @@ class CAM:
         if reshape is not None and not callable(reshape) and not isinstance(reshape, Mapping):
             raise TypeError("reshape must be a function or a {layer: function} mapping")
         self.model = model
+        names = dict(model.named_modules())
+        if layers is None and all(name in names for name in DEFAULT_LAYERS):
+            layers = DEFAULT_LAYERS  # a torchvision-style ResNet: its four stages
         if layers is None:
             from xai_checks.cam.locate import locate_layers
 
