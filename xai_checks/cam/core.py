@@ -94,8 +94,8 @@ class CAM:
         layers: names (``"layer3"``, ``"layer4.2"``, ``"blocks.11"``) or modules; ``None`` (the
             default) is ``layer1``..``layer4`` for a model that has them (torchvision's
             ResNets), else picks them with :func:`~xai_checks.cam.locate_layers` traced at
-            the input size the model declares (ViT's ``image_size``, timm's ``patch_embed.img_size``), else 224
-            x 224: a CNN's stages, a transformer's blocks.
+            the input size the model declares (ViT's ``image_size``, timm's
+            ``patch_embed.img_size``), else 224 x 224: a CNN's stages, a transformer's blocks.
         reshape: how a layer's output becomes (N, C, h, w) when it is none of the layouts
             recognised on their own (CNN maps, channels-last, ViT/DeiT tokens; see
             :mod:`xai_checks.cam.tokens`): one function for every layer, or ``{name: function}``,
