@@ -6,11 +6,16 @@ of canonical maps <= 1e-5 at every layer ``locate_layers`` picks.
 pytorch-grad-cam's ``reshape_transform`` is applied to activations and gradients alike, as our
 automatic view is; its normalisation conventions are those of ``test_cam_methods_real.py``. A
 map whose range is below our normaliser's relative floor (float32 rounding of its terms) is
-squashed by design. That happens for HiResCAM at the block before the last of a ViT that
-classifies from its class token: the patch tokens reach the score only through the last block's
-LayerNorm, whose input gradient is orthogonal to its input, so sum_k g_k A_k is exactly 0 at
-every patch and pytorch-grad-cam shows float32 noise stretched to [0, 1]. There the test
-asserts the map is below float32 resolution instead of comparing.
+squashed by design. That happens for HiResCAM at a layer whose every path to the score starts
+with a LayerNorm (the block before the last of a class-token ViT; Swin's last block, before its
+final norm): a LayerNorm's input gradient sums to 0 over channels and is orthogonal to its
+centred input, so sum_k g_k A_k is exactly 0 at every position, and pytorch-grad-cam shows
+float32 noise stretched to [0, 1]. There the test asserts the map is below float32 resolution.
+
+XGrad-CAM divides by each channel's spatial sum of activations; transformer activations are not
+post-ReLU, so some channels sum to nearly 0 and the weights are ill-conditioned: float32
+rounding moves maps by up to 7.2e-5 (measured, vit_b_16 and swin_t, 2 photos). Its tolerance is
+1e-4; every other method is compared at 1e-5.
 """
 
 from __future__ import annotations
@@ -77,7 +82,8 @@ def test_method_matches_pytorch_grad_cam_on_transformers(net, photos, method):  
     for layer in layers:
         if float(mine.maps[layer].amax()) < 1.0:  # squashed: only rounding noise is left
             noise = mine.raw[layer].amax(dim=(1, 2)) / mine.magnitude[layer]
-            assert (name, method, layer) == ("vit_b_16", "hirescam", layers[-1])
+            assert (method, layer) == ("hirescam", layers[-1])
             assert float(noise.max()) < 1e-5, (name, method, layer)
             continue
-        assert diffs[layer] <= TOL, (name, method, layer, diffs[layer])
+        tol = 1e-4 if method == "xgradcam" else TOL
+        assert diffs[layer] <= tol, (name, method, layer, diffs[layer])
