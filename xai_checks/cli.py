@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from xai_checks.options import (
     OptionError,
@@ -142,6 +142,32 @@ def _default_phases(claims: list[Any], *, chosen: bool) -> tuple[str, ...]:
     return needed or DEFAULT_PHASES
 
 
+def _target(value: str, photos: Any) -> Literal["true", "predicted"] | int:
+    """``--target``: ``true``, ``predicted``, a class index, or a class name of the photo set's
+    class list (ImageNet-1k's names by default)."""
+    if value == "true":
+        return "true"
+    if value == "predicted":
+        return "predicted"
+    if value.isdigit():
+        return int(value)
+    from xai_checks.data.labels import LabelError, resolve_label
+
+    if photos.classes is not None:
+        index = photos.classes.index(value)
+    else:
+        try:
+            index = resolve_label(value)
+        except LabelError as exc:
+            raise UsageError(f"--target {value!r}: {exc}") from None
+    if index is None:
+        raise UsageError(
+            f"--target {value!r}: not 'true', 'predicted', a class index or a class of "
+            f"{photos.classes.source}"
+        )
+    return int(index)
+
+
 def _run(
     args: argparse.Namespace, device: Any = None, shard: Any = None
 ) -> tuple[Any, list[Any], Any]:
@@ -183,7 +209,7 @@ def _run(
             cuda_graphs=args.cuda_graphs,
             device_decode=args.device_decode,
             threshold=args.threshold,
-            target=args.target,
+            target=_target(args.target, photos),
             backend=args.backend,
             batch_size=args.batch_size,
             seed=args.seed,
@@ -231,6 +257,7 @@ def _run(
             config=config,
             progress=None if quiet else progress_callback(enabled=not args.quiet),
             shard=shard,
+            claims=claims,
         )
     except StudyUsageError as exc:
         raise UsageError(str(exc)) from None
@@ -286,7 +313,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"\nreport: {Path(path) / 'report.html'}")
         from xai_checks.report.naming import see_more
 
-        for line in see_more(verdicts):
+        for line in see_more(verdicts, study):
             print(line)
     return EXIT_OK
 

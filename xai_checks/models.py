@@ -679,9 +679,9 @@ def weights_of(model: nn.Module) -> dict[str, Any]:
 
 def parameterised_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` for every module that owns parameters directly, in definition order."""
-    return [
-        (name, m) for name, m in model.named_modules() if any(True for _ in m.parameters(False))
-    ]
+    from xai_checks.reinit import owners
+
+    return owners(model)
 
 
 def derived_seed(seed: int, purpose: str) -> int:
@@ -696,53 +696,37 @@ def derived_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def reinitialise_(model: nn.Module, *, seed: int, modules: list[nn.Module] | None = None) -> None:
-    """Re-initialise ``modules`` (default: all) of ``model`` in place with their own
-    ``reset_parameters``, under ``seed`` (used as given), without touching the global RNG.
-
-    A module that owns parameters but has no ``reset_parameters`` is a :class:`ValueError`
-    naming it: we will not guess how a custom layer should be initialised.
+def reinitialise_(model: nn.Module, *, seed: int, modules: list[nn.Module] | None = None) -> str:
+    """Re-initialise ``modules`` (default: all) of ``model`` in place under ``seed`` (used as
+    given), without touching the global RNG, by the rule of :mod:`xai_checks.reinit`
+    (``reset_parameters``, ``_reset_parameters``, a library's ``init_weights``, then a stated
+    rule per parameter kind). Returns how, in words (``"42 by reset_parameters(), ..."``).
     """
-    names = {m: n for n, m in model.named_modules()}
-    chosen = modules if modules is not None else [m for _, m in parameterised_modules(model)]
-    missing = [
-        f"{names.get(m, '?') or '(root)'} ({type(m).__name__})"
-        for m in chosen
-        if any(True for _ in m.parameters(False))
-        and not callable(getattr(m, "reset_parameters", None))
-    ]
-    if missing:
-        raise ValueError(
-            "cannot re-initialise the model: these modules own parameters but define no "
-            f"reset_parameters(): {', '.join(missing[:8])}. Give the control yourself "
-            "(--control-model FILE.py:factory, or the xai_control_model fixture)."
-        )
-    devices = [p.device for p in model.parameters() if p.device.type == "cuda"]
-    with torch.random.fork_rng(devices=sorted({d.index or 0 for d in devices})), torch.no_grad():
-        torch.manual_seed(seed)
-        for m in chosen:
-            m.reset_parameters()  # type: ignore[operator]
-            reset_stats = getattr(m, "reset_running_stats", None)
-            if callable(reset_stats):
-                reset_stats()
+    from xai_checks.reinit import reinitialise
+
+    counts = reinitialise(model, seed=seed, modules=modules)
+    return ", ".join(
+        f"{n} by {rule}" + ("()" if rule != "generic" else " rule") for rule, n in counts.items()
+    )
 
 
 def reinitialised_copy(model: nn.Module, *, seed: int = 0) -> nn.Module:
-    """The null control for ``model``: a deep copy with every module re-initialised by its own
-    ``reset_parameters`` under ``seed``. The same class, the same architecture, no learning.
+    """The null control for ``model``: a deep copy with every module re-initialised under
+    ``seed`` by the rule of :mod:`xai_checks.reinit`. The same class, the same architecture,
+    no learning.
 
     The copy carries ``xai_weights`` (source ``"reinitialised"``); ``model`` is not changed.
     """
     control = copy.deepcopy(model)
-    reinitialise_(control, seed=derived_seed(seed, "control"))
+    how = reinitialise_(control, seed=derived_seed(seed, "control"))
     control.xai_weights = WeightsInfo(  # type: ignore[assignment]
         "reinitialised",
         type(model).__name__,
         None,
         None,
         seed=seed,
-        detail=f"a copy of the {type(model).__name__} under test, every module re-initialised "
-        f"by its own reset_parameters() (seed {seed}, derived for the control)",
+        detail=f"a copy of the {type(model).__name__} under test with every module that owns "
+        f"parameters re-initialised (seed {seed}, derived for the control): {how}",
     )
     return control.eval()
 

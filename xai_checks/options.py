@@ -677,9 +677,10 @@ OPTIONS: list[Option] = [
     ),
     Option(
         "target",
-        "explain the true label or the predicted class",
+        "explain the true label, the predicted class, or one class for every photo (its "
+        "index, or its name in the class list)",
         default="true",
-        choices=("true", "predicted"),
+        metavar="true|predicted|CLASS",
         cli="--target",
         group="model and method",
     ),

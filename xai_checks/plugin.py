@@ -184,6 +184,7 @@ def pytest_collection_modifyitems(
     except KeyError as exc:
         raise pytest.UsageError(f"xai-checks: {exc.args[0]}") from None
     xai.phases = phases_for(claims)
+    xai.claims = tuple(claims)
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -349,6 +350,7 @@ class StudyRunner:
                 controls=self.controls,
                 config=config,
                 progress=LineProgress(self._say, every=15.0),
+                claims=self.session.claims,
             )
 
         result = self.session.study(description, compute, announce=self._say)

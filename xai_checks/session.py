@@ -181,6 +181,9 @@ class XaiSession:
         self.family_verdicts: dict[str, Any] | None = None
         self.studies: dict[str, dict[str, Any]] = {}
         self.phases: tuple[str, ...] | None = None
+        #: the claims the run's tests mark (their layer needs are checked up front); empty when
+        #: a test may ask for any claim
+        self.claims: tuple[Any, ...] = ()
         self.lines: list[str] = []
         self.failures: list[str] = []
         self._results: dict[str, Any] = {}
@@ -377,7 +380,10 @@ class XaiSession:
                 f"used, {ps.get('n_skipped')} skipped; {meta.get('seconds', 0):.1f} s "
                 f"(computed by {meta.get('computed_by')})"
             )
-        if self.settings.data_note:
+        embedded = any(
+            meta.get("photoset", {}).get("name") == "embedded" for meta in self.studies.values()
+        )
+        if self.settings.data_note and embedded:  # the note is about the embedded photos
             out.append(f"NOTE: {self.settings.data_note}")
         out.extend(verdict_lines(self.by_claim()))
         return out

@@ -43,7 +43,7 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -69,6 +69,7 @@ from xai_checks.gridpg_targets import (
     describe_gridpg_targets,
     is_gridpg_target,
 )
+from xai_checks.layer_checks import LayerError, check_layer_count, check_layers
 from xai_checks.metrics import (
     DEFAULT_THRESHOLDS,
     box_mask,
@@ -140,7 +141,9 @@ class StudyConfig:
     channels_last: bool = False
     threshold: float = 0.85
     sweep: tuple[float, ...] = DEFAULT_THRESHOLDS
-    target: Literal["true", "predicted"] = "true"
+    #: ``"true"`` (the photo's label), ``"predicted"`` (the model's top class) or one class
+    #: index explained for every photo
+    target: Literal["true", "predicted"] | int = "true"
     backend: Literal["native", "captum"] = "native"
     batch_size: int = 8
     seed: int = 0
@@ -184,8 +187,11 @@ class StudyConfig:
             raise ValueError(f"threshold must be in [0, 1); got {self.threshold}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        if self.target not in ("true", "predicted"):
-            raise ValueError("target must be 'true' or 'predicted'")
+        fixed = isinstance(self.target, int) and not isinstance(self.target, bool)
+        if not (fixed and int(self.target) >= 0) and self.target not in ("true", "predicted"):
+            raise ValueError(
+                f"target must be 'true', 'predicted' or a class index >= 0; got {self.target!r}"
+            )
         if self.gridpg_targets not in GRIDPG_TARGETS:
             raise ValueError(
                 f"gridpg_targets must be one of {GRIDPG_TARGETS}; got {self.gridpg_targets!r}"
@@ -565,7 +571,7 @@ def ratio_phase(
             device = model_device(models[name])
             x = images.to(device, non_blocking=True)
             # Targets stay on the host: the engine range-checks them there, without a sync.
-            result = cam(x, targets=labels if config.target == "true" else None)
+            result = cam(x, targets=_targets(config.target, labels))
             # The per-photo numbers are computed where the maps are (on a GPU: no copy of
             # N x layers x H x W maps to the host), then only they travel.
             grid = _coarsest(result.raw)
@@ -858,6 +864,13 @@ def sanity_phase(
     return out
 
 
+def _targets(target: str | int, labels: Tensor) -> Tensor | int | None:
+    """The classes to explain: the labels, the predictions (``None``) or one class for all."""
+    if target == "true":
+        return labels
+    return None if target == "predicted" else int(target)
+
+
 def _spearman(a: Tensor, b: Tensor) -> float:
     """Spearman rank correlation of two maps; NaN when either is constant (no ranking)."""
     fa, fb = a.flatten().double().numpy(), b.flatten().double().numpy()
@@ -906,26 +919,10 @@ def _input_channels(model: nn.Module) -> int:
 
 
 def _check_layers(model: nn.Module, trace: ModelTrace, layers: Sequence[str], role: str) -> None:
-    names = dict(model.named_modules())
-    spatial = [
-        n for n, shape in trace.shapes.items() if len(shape) == 4 and shape[2] * shape[3] > 1
-    ]
-    unknown = [layer for layer in layers if layer not in names]
-    if unknown:
-        top = [n for n, _ in model.named_children()]
-        shown = ", ".join(top)
-        raise StudyUsageError(
-            f"unknown layer(s) {', '.join(map(repr, unknown))} in {role} "
-            f"{type(model).__name__}. Its top-level modules: {shown}. Modules with a spatial "
-            f"output: {', '.join(spatial[:40])}{', ...' if len(spatial) > 40 else ''}"
-        )
-    bad = [layer for layer in layers if layer not in trace.shapes or len(trace.shapes[layer]) != 4]
-    if bad:
-        raise StudyUsageError(
-            f"layer(s) {', '.join(map(repr, bad))} of {type(model).__name__} do not output a "
-            "(N, C, h, w) feature map in the forward pass (or never run); pick from: "
-            + ", ".join(spatial[:40])
-        )
+    try:
+        check_layers(model, trace, layers, role)
+    except LayerError as exc:
+        raise StudyUsageError(str(exc)) from None
 
 
 def _locate(model: nn.Module, trace: ModelTrace) -> tuple[str, ...]:
@@ -963,8 +960,9 @@ def run_study(
     controls: Mapping[str, nn.Module] | None = None,
     config: StudyConfig | None = None,
     progress: Progress | None = None,
-    name: str = "pretrained",
+    name: str | None = None,
     shard: Shard | None = None,
+    claims: Iterable[Any] = (),
 ) -> StudyResult:
     """Run the study's phases on ``model`` (the model under test).
 
@@ -972,6 +970,8 @@ def run_study(
     ``"untrained"``: a seeded (``config.seed``) re-initialised copy of ``model``, the same
     class and architecture. ``{}`` runs no control. ``shard`` is this process's part of a
     distributed study (default: the ``torch.distributed`` group if one is initialised).
+    ``claims`` are the claims that will be judged on the result: too few layers for one of them
+    (``Claim.min_layers``) is a :class:`StudyUsageError` naming it, before any photo is read.
 
     Everything that can be checked before decoding a photo is checked first and raises
     :class:`StudyUsageError`: the layers, the class list against the model's outputs, the method.
@@ -982,8 +982,10 @@ def run_study(
             "a dict of models does not say which one is under test"
         )
     config = config or StudyConfig()
+    name = name or run_name(model)
     with cuda_tf32(allowed=config.tf32):
-        return _run_study(model, photoset, controls, config, progress, name, shard)
+        needs = {c.id: c.min_layers for c in claims if getattr(c, "min_layers", 1) > 1}
+        return _run_study(model, photoset, controls, config, progress, name, shard, needs)
 
 
 def _run_study(
@@ -994,6 +996,7 @@ def _run_study(
     progress: Progress | None,
     name: str,
     shard: Shard | None,
+    needs: Mapping[str, int],
 ) -> StudyResult:
     if shard is None:
         shard = _current_shard()
@@ -1022,7 +1025,15 @@ def _run_study(
         config = dataclasses.replace(config, layers=picked, layers_auto=True)
     layers = config.used_layers
     _check_layers(model, trace, layers, "model under test")
+    try:
+        check_layer_count(layers, needs)
+    except LayerError as exc:
+        raise StudyUsageError(str(exc)) from None
     _check_classes(photoset.classes, trace, model, "model under test")
+    if isinstance(config.target, int) and config.target >= trace.n_outputs:
+        raise StudyUsageError(
+            f"--target {config.target}: the model under test has {trace.n_outputs} classes"
+        )
     for cname, cmodel in controls.items():
         ctrace = trace if _same_arch(cmodel, model) else _trace_or_usage(cmodel, shape, cname)
         _check_layers(cmodel, ctrace, layers, f"control {cname!r}")
@@ -1083,6 +1094,18 @@ def _run_study(
     timings["total"] = time.perf_counter() - start
     result.timings = timings
     return result
+
+
+#: weight sources known to be trained (the converted ImageNet ResNet-50, torchvision's)
+TRAINED_SOURCES = ("msra", "torchvision-v1", "torchvision-v2")
+
+
+def run_name(model: nn.Module) -> str:
+    """How results name the model under test: ``"pretrained"`` only when its weights are known
+    to be trained (:data:`TRAINED_SOURCES`), else ``"under_test"`` (a user's model, random
+    weights, a state dict file)."""
+    source = getattr(getattr(model, "xai_weights", None), "source", None)
+    return "pretrained" if source in TRAINED_SOURCES else "under_test"
 
 
 def _same_arch(a: nn.Module, b: nn.Module) -> bool:

@@ -153,20 +153,27 @@ def test_control_is_the_model_under_tests_own_class_reinitialised():
     assert control.xai_weights.arch == "ResNet"
 
 
-def test_a_parameterised_module_without_initialiser_is_named():
+def test_a_parameterised_module_without_initialiser_gets_the_stated_rule():
+    """A module owning a parameter but no reset_parameters was a ValueError (no control)."""
     from xai_checks.models import reinitialised_copy
 
     class Scale(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.gain = nn.Parameter(torch.ones(1))
+            self.gain = nn.Parameter(torch.full((4,), 3.0))
+            self.offset_bias = nn.Parameter(torch.full((4,), 3.0))
+            self.table = nn.Parameter(torch.full((5, 4), 3.0))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x * self.gain
+            return x * self.gain[:, None, None]
 
     model = nn.Sequential(nn.Conv2d(3, 4, 3), Scale())
-    with pytest.raises(ValueError, match=r"reset_parameters\(\): 1 \(Scale\)"):
-        reinitialised_copy(model)
+    control = reinitialised_copy(model)
+    scale = control[1]
+    assert torch.equal(scale.gain, torch.ones(4))  # vector, not a bias: ones
+    assert torch.equal(scale.offset_bias, torch.zeros(4))  # vector named bias: zeros
+    assert scale.table.abs().max() <= 0.04 and scale.table.std() > 0.005  # trunc normal 0.02
+    assert "1 by generic rule" in control.xai_weights.detail
 
 
 def test_roles_are_explicit_and_the_default_control_is_the_same_class(tmp_path):
@@ -179,7 +186,7 @@ def test_roles_are_explicit_and_the_default_control_is_the_same_class(tmp_path):
     control = study.controls["untrained"]
     assert control.role == "control" and control.model_class == "Tiny"
     assert control.weights_source == "reinitialised"
-    assert list(study.runs) == ["pretrained", "untrained"]
+    assert list(study.runs) == ["under_test", "untrained"]  # a user model: not "pretrained"
     confidence = [[r["confidence"] for r in run.records] for run in study.runs.values()]
     assert confidence[0] != confidence[1]  # different weights, different outputs
 

@@ -7,6 +7,12 @@
   position), summed over channels and ReLU'd here: exactly HiResCAM's map.
 
 Captum has no Grad-CAM++, XGrad-CAM or LayerCAM.
+
+Token and channels-last layers (:mod:`xai_checks.cam.tokens`): Captum's ``LayerGradCam``
+averages over every dimension after the second, which for (N, tokens, C) is the channels, so
+there Captum gives the layer's gradient (``LayerGradientXActivation`` with
+``multiply_by_inputs=False``) and activation (``LayerActivation``), both viewed as maps here
+and combined by the method's formula: the cross-check is then on Captum's gradients.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from xai_checks.cam.pipeline import check_targets
-from xai_checks.cam.state import check_layer_output, check_layers_ran, frozen_eval, removing
+from xai_checks.cam.state import check_layers_ran, frozen_eval, removing
+from xai_checks.cam.tokens import MapView, ReshapeSpec, map_view, reshape_for
 
 __all__ = ["CAPTUM_METHODS", "captum_raw_maps", "captum_upsample"]
 
@@ -32,6 +39,8 @@ def captum_raw_maps(
     targets: Tensor | None,
     *,
     method: str = "gradcam",
+    patch: int | None = None,
+    reshape: ReshapeSpec = None,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor]:
     """One Captum call per layer; returns ``({layer: (N, h, w)}, logits, targets)``.
 
@@ -44,10 +53,14 @@ def captum_raw_maps(
 
     raw: dict[str, Tensor] = {}
     seen: set[str] = set()
+    views: dict[str, MapView] = {}
+    size = (int(x.shape[2]), int(x.shape[3]))
 
     def checker(name: str) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> None:
-            check_layer_output(name, output)
+            views[name] = map_view(
+                name, output, size, patch=patch, reshape=reshape_for(reshape, name)
+            )
             seen.add(name)
 
         return hook
@@ -69,7 +82,10 @@ def captum_raw_maps(
         check_targets(targets, logits.shape[1])
         with torch.enable_grad():
             for name, module in layers.items():
-                if method == "gradcam":
+                view = views[name]
+                if view.layout != "nchw":
+                    raw[name] = _viewed(model, module, view, x, targets, method)
+                elif method == "gradcam":
                     attr = LayerGradCam(model, module).attribute(
                         x, target=targets, relu_attributions=True, attr_dim_summation=True
                     )
@@ -78,6 +94,22 @@ def captum_raw_maps(
                     gxa = LayerGradientXActivation(model, module).attribute(x, target=targets)
                     raw[name] = torch.relu(gxa.detach().float().sum(dim=1))
     return raw, logits, targets
+
+
+def _viewed(
+    model: nn.Module, module: nn.Module, view: MapView, x: Tensor, targets: Tensor, method: str
+) -> Tensor:
+    """A non-(N, C, h, w) layer: Captum's gradient and activation, viewed, then combined."""
+    from captum.attr import LayerActivation, LayerGradientXActivation
+
+    grads = LayerGradientXActivation(model, module, multiply_by_inputs=False).attribute(
+        x, target=targets
+    )
+    acts = LayerActivation(model, module).attribute(x)
+    a, g = view(acts.detach().float()), view(grads.detach().float())
+    if method == "gradcam":
+        return torch.relu(torch.einsum("nchw,nc->nhw", a, g.mean(dim=(2, 3))))
+    return torch.relu((a * g).sum(dim=1))
 
 
 def captum_upsample(raw: Tensor, size: tuple[int, int]) -> Tensor:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias
 
@@ -16,6 +16,7 @@ from xai_checks.cam.native import InPlaceModified, native_raw_maps
 from xai_checks.cam.pipeline import REL_EPS, canonical, check_targets, normalise
 from xai_checks.cam.private import PrivateCopy
 from xai_checks.cam.state import LayerSpec, resolve_layers
+from xai_checks.cam.tokens import ReshapeSpec, patch_size
 
 __all__ = ["CAM", "DEFAULT_LAYERS", "Backend", "CAMResult", "Targets"]
 
@@ -67,17 +68,39 @@ def _first_conv_channels(model: nn.Module) -> int | None:
     return None
 
 
+def _declared_size(model: nn.Module) -> tuple[int, int]:
+    """The input size a model declares (torchvision's ViT ``image_size``, timm's
+    ``patch_embed.img_size``), else 224 x 224."""
+    size = getattr(model, "image_size", None)
+    embed = getattr(model, "patch_embed", None)
+    if size is None and isinstance(embed, nn.Module):
+        size = getattr(embed, "img_size", None)
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, tuple | list) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        return int(size[0]), int(size[1])
+    return 224, 224
+
+
 _FORMATS = (torch.contiguous_format, torch.channels_last)
 
 
 class CAM:
-    """A CAM method of the Grad-CAM family at one or more layers of a CNN classifier.
+    """A CAM method of the Grad-CAM family at one or more layers of a CNN or a Vision Transformer.
 
     Args:
         model: a classifier returning logits (N, classes). Its mode and ``requires_grad`` flags
             are restored after every call; hooks never outlive a call.
-        layers: names (``"layer3"``, ``"layer4.2"``) or modules; see :func:`locate_layers` to
-            pick a model's stages automatically.
+        layers: names (``"layer3"``, ``"layer4.2"``, ``"blocks.11"``) or modules; ``None`` (the
+            default) is ``layer1``..``layer4`` for a model that has them (torchvision's
+            ResNets), else picks them with :func:`~xai_checks.cam.locate_layers` traced at
+            the input size the model declares (ViT's ``image_size``, timm's
+            ``patch_embed.img_size``), else 224 x 224: a CNN's stages, a transformer's blocks.
+        reshape: how a layer's output becomes (N, C, h, w) when it is none of the layouts
+            recognised on their own (CNN maps, channels-last, ViT/DeiT tokens; see
+            :mod:`xai_checks.cam.tokens`): one function for every layer, or ``{name: function}``,
+            like pytorch-grad-cam's ``reshape_transform``. It is applied to the activation and
+            to its gradient.
         method: a name in :data:`xai_checks.cam.METHODS` (``"gradcam"``, ``"gradcam++"``,
             ``"hirescam"``, ``"xgradcam"``, ``"layercam"``) or a ``CAMMethod``. Every method
             gets all layers from the same single forward and backward.
@@ -104,13 +127,14 @@ class CAM:
         self,
         model: nn.Module,
         *,
-        layers: Sequence[LayerSpec] | LayerSpec = DEFAULT_LAYERS,
+        layers: Sequence[LayerSpec] | LayerSpec | None = None,
         method: str | CAMMethod = "gradcam",
         backend: Backend = "native",
         memory_format: torch.memory_format = torch.contiguous_format,
         fused: bool = True,
         autocast: torch.dtype | None = None,
         eps: float = REL_EPS,
+        reshape: ReshapeSpec = None,
     ) -> None:
         if backend not in ("native", "captum"):
             raise ValueError(f"unknown backend {backend!r}: use 'native' or 'captum'")
@@ -131,8 +155,25 @@ class CAM:
             raise ValueError("memory_format is only supported by the native backend")
         if not eps >= 0:
             raise ValueError(f"eps must be >= 0; got {eps}")
+        if reshape is not None and not callable(reshape) and not isinstance(reshape, Mapping):
+            raise TypeError("reshape must be a function or a {layer: function} mapping")
         self.model = model
+        names = dict(model.named_modules())
+        if layers is None and all(name in names for name in DEFAULT_LAYERS):
+            layers = DEFAULT_LAYERS  # a torchvision-style ResNet: its four stages
+        if layers is None:
+            from xai_checks.cam.locate import locate_layers
+
+            channels = _first_conv_channels(model) or 3
+            layers = locate_layers(model, (1, channels, *_declared_size(model)))
+            if not layers:
+                raise ValueError(
+                    f"found no layer of {type(model).__name__} whose output is a spatial map; "
+                    "name layers=..."
+                )
         self.layers = resolve_layers(model, layers)
+        self.reshape = reshape
+        self.patch = patch_size(model)
         self.backend: Backend = backend
         self.memory_format = memory_format
         self.fused = fused
@@ -210,7 +251,15 @@ class CAM:
         scales: dict[str, Tensor] = {}
         # Targets (given or predicted) are range-checked by the backends against the logits.
         if self.backend == "captum":
-            raw, logits, t = captum_raw_maps(self.model, self.layers, x, t, method=self.method.name)
+            raw, logits, t = captum_raw_maps(
+                self.model,
+                self.layers,
+                x,
+                t,
+                method=self.method.name,
+                patch=self.patch,
+                reshape=self.reshape,
+            )
             maps = {k: normalise(captum_upsample(v, size), eps=self.eps) for k, v in raw.items()}
         else:
             model, layers = self._engine_model()
@@ -233,6 +282,8 @@ class CAM:
                         autocast=self.autocast,
                         clone=self._clone,
                         checked_classes=checked,
+                        patch=self.patch,
+                        reshape=self.reshape,
                     )
                 except InPlaceModified:
                     self._clone = True  # this model needs the copies: remember it
@@ -245,6 +296,8 @@ class CAM:
                         autocast=self.autocast,
                         clone=True,
                         checked_classes=checked,
+                        patch=self.patch,
+                        reshape=self.reshape,
                     )
                 raw.update(part)
                 scales.update(part_scales)

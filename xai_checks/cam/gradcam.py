@@ -10,6 +10,7 @@ from torch import nn
 from xai_checks.cam.core import CAM, DEFAULT_LAYERS, Backend, CAMResult
 from xai_checks.cam.pipeline import REL_EPS
 from xai_checks.cam.state import LayerSpec
+from xai_checks.cam.tokens import ReshapeSpec
 
 __all__ = ["DEFAULT_LAYERS", "Backend", "CAMResult", "GradCAM"]
 
@@ -21,12 +22,13 @@ class GradCAM(CAM):
         self,
         model: nn.Module,
         *,
-        layers: Sequence[LayerSpec] | LayerSpec = DEFAULT_LAYERS,
+        layers: Sequence[LayerSpec] | LayerSpec | None = None,
         backend: Backend = "native",
         memory_format: torch.memory_format = torch.contiguous_format,
         fused: bool = True,
         autocast: torch.dtype | None = None,
         eps: float = REL_EPS,
+        reshape: ReshapeSpec = None,
     ) -> None:
         super().__init__(
             model,
@@ -37,4 +39,5 @@ class GradCAM(CAM):
             fused=fused,
             autocast=autocast,
             eps=eps,
+            reshape=reshape,
         )

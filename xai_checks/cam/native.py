@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from xai_checks.cam.methods import CAMMethod, LayerInputs, Terms, get_method
 from xai_checks.cam.pipeline import check_targets, magnitude, weighted_map
-from xai_checks.cam.state import check_layer_output, check_layers_ran, frozen_eval, removing
+from xai_checks.cam.state import check_layers_ran, frozen_eval, removing
+from xai_checks.cam.tokens import MapView, ReshapeSpec, map_view, reshape_for
 
 __all__ = ["InPlaceModified", "native_raw_maps"]
 
@@ -21,9 +22,16 @@ class InPlaceModified(RuntimeError):
     the caller reruns with ``clone=True``)."""
 
 
-def _capture(store: dict[str, Tensor], versions: dict[str, int], name: str, clone: bool) -> Any:
+def _capture(
+    store: dict[str, Tensor],
+    versions: dict[str, int],
+    views: dict[str, MapView],
+    name: str,
+    clone: bool,
+    see: Any,
+) -> Any:
     def hook(module: nn.Module, args: Any, output: Any) -> Tensor | None:
-        check_layer_output(name, output)
+        views[name] = see(name, output)
         act = output if output.requires_grad else output.detach().requires_grad_(True)
         store[name] = act
         versions[name] = act._version
@@ -67,6 +75,8 @@ def native_raw_maps(
     autocast: torch.dtype | None = None,
     clone: bool = True,
     checked_classes: int | None = None,
+    patch: int | None = None,
+    reshape: ReshapeSpec = None,
 ) -> tuple[dict[str, Tensor], Tensor, Tensor, dict[str, Tensor]]:
     """Raw CAM maps for every layer from one forward and one ``autograd.grad``.
 
@@ -81,17 +91,28 @@ def native_raw_maps(
     if a captured activation was modified in place (exactness is never traded).
     ``checked_classes``: the caller has range-checked ``targets`` against that many classes;
     when the logits have that many, the check here (a device sync on a GPU) is skipped.
+    Token and channels-last layers are seen as maps by :mod:`xai_checks.cam.tokens` (``patch``:
+    the model's patch size; ``reshape``: the user's hook); the gradient is taken against the
+    layer's own output and viewed the same way, so every method sees (N, C, h, w) pairs.
     Returns ``({layer: (N, h, w) raw map}, logits, targets, {layer: (N,) magnitude})``.
     """
     cam_method = get_method(method)
     acts: dict[str, Tensor] = {}
     versions: dict[str, int] = {}
+    views: dict[str, MapView] = {}
+    size = (int(x.shape[2]), int(x.shape[3]))
+
+    def see(name: str, output: Any) -> MapView:
+        return map_view(name, output, size, patch=patch, reshape=reshape_for(reshape, name))
+
     amp = _amp(x.device.type, autocast)
     backward = "gradients" in cam_method.needs
     grad_mode = torch.enable_grad() if backward else torch.no_grad()
     with frozen_eval(model), removing() as handles, grad_mode:
         for name, module in layers.items():
-            handles.append(module.register_forward_hook(_capture(acts, versions, name, clone)))
+            handles.append(
+                module.register_forward_hook(_capture(acts, versions, views, name, clone, see))
+            )
         with amp:
             try:
                 logits = model(x)
@@ -125,8 +146,9 @@ def native_raw_maps(
     forward = _model_forward(model, autocast) if model_given else None
     raw, scales = {}, {}
     for name, grad in zip(names, grads, strict=True):
-        a = acts[name].detach().float()
-        g = grad.float() if grad is not None else None
+        view = views[name]
+        a = view(acts[name].detach().float())
+        g = view(grad.float()) if grad is not None else None
         w = cam_method.weights(
             LayerInputs(
                 acts=a,

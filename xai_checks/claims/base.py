@@ -251,6 +251,9 @@ class Claim:
     direction: ClassVar[str] = "increasing"
     #: the study phases this claim reads (running one claim computes only these)
     needs: ClassVar[tuple[str, ...]] = ("ratio",)
+    #: the fewest layers the claim can be judged on (a trend over depth needs 3); fewer is a
+    #: usage error before the study reads a photo
+    min_layers: ClassVar[int] = 1
     #: named parameters and their defaults; instances may override them
     defaults: ClassVar[dict[str, Any]] = {}
 

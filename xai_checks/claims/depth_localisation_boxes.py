@@ -19,6 +19,7 @@ class DepthLocalisationBoxes(LocalisationClaim):
     title: ClassVar[str] = "Deeper layers put their mass in the object's box"
     metric: ClassVar[str] = "boxes"
     needs: ClassVar[tuple[str, ...]] = ("ratio",)
+    min_layers: ClassVar[int] = 3
 
     def hypothesis_for(self, study: StudyResult | None) -> str:
         layers = self.layers or (tuple(study.config.layers) if study is not None else ())

@@ -34,6 +34,7 @@ class DepthLocalisationGridPG(LocalisationClaim):
     title: ClassVar[str] = "Deeper layers localise the class (grid pointing game)"
     metric: ClassVar[str] = "gridpg"
     needs: ClassVar[tuple[str, ...]] = ("ratio", "gridpg")
+    min_layers: ClassVar[int] = 3
     defaults: ClassVar[dict[str, Any]] = {"chance": 0.25, "n_boot": 2000, "details": True}
 
     def hypothesis_for(self, study: StudyResult | None) -> str:

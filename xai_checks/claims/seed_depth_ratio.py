@@ -46,6 +46,7 @@ class SeedDepthRatio(Claim):
     metric: ClassVar[str] = "ratio"
     test: ClassVar[str] = "kruskal"
     needs: ClassVar[tuple[str, ...]] = ("ratio",)
+    min_layers: ClassVar[int] = 3
     defaults: ClassVar[dict[str, Any]] = {
         # None: the threshold the study computed its ratios at (StudyConfig.threshold)
         "threshold": None,

@@ -242,7 +242,7 @@ def render_html(
             ("Method", _method_fact(study)),
         ],
         bottom=_bottom_line(verdicts),
-        next_steps=see_more(verdicts),
+        next_steps=see_more(verdicts, study),
         sections=[_render_section(s) for s in sections],
         schema=f"{doc['schema']} v{doc['schema_version']}",
     )

@@ -70,10 +70,12 @@ def reason_texts(verdict: Any) -> list[str]:
     return [r for r in out if r]
 
 
-def see_more(verdicts: Any) -> list[str]:
+def see_more(verdicts: Any, study: Any = None) -> list[str]:
     """What to run to see the claims that had too little data here (empty when none did).
 
-    Shown in the report's header and printed by ``xai-checks study`` after its table.
+    Shown in the report's header and printed by ``xai-checks study`` after its table. The
+    ImageNet samples are suggested only to a study on ImageNet-1k's classes; a model with its
+    own classes is told to give more photos of them.
     """
     starved = [v.claim.id for v in verdicts if getattr(v, "insufficient", False)]
     if not starved:
@@ -81,6 +83,14 @@ def see_more(verdicts: Any) -> list[str]:
     lines = [
         f"Too little data in this photo set for: {', '.join(starved)}.",
     ]
+    photoset = getattr(study, "photoset", None) or {}
+    if photoset.get("classes", "imagenet-1k") != "imagenet-1k":
+        lines.append(
+            f"Give more photos of the model's {photoset.get('n_classes', '')} classes (a larger "
+            f"--data folder; {photoset.get('n_used', 0)} were used here), or --limit all if a "
+            "limit cut them."
+        )
+        return lines
     if any("box" not in c for c in starved):
         lines.append(
             "To see every claim on real photos, fetch the 1000 ImageNet sample photos once and "
