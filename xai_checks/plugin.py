@@ -572,14 +572,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     if not xai.verdicts and not xai.lines and not xai.failures:
         return
+    from xai_checks.fmt import printable
+
     tr = terminalreporter
     tr.section("xai-checks claims")
     for line in xai.summary_lines():
-        tr.write_line(line)
+        tr.write_line(printable(line))
     for line in xai.lines:
-        tr.write_line(line)
+        tr.write_line(printable(line))
     for line in xai.failures:
-        tr.write_line(f"FAILED {line}", red=True, bold=True)
+        tr.write_line(f"FAILED {printable(line)}", red=True, bold=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
