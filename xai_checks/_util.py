@@ -25,6 +25,7 @@ __all__ = [
     "check_finite",
     "cuda_tf32",
     "jsonable",
+    "meta_tensors",
     "model_device",
     "model_dtype",
     "model_name",
@@ -69,6 +70,12 @@ def jsonable(obj: Any) -> Any:
     if hasattr(obj, "to_dict"):
         return jsonable(obj.to_dict())
     return str(obj)
+
+
+def meta_tensors(model: nn.Module) -> list[str]:
+    """Names of ``model``'s parameters and buffers on the meta device (shapes, no values)."""
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return [name for name, t in named if t.is_meta]
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -166,6 +166,8 @@ def _run(
             for key in ("input_size", "mean", "std", "transform")
             if getattr(args, key, None) is not None
         }
+        if getattr(args, "allow_large_input", False):
+            changes["allow_large"] = True
         config = StudyConfig(
             layers=layers or (),
             method=args.method,
@@ -373,11 +375,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xai_checks.models import WeightsError
 
     command = args.command if args.command != "data" else f"data {args.data_command}"
+    from xai_checks.distributed import DistributedEnvError, check_env
+
     with _Sigint() as sigint:
         try:
             preflight(cli_values(args), front="cli", command=command)
+            if args.command in ("study", "check"):
+                check_env()
             return _COMMANDS[args.command](args)
-        except (UsageError, OptionError) as exc:
+        except (UsageError, OptionError, DistributedEnvError) as exc:
             _error(f"error: {exc}")
             return EXIT_USAGE
         except CacheError as exc:  # a configuration problem ($XAI_CHECKS_CACHE), like a bad flag

@@ -98,8 +98,17 @@ def pytest_configure(config: pytest.Config) -> None:
         "`claim_verdict` gives its verdict. Overrides: the claim's fields (alpha, layers, "
         "params) and the study's method",
     )
-    from xai_checks.distributed import TorchrunPytestPlugin, env_world_size
+    from xai_checks.distributed import (
+        DistributedEnvError,
+        TorchrunPytestPlugin,
+        check_env,
+        env_world_size,
+    )
 
+    try:
+        check_env()
+    except DistributedEnvError as exc:
+        raise pytest.UsageError(f"xai-checks: {exc}") from None
     if env_world_size() > 1:  # torchrun: one study sharded over the ranks (issue 12)
         device = str(getattr(config.option, "xai_device", None) or "cpu")
         config.pluginmanager.register(TorchrunPytestPlugin(device), "xai-checks-torchrun")

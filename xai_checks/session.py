@@ -418,6 +418,7 @@ def settings_from_values(values: Mapping[str, Any]) -> Settings:
         "data", "label", "layout", "weights", "control", "alpha", "device", "limit", "seed",
         "batch_size", "layers", "json", "baseline", "update_baseline", "baseline_optional",
         "tolerance", "strict", "model", "control_model", "method", "classes", *_PREPROCESS,
+        "allow_large_input",
     }  # fmt: skip
     return Settings(
         data=values["data"],
@@ -441,7 +442,8 @@ def settings_from_values(values: Mapping[str, Any]) -> Settings:
         control_model=values.get("control_model"),
         method=values.get("method") or "gradcam",
         classes=values.get("classes"),
-        preprocess={k: values[k] for k in _PREPROCESS if values.get(k) is not None},
+        preprocess={k: values[k] for k in _PREPROCESS if values.get(k) is not None}
+        | ({"allow_large": True} if values.get("allow_large_input") else {}),
         extra={k: v for k, v in values.items() if k not in named},
     )
 

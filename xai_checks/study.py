@@ -47,10 +47,10 @@ from scipy import stats as sps
 from torch import Tensor, nn
 
 from xai_checks import __version__
-from xai_checks._util import cuda_tf32, model_device
+from xai_checks._util import cuda_tf32, meta_tensors, model_device
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 from xai_checks.data import PhotoSet, Sample, load_image
-from xai_checks.data.classes import ClassList, ClassListError, Preprocess
+from xai_checks.data.classes import ClassList, ClassListError, Preprocess, probe_preprocess
 from xai_checks.data.loading import ImageLoadError, transform_photo
 from xai_checks.data.photoset import Skipped, SkippedImageWarning, stratified_subset
 from xai_checks.distributed import Shard
@@ -819,6 +819,30 @@ def _agreement_phase(
 # ----------------------------------------------------------------------------- up-front checks
 
 
+def _check_inputs(
+    model: nn.Module,
+    controls: Mapping[str, nn.Module],
+    preprocess: Preprocess,
+    kind: str,
+) -> None:
+    """Models with real weights, and a preprocessing that gives them what they take."""
+    for role, m in {
+        "model under test": model,
+        **{f"control {c!r}": v for c, v in controls.items()},
+    }.items():
+        on_meta = meta_tensors(m)
+        if on_meta:
+            raise StudyUsageError(
+                f"the {role} has tensors on the meta device (no values: e.g. built under "
+                f"torch.device('meta') or init_empty_weights), such as {', '.join(on_meta[:3])}; "
+                "load its weights (load_state_dict(..., assign=True)) before the study"
+            )
+    try:
+        probe_preprocess(preprocess, kind=kind, channels=_input_channels(model))
+    except ValueError as exc:
+        raise StudyUsageError(str(exc)) from None
+
+
 def _input_channels(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
@@ -929,6 +953,7 @@ def _run_study(
     start = time.perf_counter()
     timings: dict[str, float] = {}
     # up front: one traced forward per model, before any photo is decoded
+    _check_inputs(model, controls, config.preprocess, photoset.transform_kind)
     shape = config.preprocess.input_shape(_input_channels(model))
     try:
         trace = trace_model(model, shape)
