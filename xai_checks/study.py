@@ -51,7 +51,7 @@ from xai_checks._util import cuda_tf32, meta_tensors, model_device
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 from xai_checks.data import PhotoSet, Sample, load_image
 from xai_checks.data.classes import ClassList, ClassListError, Preprocess, probe_preprocess
-from xai_checks.data.loading import ImageLoadError, transform_photo
+from xai_checks.data.loading import ImageLoadError, decode_hint, transform_photo
 from xai_checks.data.photoset import Skipped, SkippedImageWarning, stratified_subset
 from xai_checks.distributed import Shard
 from xai_checks.metrics import (
@@ -391,8 +391,10 @@ class _PhotoData(torch.utils.data.Dataset[tuple[int, Any, Any]]):
 
     def __getitem__(self, i: int) -> tuple[int, Any, Any]:
         sample = self.samples[i]
+        # a box is in the file's pixels: its photo is decoded at full size
+        hint = decode_hint(self.transform) if sample.box is None else None
         try:
-            image = load_image(sample.path)
+            image = load_image(sample.path, size_hint=hint)
         except ImageLoadError as exc:
             return i, None, exc.reason
         tensor, box = transform_photo(self.transform, image, sample.box)
@@ -583,7 +585,7 @@ def _ratio_phase(
 def _load_tensors(samples: Sequence[Sample], transform: Callable[[Any], Tensor]) -> Tensor:
     images = []
     for s in samples:
-        with load_image(s.path) as image:
+        with load_image(s.path, size_hint=decode_hint(transform)) as image:
             images.append(transform(image))
     return torch.stack(images)
 
@@ -715,7 +717,7 @@ def _sanity_phase(
         loaded: list[tuple[int, Tensor, int]] = []
         for i, s in mine:
             try:
-                with load_image(s.path) as image:
+                with load_image(s.path, size_hint=decode_hint(transform)) as image:
                     loaded.append((i, transform(image), s.label))
             except ImageLoadError:
                 continue
