@@ -439,9 +439,10 @@ def _check_out(value: str | None, values: Mapping[str, Any]) -> None:
     if value is None:
         return
     from xai_checks.report import is_report_folder
+    from xai_checks.report.writer import report_folder
 
-    out = Path(value).expanduser().absolute()
-    real = Path(os.path.realpath(out))
+    # the folder the report will replace: a symbolic link is followed, as the writer does
+    out = real = report_folder(value)
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {value}: a file of that name exists; choose a folder name")
     root = data_root(values.get("data", "embedded") or "embedded")
