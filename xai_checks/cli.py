@@ -373,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xai_checks.cache import CacheError
     from xai_checks.data import FetchError
     from xai_checks.models import WeightsError
+    from xai_checks.study import ModelChangedError
 
     command = args.command if args.command != "data" else f"data {args.data_command}"
     from xai_checks.distributed import DistributedEnvError, check_env
@@ -389,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except CacheError as exc:  # a configuration problem ($XAI_CHECKS_CACHE), like a bad flag
             _error(f"error: {exc}")
             return EXIT_USAGE
-        except (WeightsError, FetchError, NonFiniteError) as exc:
+        except (WeightsError, FetchError, NonFiniteError, ModelChangedError) as exc:
             _error(str(exc))
             return EXIT_CLAIMS
         except KeyboardInterrupt:

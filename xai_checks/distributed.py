@@ -131,6 +131,26 @@ class Shard:
             raise RankFailed(message)
         return [p[1] for p in gathered]
 
+    def guard(self, phase: str, work: Callable[[], T]) -> T:
+        """Run ``work``, a phase whose only collective is its own last step, a
+        :meth:`run` of the same ``phase``. If ``work`` raises before reaching that exchange,
+        this rank joins it carrying the error, so every rank raises :class:`RankFailed`
+        instead of the others waiting for a rank that will never come."""
+        if not self.distributed:
+            return work()
+        try:
+            return work()
+        except RankFailed:
+            raise  # the exchange was reached: every rank already knows
+        except Exception as exc:
+            error = exc
+
+            def reraise() -> Any:
+                raise error
+
+            self.run(phase, reraise)
+            raise  # unreachable: run raises RankFailed for this rank's own error
+
 
 def env_world_size() -> int:
     """``WORLD_SIZE`` as torchrun sets it (1 when not launched by torchrun)."""

@@ -129,15 +129,9 @@ def fingerprint(obj: Any) -> str:
 
 def model_fingerprint(model: Any) -> dict[str, Any]:
     """Class, parameter shapes and a checksum of the weights: what makes a model's numbers."""
-    import torch
+    from xai_checks._util import state_digest
 
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items()):
-            digest.update(name.encode())
-            t = tensor.detach().to("cpu").contiguous()
-            digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy())
-    return {"class": type(model).__qualname__, "weights": digest.hexdigest()[:16]}
+    return {"class": type(model).__qualname__, "weights": state_digest(model)[:16]}
 
 
 def photoset_fingerprint(photoset: Any) -> str:

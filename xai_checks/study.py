@@ -47,7 +47,7 @@ from scipy import stats as sps
 from torch import Tensor, nn
 
 from xai_checks import __version__
-from xai_checks._util import cuda_tf32, meta_tensors, model_device
+from xai_checks._util import cuda_tf32, meta_tensors, model_device, state_digest
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 from xai_checks.data import PhotoSet, Sample, load_image
 from xai_checks.data.classes import ClassList, ClassListError, Preprocess, probe_preprocess
@@ -80,6 +80,7 @@ from xai_checks.models import (
 __all__ = [
     "PHASES",
     "GridPGRun",
+    "ModelChangedError",
     "ModelRun",
     "SanityRun",
     "StudyConfig",
@@ -90,6 +91,11 @@ __all__ = [
 
 PHASES = ("ratio", "gridpg", "sanity", "agreement")
 Progress = Callable[[str, int, int], None]
+
+
+class ModelChangedError(RuntimeError):
+    """A model's parameters or buffers changed during the study (a ``forward`` that updates
+    them): its maps are not reproducible."""
 
 
 class StudyUsageError(ValueError):
@@ -821,30 +827,6 @@ def _agreement_phase(
 # ----------------------------------------------------------------------------- up-front checks
 
 
-def _check_inputs(
-    model: nn.Module,
-    controls: Mapping[str, nn.Module],
-    preprocess: Preprocess,
-    kind: str,
-) -> None:
-    """Models with real weights, and a preprocessing that gives them what they take."""
-    for role, m in {
-        "model under test": model,
-        **{f"control {c!r}": v for c, v in controls.items()},
-    }.items():
-        on_meta = meta_tensors(m)
-        if on_meta:
-            raise StudyUsageError(
-                f"the {role} has tensors on the meta device (no values: e.g. built under "
-                f"torch.device('meta') or init_empty_weights), such as {', '.join(on_meta[:3])}; "
-                "load its weights (load_state_dict(..., assign=True)) before the study"
-            )
-    try:
-        probe_preprocess(preprocess, kind=kind, channels=_input_channels(model))
-    except ValueError as exc:
-        raise StudyUsageError(str(exc)) from None
-
-
 def _input_channels(model: nn.Module) -> int:
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
@@ -979,7 +961,10 @@ def _run_study(
     models = {name: model, **controls}
     roles = {name: "under_test", **{c: "control" for c in controls}}
     t0 = time.perf_counter()
-    runs, failed = _ratio_phase(models, photoset, config, roles, progress, shard)
+    digests = {n: state_digest(m) for n, m in models.items()}
+    runs, failed = shard.guard(
+        "ratio", lambda: _ratio_phase(models, photoset, config, roles, progress, shard)
+    )
     timings["ratio"] = time.perf_counter() - t0
     samples = list(photoset)
     known = {str(s.path) for s in photoset.skipped}
@@ -1020,6 +1005,7 @@ def _run_study(
         t0 = time.perf_counter()
         result.agreement = _agreement_phase(model, photoset, config, shard, skipped_files)
         timings["agreement"] = time.perf_counter() - t0
+    _check_unchanged(models, digests)
     result.skipped = [{"file": str(s.path), "reason": s.reason} for s in photoset.skipped]
     result.photoset["n_used"] = len(under_test.records)
     result.photoset["n_skipped"] = len(result.skipped)
@@ -1048,3 +1034,37 @@ def _current_shard() -> Shard:
     if dist.is_available() and dist.is_initialized():
         return Shard(rank=dist.get_rank(), world=dist.get_world_size())
     return Shard()
+
+
+def _check_inputs(
+    model: nn.Module,
+    controls: Mapping[str, nn.Module],
+    preprocess: Preprocess,
+    kind: str,
+) -> None:
+    """Models with real weights, and a preprocessing that gives them what they take."""
+    for role, m in {
+        "model under test": model,
+        **{f"control {c!r}": v for c, v in controls.items()},
+    }.items():
+        on_meta = meta_tensors(m)
+        if on_meta:
+            raise StudyUsageError(
+                f"the {role} has tensors on the meta device (no values: e.g. built under "
+                f"torch.device('meta') or init_empty_weights), such as {', '.join(on_meta[:3])}; "
+                "load its weights (load_state_dict(..., assign=True)) before the study"
+            )
+    try:
+        probe_preprocess(preprocess, kind=kind, channels=_input_channels(model))
+    except ValueError as exc:
+        raise StudyUsageError(str(exc)) from None
+
+
+def _check_unchanged(models: Mapping[str, nn.Module], before: Mapping[str, str]) -> None:
+    changed = [name for name, m in models.items() if state_digest(m) != before[name]]
+    if changed:
+        raise ModelChangedError(
+            f"the parameters or buffers of {', '.join(map(repr, changed))} changed during the "
+            "study (its forward updates it?); maps from a model that changes under them are not "
+            "reproducible"
+        )
