@@ -128,3 +128,14 @@ def test_peak_memory_on_the_strip_is_within_10_percent_of_a_normal_photo(strip_p
     assert normal["outcome"] == "loaded"
     assert "aspect ratio" in str(strip["outcome"])
     assert int(strip["peak_kb"]) <= 1.10 * int(normal["peak_kb"]), (normal, strip)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_the_exif_orientation_survives_the_size_hint(tmp_path, suffix):
+    image = Image.new("RGB", (2000, 1200), (10, 20, 30))
+    exif = image.getexif()
+    exif[0x0112] = 6  # stored on its side: shown rotated by 90 degrees
+    path = tmp_path / f"side{suffix}"
+    image.save(path, exif=exif)
+    assert load_image(path).size == (1200, 2000)
+    assert load_image(path, size_hint=512).size == (600, 1000)

@@ -165,12 +165,11 @@ def load_image(path: str | os.PathLike[str], *, size_hint: int | None = None) ->
             if size_hint is not None and image.format == "JPEG":
                 image.draft(image.mode, _draft_size(image.size, size_hint))
             image.load()
-            if size_hint is not None:
-                factor = min(image.size) // size_hint
-                if factor >= 2:
-                    image = image.reduce(factor)
-            upright = ImageOps.exif_transpose(image)
-            return to_rgb(upright if upright is not None else image)
+            decoded: Image.Image = image
+            if size_hint is not None and min(image.size) // size_hint >= 2:
+                decoded = image.reduce(min(image.size) // size_hint)
+            upright = ImageOps.exif_transpose(decoded)
+            return to_rgb(upright if upright is not None else decoded)
     except PermissionError:
         raise ImageLoadError(file, "permission denied") from None
     except UnidentifiedImageError:
