@@ -229,6 +229,7 @@ def _run(
 
 
 def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
+    from xai_checks.fmt import printable
     from xai_checks.table import verdict_lines
 
     ps = study.photoset
@@ -243,8 +244,8 @@ def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
         )
     for line in verdict_lines(verdicts):
         print(line)
-    for s in study.skipped:
-        print(f"  skipped {s['file']}: {s['reason']}")
+    for s in study.skipped:  # file names are free text: escaped for the terminal
+        print(printable(f"  skipped {s['file']}: {s['reason']}"))
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -320,10 +321,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
         report = fetch_dataset(args.name, dest=args.dest, base_url=args.base_url)
         print(report)
         return EXIT_OK
+    from xai_checks.fmt import printable
+
     photos = _open_photos(args)
-    print(photos)
+    print(printable(str(photos)))
     for skip in photos.skipped:
-        print(f"  skipped {getattr(skip, 'path', skip)}: {getattr(skip, 'reason', '')}")
+        print(printable(f"  skipped {getattr(skip, 'path', skip)}: {getattr(skip, 'reason', '')}"))
     return EXIT_OK
 
 

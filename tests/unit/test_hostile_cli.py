@@ -207,3 +207,29 @@ def test_check_with_no_verdict_is_exit_1(monkeypatch, capsys):
     code = main(["check", "--data", "embedded", "--quiet"])
     assert code == 1
     assert "no claim was judged" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "huge"])
+def test_a_class_list_that_never_ends_is_refused_unread(tmp_path, source):
+    from xai_checks.data.classes import MAX_CLASS_LIST_BYTES, ClassListError, read_class_list
+
+    path = Path(source)
+    if source == "huge":
+        path = tmp_path / "classes.txt"
+        with path.open("wb") as handle:
+            handle.truncate(MAX_CLASS_LIST_BYTES + 1)
+    with pytest.raises(ClassListError):
+        read_class_list(path)
+
+
+def test_skip_lines_escape_control_characters_in_file_names(capsys):
+    study = SimpleNamespace(
+        photoset={"name": "p", "n_used": 1, "n_skipped": 1},
+        timings={},
+        runs={},
+        skipped=[{"file": "evil\x1b[2J.jpg", "reason": "corrupt\rOK"}],
+    )
+    cli._print_table(study, [])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    assert "evil\\x1b[2J.jpg" in out

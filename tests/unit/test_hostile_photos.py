@@ -139,3 +139,18 @@ def test_the_exif_orientation_survives_the_size_hint(tmp_path, suffix):
     image.save(path, exif=exif)
     assert load_image(path).size == (1200, 2000)
     assert load_image(path, size_hint=512).size == (600, 1000)
+
+
+def test_a_fifo_named_like_a_photo_is_counted_not_lost(tmp_path):
+    import os
+
+    from xai_checks.data import open_photoset
+
+    folder = tmp_path / "photos" / "n01440764"
+    folder.mkdir(parents=True)
+    Image.new("RGB", (64, 48)).save(folder / "real.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    photos = open_photoset(tmp_path / "photos", layout="imagefolder")
+    assert sorted(s.path.name for s in photos.samples) == ["pipe.jpg", "real.jpg"]
+    with pytest.raises(ImageLoadError, match="not a regular file"):
+        load_image(folder / "pipe.jpg")  # read without blocking on the pipe

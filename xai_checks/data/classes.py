@@ -35,6 +35,8 @@ __all__ = [
 #: the largest ``input_size`` taken without ``allow_large``: a 4096 px square is 200 MB of
 #: float32 input per photo and channel triple, already past any ImageNet-style CNN's use
 MAX_INPUT_SIZE = 4096
+#: the largest class-list file read: a million classes of 16 characters
+MAX_CLASS_LIST_BYTES = 16 * 1024 * 1024
 #: the smallest normalisation std: the transform divides in float32, and below this a
 #: photo's values leave the range where gradients mean anything (1e-300 is 0 in float32)
 MIN_STD = 1e-6
@@ -100,7 +102,15 @@ def read_class_list(path: str | os.PathLike[str]) -> ClassList:
     """One class name per line (blank lines and ``#`` comments ignored), in output order."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        if file.exists() and not file.is_file():
+            raise ClassListError(f"class list {file} is not a regular file")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_CLASS_LIST_BYTES + 1)
+        if len(raw) > MAX_CLASS_LIST_BYTES:
+            raise ClassListError(
+                f"class list {file} is over {MAX_CLASS_LIST_BYTES} bytes: not a class list"
+            )
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ClassListError(f"cannot read class list {file}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
