@@ -187,7 +187,7 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     except RecursionError:
         raise BaselineError(f"baseline {file} nests deeper than JSON can be read") from None
     except ValueError as exc:
-        raise BaselineError(f"baseline {file} is not valid JSON: {exc}") from None
+        raise BaselineError(f"baseline {file} is unreadable: not valid JSON ({exc})") from None
     if _depth(document) > MAX_DEPTH:
         raise BaselineError(f"baseline {file} nests deeper than {MAX_DEPTH} levels")
     validator_cls = jsonschema.validators.validator_for(_schema())
