@@ -25,9 +25,11 @@ __all__ = [
     "check_finite",
     "cuda_tf32",
     "jsonable",
+    "meta_tensors",
     "model_device",
     "model_dtype",
     "model_name",
+    "state_digest",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -69,6 +71,26 @@ def jsonable(obj: Any) -> Any:
     if hasattr(obj, "to_dict"):
         return jsonable(obj.to_dict())
     return str(obj)
+
+
+def state_digest(model: nn.Module) -> str:
+    """A sha256 of ``model``'s parameters and buffers (names, dtypes, shapes, values): it
+    changes when any of them does."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in sorted(model.state_dict().items()):
+            t = tensor.detach().to("cpu").contiguous()
+            digest.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            digest.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def meta_tensors(model: nn.Module) -> list[str]:
+    """Names of ``model``'s parameters and buffers on the meta device (shapes, no values)."""
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return [name for name, t in named if t.is_meta]
 
 
 def model_device(model: nn.Module) -> torch.device:

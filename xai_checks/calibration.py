@@ -532,7 +532,7 @@ def _row(world: str, n: int, reps: int, rates: dict[str, float]) -> dict[str, An
 
 
 def run_boundary_rate(
-    *, n: int, reps: int, seed: int, n_boot: int, claims: Sequence[str] = CALIBRATED_CLAIMS
+    *, n: int, reps: int, seed: int, n_boot: int, claims: Sequence[str] = tuple(RUN_BOUNDARY)
 ) -> dict[str, Any]:
     """The run-level boundary world: every claim of one run has a component exactly at its
     SESOI (``RUN_BOUNDARY``), the others at ``EFFECT_MULTIPLE`` times it; the claims are

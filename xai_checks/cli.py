@@ -1,8 +1,10 @@
 """``xai-checks``: run the study, check claims, prepare weights, fetch photos.
 
-Exit codes: 0 the run completed (``check``: no claim REFUTED or CONFOUNDED); 1 ``check`` found
-a claim REFUTED or CONFOUNDED, or a runtime failure (weights, data); 2 usage errors (bad
-options, unknown label, CUDA asked for but absent).
+Exit codes: 0 the run completed (``check``: at least one verdict, none REFUTED or CONFOUNDED);
+1 ``check`` found a claim REFUTED or CONFOUNDED or judged none, a runtime failure (weights,
+data), or user code (a model factory, transform or claim) that raised ``SystemExit``,
+``KeyboardInterrupt`` or another ``BaseException``; 2 usage errors (bad options, unknown label,
+CUDA asked for but absent); 130 interrupted by Ctrl-C (SIGINT).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,7 +31,7 @@ from xai_checks.options import (
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_CLAIMS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_CLAIMS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 class UsageError(Exception):
@@ -201,6 +204,8 @@ def _run(
             for key in ("input_size", "mean", "std", "transform")
             if getattr(args, key, None) is not None
         }
+        if getattr(args, "allow_large_input", False):
+            changes["allow_large"] = True
         config = StudyConfig(
             layers=layers or (),
             method=args.method,
@@ -273,6 +278,7 @@ def _run(
 
 
 def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
+    from xai_checks.fmt import printable
     from xai_checks.table import verdict_lines
 
     ps = study.photoset
@@ -289,8 +295,8 @@ def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
     print(f"  phases: {', '.join(ran)}")
     for line in verdict_lines(verdicts):
         print(line)
-    for s in study.skipped:
-        print(f"  skipped {s['file']}: {s['reason']}")
+    for s in study.skipped:  # file names are free text: escaped for the terminal
+        print(printable(f"  skipped {s['file']}: {s['reason']}"))
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -338,6 +344,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(json.dumps([v.to_dict() for v in verdicts], indent=2))
     else:
         _print_table(study, verdicts)
+    if not verdicts:
+        print("xai-checks: no claim was judged; a check that judged nothing fails", file=sys.stderr)
+        return EXIT_CLAIMS
     bad = {Status.REFUTED, Status.CONFOUNDED}
     return EXIT_CLAIMS if any(v.status in bad for v in verdicts) else EXIT_OK
 
@@ -363,10 +372,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
         report = fetch_dataset(args.name, dest=args.dest, base_url=args.base_url)
         print(report)
         return EXIT_OK
+    from xai_checks.fmt import printable
+
     photos = _open_photos(args)
-    print(photos)
+    print(printable(str(photos)))
     for skip in photos.skipped:
-        print(f"  skipped {getattr(skip, 'path', skip)}: {getattr(skip, 'reason', '')}")
+        print(printable(f"  skipped {getattr(skip, 'path', skip)}: {getattr(skip, 'reason', '')}"))
     return EXIT_OK
 
 
@@ -378,6 +389,36 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+class _Sigint:
+    """Tells a real Ctrl-C (the SIGINT signal) from user code that raises
+    ``KeyboardInterrupt`` itself: only the first is exit 130."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _Sigint:
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: signals cannot be watched here
+            self._previous = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _error(text: str) -> None:
+    from xai_checks.fmt import printable
+
+    print(printable(f"xai-checks: {text}"), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``xai-checks`` command."""
     parser = _parser()
@@ -386,23 +427,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     from xai_checks.cache import CacheError
     from xai_checks.data import FetchError
     from xai_checks.models import WeightsError
+    from xai_checks.study import ModelChangedError
 
     command = args.command if args.command != "data" else f"data {args.data_command}"
-    try:
-        preflight(cli_values(args), front="cli", command=command)
-        return _COMMANDS[args.command](args)
-    except (UsageError, OptionError) as exc:
-        print(f"xai-checks: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except CacheError as exc:  # a configuration problem ($XAI_CHECKS_CACHE), like a bad flag
-        print(f"xai-checks: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (WeightsError, FetchError, NonFiniteError) as exc:
-        print(f"xai-checks: {exc}", file=sys.stderr)
-        return EXIT_CLAIMS
-    except KeyboardInterrupt:
-        print("xai-checks: interrupted; nothing half-written was left behind", file=sys.stderr)
-        return 130
+    from xai_checks.distributed import DistributedEnvError, check_env
+
+    with _Sigint() as sigint:
+        try:
+            preflight(cli_values(args), front="cli", command=command)
+            if args.command in ("study", "check"):
+                check_env()
+            return _COMMANDS[args.command](args)
+        except (UsageError, OptionError, DistributedEnvError) as exc:
+            _error(f"error: {exc}")
+            return EXIT_USAGE
+        except CacheError as exc:  # a configuration problem ($XAI_CHECKS_CACHE), like a bad flag
+            _error(f"error: {exc}")
+            return EXIT_USAGE
+        except (WeightsError, FetchError, NonFiniteError, ModelChangedError) as exc:
+            _error(str(exc))
+            return EXIT_CLAIMS
+        except KeyboardInterrupt:
+            if sigint.received:
+                _error("interrupted; nothing half-written was left behind")
+                return EXIT_INTERRUPTED
+            _error(_user_exit(KeyboardInterrupt()))
+            return EXIT_CLAIMS
+        except Exception:
+            raise  # a bug or a runtime failure: its traceback is the report
+        except BaseException as exc:  # SystemExit and the like, from user code
+            _error(_user_exit(exc))
+            return EXIT_CLAIMS
+
+
+def _user_exit(exc: BaseException) -> str:
+    """What to say when user code (a model factory, transform or claim) ended the run."""
+    what = f"{type(exc).__name__}({', '.join(map(repr, exc.args))})"
+    if isinstance(exc, SystemExit):
+        what = f"sys.exit({exc.code!r})"
+    return (
+        f"error: {what} was raised during the run (by a model factory, transform or claim?); "
+        "nothing was judged, so the run fails"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import math
 import os
 import traceback
 from collections.abc import Callable, Iterator
@@ -25,15 +26,59 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["RankFailed", "Shard", "distributed_from_env", "env_world_size"]
+__all__ = [
+    "DistributedEnvError",
+    "RankFailed",
+    "Shard",
+    "check_env",
+    "distributed_from_env",
+    "env_world_size",
+]
 
 T = TypeVar("T")
 ENV_TIMEOUT = "XAI_CHECKS_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 600.0
+#: a week: beyond that a hung collective is never noticed (and timedelta overflows near 1e14)
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
 
 
 class RankFailed(RuntimeError):
     """Another rank (or this one) failed during a distributed phase."""
+
+
+class DistributedEnvError(ValueError):
+    """A distributed environment that is bad or half set (a usage error, exit 2)."""
+
+
+#: what torchrun sets besides ``WORLD_SIZE``; without them the process group cannot form
+_TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+def check_env() -> None:
+    """:class:`DistributedEnvError` naming the variable, for a bad ``XAI_CHECKS_DIST_TIMEOUT``
+    or a ``WORLD_SIZE`` above 1 without the rest of what torchrun sets."""
+    _timeout()
+    raw = os.environ.get("WORLD_SIZE")
+    if raw is None or raw.strip() == "":
+        return
+    try:
+        world = int(raw)
+    except ValueError:
+        raise DistributedEnvError(f"WORLD_SIZE={raw!r} is not a whole number") from None
+    if world < 1:
+        raise DistributedEnvError(f"WORLD_SIZE={raw!r} must be >= 1")
+    if world == 1:
+        return
+    missing = [name for name in _TORCHRUN_VARS if not os.environ.get(name)]
+    if missing:
+        raise DistributedEnvError(
+            f"WORLD_SIZE={raw} is set but not {', '.join(missing)}: launch with torchrun (it "
+            "sets them all), or unset WORLD_SIZE"
+        )
+    for name in ("RANK", "LOCAL_RANK"):
+        value = os.environ[name]
+        if not value.isdigit() or (name == "RANK" and int(value) >= world):
+            raise DistributedEnvError(f"{name}={value!r} is not a rank of WORLD_SIZE={raw}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +131,26 @@ class Shard:
             raise RankFailed(message)
         return [p[1] for p in gathered]
 
+    def guard(self, phase: str, work: Callable[[], T]) -> T:
+        """Run ``work``, a phase whose only collective is its own last step, a
+        :meth:`run` of the same ``phase``. If ``work`` raises before reaching that exchange,
+        this rank joins it carrying the error, so every rank raises :class:`RankFailed`
+        instead of the others waiting for a rank that will never come."""
+        if not self.distributed:
+            return work()
+        try:
+            return work()
+        except RankFailed:
+            raise  # the exchange was reached: every rank already knows
+        except Exception as exc:
+            error = exc
+
+            def reraise() -> Any:
+                raise error
+
+            self.run(phase, reraise)
+            raise  # unreachable: run raises RankFailed for this rank's own error
+
 
 def env_world_size() -> int:
     """``WORLD_SIZE`` as torchrun sets it (1 when not launched by torchrun)."""
@@ -97,7 +162,17 @@ def env_world_size() -> int:
 
 def _timeout() -> _dt.timedelta:
     raw = os.environ.get(ENV_TIMEOUT)
-    seconds = float(raw) if raw else DEFAULT_TIMEOUT_S
+    if not raw:
+        return _dt.timedelta(seconds=DEFAULT_TIMEOUT_S)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT_S):
+        raise DistributedEnvError(
+            f"{ENV_TIMEOUT}={raw!r}: give the collective timeout in seconds, a number in "
+            f"(0, {MAX_TIMEOUT_S:.0f}]"
+        )
     return _dt.timedelta(seconds=seconds)
 
 
@@ -113,6 +188,8 @@ def distributed_from_env(
     """
     device = torch.device(device)
     world = env_world_size()
+    if world > 1:
+        check_env()
     if world <= 1:
         yield Shard(), device
         return

@@ -9,17 +9,37 @@ the same everywhere (``0.032``, ``4.1e-07``, ``< 1e-300``).
 ('0.000733', '12.3', '1.2e-05', '1.2e+05')
 >>> seconds(60.07553958892822), seconds(5.2), seconds(3725)
 ('1 min 0 s', '5.2 s', '1 h 2 min')
+>>> print(printable("REFUTED" + chr(27) + "[2J" + chr(7) + " ok"))
+REFUTED\\x1b[2J\\x07 ok
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any
 
-__all__ = ["MISSING", "count", "number", "pvalue", "seconds"]
+__all__ = ["MISSING", "count", "number", "printable", "pvalue", "seconds"]
 
 #: what a missing or non-finite value reads as
 MISSING = "–"
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: control characters (ANSI escapes, bells, carriage
+    returns; not newlines or tabs) shown as ``\\xNN`` escapes, so text from outside (a
+    baseline, a file name) cannot move the cursor, clear the screen or hide a line."""
+    return "".join(
+        c if c in "\n\t" or (c.isprintable() and not _is_control(c)) else _escape(c) for c in text
+    )
+
+
+def _is_control(c: str) -> bool:
+    return unicodedata.category(c) in ("Cc", "Cf")
+
+
+def _escape(c: str) -> str:
+    return ascii(c)[1:-1]
 
 
 def _finite(x: Any) -> float | None:

@@ -48,7 +48,7 @@ import torchvision
 from torch import nn
 from torchvision.models.resnet import Bottleneck, ResNet
 
-from xai_checks._util import IMAGENET_MEAN, IMAGENET_STD
+from xai_checks._util import IMAGENET_MEAN, IMAGENET_STD, meta_tensors
 from xai_checks.cache import (
     ENV_CACHE,
     DownloadError,
@@ -649,6 +649,12 @@ def load_model_spec(spec: str, *, device: str | torch.device = "cpu") -> nn.Modu
     if not isinstance(model, nn.Module):
         raise ModelSpecError(
             f"model spec {spec!r}: the factory returned {type(model).__name__}, not an nn.Module"
+        )
+    on_meta = meta_tensors(model)
+    if on_meta:
+        raise ModelSpecError(
+            f"model spec {spec!r}: the factory returned a model with tensors on the meta device "
+            f"(no values), such as {', '.join(on_meta[:3])}; load its weights before returning it"
         )
     if getattr(model, "xai_weights", None) is None:
         model.xai_weights = WeightsInfo(  # type: ignore[assignment]

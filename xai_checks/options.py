@@ -231,6 +231,27 @@ def positive_floats(text: str) -> tuple[float, ...]:
     return values
 
 
+def std_values(text: str) -> tuple[float, ...]:
+    """Normalisation std per channel: each at least ``MIN_STD`` (the division is float32)."""
+    from xai_checks.data.classes import MIN_STD
+
+    values = float_list(text)
+    if any(v < MIN_STD for v in values):
+        raise _fail(f"every value must be >= {MIN_STD} (float32 division); got {text!r}")
+    return values
+
+
+def _check_input_size(value: int | None, values: Mapping[str, Any]) -> None:
+    from xai_checks.data.classes import MAX_INPUT_SIZE
+
+    if value is not None and value > MAX_INPUT_SIZE and not values.get("allow_large_input"):
+        raise OptionError(
+            f"--input-size {value} is above {MAX_INPUT_SIZE} px (one photo would take "
+            f"{value * value * 12 / 2**30:.1f} GiB as float32 input); pass --allow-large-input "
+            "if that is meant"
+        )
+
+
 def input_size(text: str) -> int:
     value = _int(text)
     if value < 8:
@@ -411,9 +432,10 @@ def _check_out(value: str | None, values: Mapping[str, Any]) -> None:
     if value is None:
         return
     from xai_checks.report import is_report_folder
+    from xai_checks.report.writer import report_folder
 
-    out = Path(value).expanduser().absolute()
-    real = Path(os.path.realpath(out))
+    # the folder the report will replace: a symbolic link is followed, as the writer does
+    out = real = report_folder(value)
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {value}: a file of that name exists; choose a folder name")
     root = data_root(values.get("data", "embedded") or "embedded")
@@ -628,12 +650,22 @@ OPTIONS: list[Option] = [
     ),
     Option(
         "input_size",
-        "the model's input edge in pixels (default: 224)",
+        "the model's input edge in pixels (default: 224; at most 4096 unless --allow-large-input)",
         default=None,
         type=input_size,
         metavar="PX",
         cli="--input-size",
         plugin="--xai-input-size",
+        group="photos",
+        check=_check_input_size,
+    ),
+    Option(
+        "allow_large_input",
+        "take an --input-size above 4096 px (memory grows with its square)",
+        default=False,
+        action="store_true",
+        cli="--allow-large-input",
+        plugin="--xai-allow-large-input",
         group="photos",
     ),
     Option(
@@ -651,7 +683,7 @@ OPTIONS: list[Option] = [
         "std",
         "normalisation std per channel, e.g. 0.5,0.5,0.5 (default: ImageNet's)",
         default=None,
-        type=positive_floats,
+        type=std_values,
         metavar="S,S,S",
         cli="--std",
         plugin="--xai-std",

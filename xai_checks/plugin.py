@@ -100,8 +100,17 @@ def pytest_configure(config: pytest.Config) -> None:
         "`claim_verdict` gives its verdict. Overrides: the claim's fields (alpha, layers, "
         "params) and the study's method",
     )
-    from xai_checks.distributed import TorchrunPytestPlugin, env_world_size
+    from xai_checks.distributed import (
+        DistributedEnvError,
+        TorchrunPytestPlugin,
+        check_env,
+        env_world_size,
+    )
 
+    try:
+        check_env()
+    except DistributedEnvError as exc:
+        raise pytest.UsageError(f"xai-checks: {exc}") from None
     if env_world_size() > 1:  # torchrun: one study sharded over the ranks
         device = str(getattr(config.option, "xai_device", None) or "cpu")
         config.pluginmanager.register(TorchrunPytestPlugin(device), "xai-checks-torchrun")
@@ -576,14 +585,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     if not xai.verdicts and not xai.lines and not xai.failures:
         return
+    from xai_checks.fmt import printable
+
     tr = terminalreporter
     tr.section("xai-checks claims")
     for line in xai.summary_lines():
-        tr.write_line(line)
+        tr.write_line(printable(line))
     for line in xai.lines:
-        tr.write_line(line)
+        tr.write_line(printable(line))
     for line in xai.failures:
-        tr.write_line(f"FAILED {line}", red=True, bold=True)
+        tr.write_line(f"FAILED {printable(line)}", red=True, bold=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

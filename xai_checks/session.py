@@ -28,6 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xai_checks.baseline import (
+    BaselineError,
+    compare_with_baseline,
+    coverage_problems,
+    load_baseline,
+)
+
 __all__ = ["Settings", "XaiSession", "comparable", "compare_with_baseline"]
 
 #: the baseline settings that must match (missing keys take these defaults, so baselines
@@ -114,33 +121,6 @@ def comparable(current: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[
     return diffs
 
 
-def compare_with_baseline(
-    current: Mapping[str, Any], baseline: Mapping[str, Any], *, tolerance: float
-) -> list[str]:
-    """Lines describing regressions (a flipped verdict, an effect moved > tolerance)."""
-    problems = []
-    for claim_id, old in baseline.get("verdicts", {}).items():
-        new = current.get("verdicts", {}).get(claim_id)
-        if new is None:
-            continue
-        if new["status"] != old["status"]:
-            problems.append(f"{claim_id}: verdict {old['status']} -> {new['status']}")
-        old_e, new_e = _headline_effect(old, new), _headline_effect(new, old)
-        if old_e is not None and new_e is not None and abs(new_e - old_e) > tolerance:
-            problems.append(
-                f"{claim_id}: effect {old_e:.3f} -> {new_e:.3f} (tolerance {tolerance})"
-            )
-    return problems
-
-
-def _headline_effect(verdict: Mapping[str, Any], other: Mapping[str, Any]) -> Any:
-    """The effect a baseline compares: the verdict's headline effect (its row, the one with a
-    CI) when both sides have rows, else the primary test's effect (older baselines)."""
-    if isinstance(verdict.get("row"), Mapping) and isinstance(other.get("row"), Mapping):
-        return verdict["row"].get("effect")
-    return (verdict.get("tests", {}).get("primary") or {}).get("effect")
-
-
 def fingerprint(obj: Any) -> str:
     """A short sha256 of a JSON-able description."""
     text = json.dumps(obj, sort_keys=True, default=str)
@@ -149,15 +129,9 @@ def fingerprint(obj: Any) -> str:
 
 def model_fingerprint(model: Any) -> dict[str, Any]:
     """Class, parameter shapes and a checksum of the weights: what makes a model's numbers."""
-    import torch
+    from xai_checks._util import state_digest
 
-    digest = hashlib.sha256()
-    with torch.no_grad():
-        for name, tensor in sorted(model.state_dict().items()):
-            digest.update(name.encode())
-            t = tensor.detach().to("cpu").contiguous()
-            digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy())
-    return {"class": type(model).__qualname__, "weights": digest.hexdigest()[:16]}
+    return {"class": type(model).__qualname__, "weights": state_digest(model)[:16]}
 
 
 def photoset_fingerprint(photoset: Any) -> str:
@@ -207,6 +181,7 @@ class XaiSession:
         return {
             "xai_verdicts": pickle.dumps(self.verdicts),
             "xai_studies": json.dumps(self.studies, default=str),
+            "xai_family": json.dumps(sorted(self.family)),
         }
 
     def merge(self, output: Mapping[str, Any]) -> None:
@@ -214,6 +189,9 @@ class XaiSession:
         if "xai_verdicts" in output:
             for key, verdict in pickle.loads(output["xai_verdicts"]).items():
                 self.verdicts.setdefault(key, verdict)
+        if "xai_family" in output:  # the claims selected: the baseline check needs them
+            for key in json.loads(output["xai_family"]):
+                self.family.setdefault(key, (key, {}))
         if "xai_studies" in output:
             for key, meta in json.loads(output["xai_studies"]).items():
                 self.studies.setdefault(key, meta)
@@ -313,13 +291,17 @@ class XaiSession:
         """Write claims.json, check or rewrite the baseline. True when the run must fail."""
         from xai_checks.cache import atomic_write
 
-        if not self.verdicts:
-            if self.settings.baseline is not None and not self.settings.update_baseline:
-                self.lines.append(
-                    f"baseline {self.settings.baseline} not compared: no claim ran in this run"
-                )
-            return False
         settings = self.settings
+        if not self.verdicts:
+            if settings.baseline is None or settings.update_baseline:
+                return False
+            if not self.family:
+                self.lines.append(
+                    f"baseline {settings.baseline} not compared: no claim was selected in this run"
+                )
+                return False
+            # claims were selected but none reached a verdict: that is no pass
+            return self._check_baseline({"verdicts": {}, "settings": settings.key()})
         payload = self.payload()
         json_path = settings.json_path or Path(self.config.rootpath) / ".xai-checks" / "claims.json"
         with atomic_write(json_path, "w") as handle:
@@ -332,42 +314,71 @@ class XaiSession:
                 json.dump(payload, handle, indent=2)
             self.lines.append(f"baseline rewritten: {settings.baseline}")
             return False
-        problem = self._baseline_problem(payload)
-        if problem is not None:
+        return self._check_baseline(payload)
+
+    def _check_baseline(self, payload: Mapping[str, Any]) -> bool:
+        """Compare ``payload`` with the baseline; True when the run must fail."""
+        settings = self.settings
+        path = settings.baseline
+        assert path is not None
+        baseline, problem = self._usable_baseline(payload)
+        problems = [] if problem is None else [problem]
+        if baseline is not None and problem is None:
+            problems += coverage_problems(
+                judged=payload["verdicts"], selected=self.family, baseline=baseline
+            )
+            unselected = sorted(set(baseline["verdicts"]) - set(self.family) - set(self.verdicts))
+            if unselected:
+                self.lines.append(
+                    f"baseline {path}: not compared, not selected in this run: "
+                    + ", ".join(unselected)
+                )
+        if problems:
             if settings.baseline_optional:
-                self.lines.append(f"baseline not compared (--xai-baseline-optional): {problem}")
+                self.lines.extend(
+                    f"baseline not compared (--xai-baseline-optional): {p}" for p in problems
+                )
                 return False
-            self.failures.append(
-                f"{problem} (pass --xai-baseline-optional to run without a usable baseline)"
+            self.failures.extend(
+                f"{p} (pass --xai-baseline-optional to run without a usable baseline)"
+                for p in problems
             )
             return True
-        baseline = json.loads(settings.baseline.read_text())
-        problems = compare_with_baseline(payload, baseline, tolerance=settings.tolerance)
-        if problems:
-            self.failures.extend(f"REGRESSION {p}" for p in problems)
+        assert baseline is not None
+        regressions = compare_with_baseline(payload, baseline, tolerance=settings.tolerance)
+        if regressions:
+            self.failures.extend(f"REGRESSION {p}" for p in regressions)
             return True
-        self.lines.append(f"baseline {settings.baseline}: no regressions")
+        self.lines.append(f"baseline {path}: no regressions")
         return False
 
-    def _baseline_problem(self, payload: Mapping[str, Any]) -> str | None:
+    def _usable_baseline(
+        self, payload: Mapping[str, Any]
+    ) -> tuple[dict[str, Any] | None, str | None]:
+        """The baseline (None when unusable) and the problem that stops a comparison."""
         path = self.settings.baseline
         assert path is not None
         if not path.exists():
-            return f"baseline {path} does not exist (create it with --xai-update-baseline)"
+            return None, f"baseline {path} does not exist (create it with --xai-update-baseline)"
         try:
-            baseline = json.loads(path.read_text())
-            settings = baseline["settings"]
-            baseline["verdicts"].items()
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            return f"baseline {path} is unreadable ({type(exc).__name__}: {exc})"
-        diffs = comparable(payload["settings"], settings)
+            baseline = load_baseline(path)
+        except BaselineError as exc:
+            return None, str(exc)
+        diffs = comparable(payload["settings"], baseline["settings"])
         if diffs:
-            return f"baseline {path} was made with other settings: {'; '.join(diffs)}"
-        old_ps = (baseline.get("study") or {}).get("photoset", {}).get("fingerprint")
-        new_ps = (payload.get("study") or {}).get("photoset", {}).get("fingerprint")
-        if old_ps and new_ps and old_ps != new_ps:
-            return f"baseline {path} was made on another photo set (fingerprint {old_ps})"
-        return None
+            return baseline, f"baseline {path} was made with other settings: {'; '.join(diffs)}"
+        if not payload["verdicts"]:
+            return baseline, None
+        old_ps = baseline["study"]["photoset"]["fingerprint"]
+        new_ps = ((payload.get("study") or {}).get("photoset") or {}).get("fingerprint")
+        if not new_ps:
+            return baseline, (
+                f"baseline {path}: the photo set cannot be compared: this run's study has no "
+                "photo set fingerprint"
+            )
+        if old_ps != new_ps:
+            return baseline, f"baseline {path} was made on another photo set (fingerprint {old_ps})"
+        return baseline, None
 
     def summary_lines(self) -> list[str]:
         from xai_checks.table import verdict_lines
@@ -407,6 +418,7 @@ def settings_from_values(values: Mapping[str, Any]) -> Settings:
         "data", "label", "layout", "weights", "control", "alpha", "device", "limit", "seed",
         "batch_size", "layers", "json", "baseline", "update_baseline", "baseline_optional",
         "tolerance", "strict", "model", "control_model", "method", "classes", *_PREPROCESS,
+        "allow_large_input",
     }  # fmt: skip
     return Settings(
         data=values["data"],
@@ -430,7 +442,8 @@ def settings_from_values(values: Mapping[str, Any]) -> Settings:
         control_model=values.get("control_model"),
         method=values.get("method") or "gradcam",
         classes=values.get("classes"),
-        preprocess={k: values[k] for k in _PREPROCESS if values.get(k) is not None},
+        preprocess={k: values[k] for k in _PREPROCESS if values.get(k) is not None}
+        | ({"allow_large": True} if values.get("allow_large_input") else {}),
         extra={k: v for k, v in values.items() if k not in named},
     )
 

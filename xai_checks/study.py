@@ -54,12 +54,12 @@ from scipy import stats as sps
 from torch import Tensor, nn
 
 from xai_checks import __version__
-from xai_checks._util import cuda_tf32, model_device
+from xai_checks._util import cuda_tf32, meta_tensors, model_device, state_digest
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
 from xai_checks.data import PhotoSet, Sample, load_image
-from xai_checks.data.classes import ClassList, ClassListError, Preprocess
+from xai_checks.data.classes import ClassList, ClassListError, Preprocess, probe_preprocess
 from xai_checks.data.device_decode import DecodeCounts, device_batches, supports_device_decode
-from xai_checks.data.loading import ImageLoadError, transform_photo
+from xai_checks.data.loading import ImageLoadError, decode_hint, transform_photo
 from xai_checks.data.photoset import Skipped, SkippedImageWarning, stratified_subset
 from xai_checks.data.prefetch import host_copy
 from xai_checks.distributed import Shard
@@ -99,6 +99,7 @@ __all__ = [
     "DEFAULT_PHASES",
     "PHASES",
     "GridPGRun",
+    "ModelChangedError",
     "ModelRun",
     "SanityRun",
     "StudyConfig",
@@ -112,6 +113,11 @@ PHASES = tuple(BUILTIN_ENTRY_POINTS)
 #: the phases a study runs unless told otherwise (every built-in one but the opt-in ones)
 DEFAULT_PHASES = tuple(p for p in PHASES if p not in OPT_IN_PHASES)
 Progress = Callable[[str, int, int], None]
+
+
+class ModelChangedError(RuntimeError):
+    """A model's parameters or buffers changed during the study (a ``forward`` that updates
+    them): its maps are not reproducible."""
 
 
 class StudyUsageError(ValueError):
@@ -446,8 +452,10 @@ class _PhotoData(torch.utils.data.Dataset[tuple[int, Any, Any]]):
 
     def __getitem__(self, i: int) -> tuple[int, Any, Any]:
         sample = self.samples[i]
+        # a box is in the file's pixels: its photo is decoded at full size
+        hint = decode_hint(self.transform) if sample.box is None else None
         try:
-            image = load_image(sample.path)
+            image = load_image(sample.path, size_hint=hint)
         except ImageLoadError as exc:
             return i, None, exc.reason
         tensor, box = transform_photo(self.transform, image, sample.box)
@@ -667,7 +675,7 @@ def _pipeline_stats(
 def load_tensors(samples: Sequence[Sample], transform: Callable[[Any], Tensor]) -> Tensor:
     images = []
     for s in samples:
-        with load_image(s.path) as image:
+        with load_image(s.path, size_hint=decode_hint(transform)) as image:
             images.append(transform(image))
     return torch.stack(images)
 
@@ -800,7 +808,7 @@ def sanity_phase(
         loaded: list[tuple[int, Tensor, int]] = []
         for i, s in mine:
             try:
-                with load_image(s.path) as image:
+                with load_image(s.path, size_hint=decode_hint(transform)) as image:
                     loaded.append((i, transform(image), s.label))
             except ImageLoadError:
                 continue
@@ -1011,6 +1019,7 @@ def _run_study(
     start = time.perf_counter()
     timings: dict[str, float] = {}
     # up front: one traced forward per model, before any photo is decoded
+    _check_inputs(model, controls, config.preprocess, photoset.transform_kind)
     shape = config.preprocess.input_shape(_input_channels(model))
     try:
         trace = trace_model(model, shape)
@@ -1051,8 +1060,10 @@ def _run_study(
         progress=progress,
     )
     t0 = time.perf_counter()
+    models = context.models
+    digests = {n: state_digest(m) for n, m in models.items()}
     # the ratio phase is the study's spine: its runs are what every other phase starts from
-    runs, failed = phases["ratio"].run(context)
+    runs, failed = shard.guard("ratio", lambda: phases["ratio"].run(context))
     timings["ratio"] = time.perf_counter() - t0
     samples = list(photoset)
     known = {str(s.path) for s in photoset.skipped}
@@ -1088,6 +1099,7 @@ def _run_study(
         t0 = time.perf_counter()
         phase.attach(result, phase.run(context))
         timings[phase.name] = time.perf_counter() - t0
+    _check_unchanged(models, digests)
     result.skipped = [{"file": str(s.path), "reason": s.reason} for s in photoset.skipped]
     result.photoset["n_used"] = len(under_test.records)
     result.photoset["n_skipped"] = len(result.skipped)
@@ -1128,3 +1140,37 @@ def _current_shard() -> Shard:
     if dist.is_available() and dist.is_initialized():
         return Shard(rank=dist.get_rank(), world=dist.get_world_size())
     return Shard()
+
+
+def _check_inputs(
+    model: nn.Module,
+    controls: Mapping[str, nn.Module],
+    preprocess: Preprocess,
+    kind: str,
+) -> None:
+    """Models with real weights, and a preprocessing that gives them what they take."""
+    for role, m in {
+        "model under test": model,
+        **{f"control {c!r}": v for c, v in controls.items()},
+    }.items():
+        on_meta = meta_tensors(m)
+        if on_meta:
+            raise StudyUsageError(
+                f"the {role} has tensors on the meta device (no values: e.g. built under "
+                f"torch.device('meta') or init_empty_weights), such as {', '.join(on_meta[:3])}; "
+                "load its weights (load_state_dict(..., assign=True)) before the study"
+            )
+    try:
+        probe_preprocess(preprocess, kind=kind, channels=_input_channels(model))
+    except ValueError as exc:
+        raise StudyUsageError(str(exc)) from None
+
+
+def _check_unchanged(models: Mapping[str, nn.Module], before: Mapping[str, str]) -> None:
+    changed = [name for name, m in models.items() if state_digest(m) != before[name]]
+    if changed:
+        raise ModelChangedError(
+            f"the parameters or buffers of {', '.join(map(repr, changed))} changed during the "
+            "study (its forward updates it?); maps from a model that changes under them are not "
+            "reproducible"
+        )

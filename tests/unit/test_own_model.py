@@ -11,8 +11,10 @@ cascade walks the model's own modules, GridPG mosaics are of the model's own cla
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,20 +124,47 @@ def _as_input(images: np.ndarray) -> torch.Tensor:
     return torch.stack([transform(_photo(image)) for image in images])
 
 
-def _train(module: dict, images: np.ndarray, labels: np.ndarray) -> torch.nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+#: epochs of one-cycle training: where held-out accuracy has stopped moving with the seed
+EPOCHS = 8
+
+
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    """One intra-op thread, deterministic kernels and the global RNG forked: the same
+    trained weights on every run of this machine, whatever else runs (the module's
+    ``one_thread`` fixture starts after this module-scoped set-up)."""
+    threads = torch.get_num_threads()
+    strict = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        torch.use_deterministic_algorithms(strict)
+        torch.set_num_threads(threads)
+
+
+def _train(module: dict, images: np.ndarray, labels: np.ndarray, *, seed: int = 0) -> Any:
+    """Adam under a one-cycle schedule, trained to where the seed no longer decides the
+    accuracy: over seeds 0-7 on one thread the 100 held-out photos score 0.96-0.98, where 4
+    epochs at a constant rate score 0.69-0.91 (the seed, not the model, decides there)."""
+    with _deterministic():
+        torch.manual_seed(seed)
         net = module["DigitNet"]()
         x, y = _as_input(images), torch.from_numpy(labels)
         opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+        steps = EPOCHS * -(-len(x) // 32)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
         net.train()
-        for _ in range(4):
+        for _ in range(EPOCHS):
             order = torch.randperm(len(x))
             for start in range(0, len(x), 32):
                 idx = order[start : start + 32]
                 opt.zero_grad()
                 torch.nn.functional.cross_entropy(net(x[idx]), y[idx]).backward()
                 opt.step()
+                schedule.step()
     return net.eval()
 
 
@@ -209,7 +238,8 @@ def test_cli_study_on_the_users_trained_cnn(project, monkeypatch, capsys):
     assert control["weights"]["source"] == "reinitialised"
     assert doc["config"]["layers"] == ["stem", "block_a", "block_b", "block_c"]
     assert doc["config"]["method"] == "layercam"
-    # the CNN learned the digits: held-out real handwriting, not a toy
+    # the CNN learned the digits: held-out real handwriting, not a toy. Trained as in _train,
+    # it scored 0.96-0.98 over eight seeds: 0.9 leaves six photos of margin below the worst
     assert under["accuracy"] > 0.9
     assert doc["photoset"]["counts"]["used"] == 10 * PER_CLASS
     # the cascade randomises the CNN's own modules, output to input, grouped by its stages

@@ -253,7 +253,8 @@ def test_unusable_baseline_fails_unless_opted_out(agreement_project, kind):
         baseline.write_text("{ not json")
     else:
         settings = {"data": "photos", "seed": 7}
-        baseline.write_text(json.dumps({"settings": settings, "verdicts": {}}))
+        study = {"photoset": {"fingerprint": "0123456789abcdef"}}
+        baseline.write_text(json.dumps({"settings": settings, "study": study, "verdicts": {}}))
     args = ("-p", "no:cacheprovider", "-k", "test_agree and not layer4")
     failed = agreement_project.runpytest_subprocess(f"--xai-baseline={baseline}", *args)
     assert failed.ret == 1

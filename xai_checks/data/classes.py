@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,24 @@ from PIL import Image
 
 from xai_checks.data.loading import IMAGENET_MEAN, IMAGENET_STD, INPUT_SIZE
 
-__all__ = ["ClassList", "ClassListError", "Preprocess", "read_class_list"]
+__all__ = [
+    "MAX_INPUT_SIZE",
+    "MIN_STD",
+    "ClassList",
+    "ClassListError",
+    "Preprocess",
+    "probe_preprocess",
+    "read_class_list",
+]
+
+#: the largest ``input_size`` taken without ``allow_large``: a 4096 px square is 200 MB of
+#: float32 input per photo and channel triple, already past any ImageNet-style CNN's use
+MAX_INPUT_SIZE = 4096
+#: the largest class-list file read: a million classes of 16 characters
+MAX_CLASS_LIST_BYTES = 16 * 1024 * 1024
+#: the smallest normalisation std: the transform divides in float32, and below this a
+#: photo's values leave the range where gradients mean anything (1e-300 is 0 in float32)
+MIN_STD = 1e-6
 
 
 class ClassListError(ValueError):
@@ -85,9 +102,22 @@ def read_class_list(path: str | os.PathLike[str]) -> ClassList:
     """One class name per line (blank lines and ``#`` comments ignored), in output order."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        if file.exists() and not file.is_file():
+            raise ClassListError(f"class list {file} is not a regular file")
+        with file.open("rb") as handle:
+            raw = handle.read(MAX_CLASS_LIST_BYTES + 1)
+        if len(raw) > MAX_CLASS_LIST_BYTES:
+            raise ClassListError(
+                f"class list {file} is over {MAX_CLASS_LIST_BYTES} bytes: not a class list"
+            )
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ClassListError(f"cannot read class list {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ClassListError(
+            f"class list {file} is not UTF-8 text (byte {exc.start}: {exc.reason}); "
+            "save it as UTF-8"
+        ) from None
     names = [
         line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")
     ]
@@ -103,14 +133,24 @@ class Preprocess:
     std: tuple[float, ...] = IMAGENET_STD
     #: ``FILE.py:factory`` / ``package.module:factory`` of a user transform; replaces the above
     transform: str | None = None
+    #: take an ``input_size`` above :data:`MAX_INPUT_SIZE` (memory grows with its square)
+    allow_large: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
-        if isinstance(self.input_size, bool) or self.input_size < 8:
-            raise ValueError(f"input_size must be an int >= 8; got {self.input_size!r}")
+        if not isinstance(self.input_size, int) or isinstance(self.input_size, bool):
+            raise ValueError(f"input_size must be a whole number; got {self.input_size!r}")
+        if self.input_size < 8:
+            raise ValueError(f"input_size must be >= 8; got {self.input_size!r}")
+        if self.input_size > MAX_INPUT_SIZE and not self.allow_large:
+            raise ValueError(
+                f"input_size {self.input_size} is above {MAX_INPUT_SIZE} px: one photo would "
+                f"take {_gib(self.input_size)} GiB as model input; pass --allow-large-input "
+                "(Python: Preprocess(allow_large=True)) if that is meant"
+            )
         if len(self.mean) != len(self.std) or not self.mean:
             raise ValueError(f"mean {self.mean} and std {self.std} need one value per channel")
-        if any(s <= 0 for s in self.std):
-            raise ValueError(f"std must be positive; got {self.std}")
+        if any(not s >= MIN_STD for s in self.std):
+            raise ValueError(f"std must be >= {MIN_STD} (float32 division); got {self.std}")
 
     @property
     def is_default(self) -> bool:
@@ -150,6 +190,46 @@ class Preprocess:
             "std": list(self.std),
             "transform": self.transform,
         }
+
+
+def _gib(size: int, channels: int = 3) -> str:
+    return f"{size * size * channels * 4 / 2**30:.1f}"
+
+
+#: a probe photo for :func:`probe_preprocess`: a smooth gradient, so no channel equals a mean
+def _probe_image() -> Image.Image:
+    ramp = torch.linspace(0, 255, 96).to(torch.uint8)
+    rgb = torch.stack([ramp.view(1, -1).expand(80, -1), ramp.view(-1, 1)[:80].expand(-1, 96)])
+    rgb = torch.cat([rgb, rgb[:1].flip(1)]).permute(1, 2, 0).contiguous()
+    return Image.fromarray(rgb.numpy(), mode="RGB")
+
+
+def probe_preprocess(preprocess: Preprocess, *, kind: str, channels: int) -> None:
+    """Build ``preprocess``'s transform and run it on one probe photo: :class:`ValueError`
+    with a message unless it gives a finite float tensor (C, H, W) with the model's
+    ``channels``. Run before any photo is decoded, so a broken transform is a usage error."""
+    if preprocess.transform is None and len(preprocess.mean) != channels:
+        raise ValueError(
+            f"mean/std (--mean/--std) give {len(preprocess.mean)} values but the model takes "
+            f"{channels} input channels; give one per channel"
+        )
+    made = preprocess.build(kind)
+    what = f"transform {preprocess.transform!r}" if preprocess.transform else "the preprocessing"
+    try:
+        out = made(_probe_image())
+    except Exception as exc:
+        raise ValueError(f"{what} raised {type(exc).__name__} on a photo: {exc}") from None
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"{what} returned {type(out).__name__}, not a torch.Tensor (C, H, W)")
+    if out.dim() != 3 or not out.is_floating_point():
+        raise ValueError(
+            f"{what} returned a {out.dtype} tensor of shape {tuple(out.shape)}; expected a float "
+            "tensor (C, H, W)"
+        )
+    if out.shape[0] != channels:
+        raise ValueError(f"{what} gives {out.shape[0]} channel(s) but the model takes {channels}")
+    if not torch.isfinite(out).all():
+        raise ValueError(f"{what} gives non-finite values (is a std too small?)")
 
 
 def denormalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -21,11 +21,14 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INPUT_SIZE",
+    "MAX_ASPECT",
+    "MAX_SIDE",
     "AutoTransform",
     "BoxF",
     "ImageLoadError",
     "PhotoTransform",
     "TransformKind",
+    "decode_hint",
     "link_problem",
     "load_image",
     "make_transform",
@@ -37,6 +40,12 @@ __all__ = [
 
 INPUT_SIZE = 224
 RESIZE_SIZE = 256
+#: the longest side of a photo taken (longer ones are skipped before decoding): past any
+#: camera's, and short of what Pillow's decompression-bomb guard refuses anyway
+MAX_SIDE = 20_000
+#: the most elongated photo taken, long side over short side (a 1 px high strip would be
+#: resized to 256 px high, and its long side by the same factor, before the crop)
+MAX_ASPECT = 20.0
 #: White, the background that transparent pixels are composited onto.
 BACKGROUND = (255, 255, 255)
 
@@ -105,9 +114,27 @@ def link_problem(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
+def _refuse_shape(file: Path, size: tuple[int, int]) -> None:
+    """:class:`ImageLoadError` for a photo whose side or aspect ratio is past the bounds,
+    from its header alone (nothing decoded)."""
+    width, height = size
+    if max(width, height) > MAX_SIDE:
+        raise ImageLoadError(file, f"{width}x{height} px: a side is over {MAX_SIDE} px")
+    if min(width, height) < 1 or max(width, height) / min(width, height) > MAX_ASPECT:
+        raise ImageLoadError(
+            file, f"{width}x{height} px: aspect ratio over {MAX_ASPECT:g}:1 (a strip, not a photo)"
+        )
+
+
+def load_image(path: str | os.PathLike[str], *, size_hint: int | None = None) -> Image.Image:
     """Read an image file as a fully loaded, upright RGB :class:`PIL.Image.Image` (the file is
     closed).
+
+    A photo with a side over :data:`MAX_SIDE` or an aspect ratio over :data:`MAX_ASPECT` is
+    refused from its header, before decoding. ``size_hint`` is the shortest side the caller
+    needs: a JPEG is decoded at the smallest scale that keeps its short side at least that
+    (Pillow's ``draft``), any other format is reduced by a whole factor after decoding
+    (``Image.reduce``) when it is at least twice that, so memory follows the hint, not the file.
 
     The EXIF orientation is applied (a phone photo stored on its side comes out as it is
     shown). Multi-frame files give their first frame. Raises :class:`ImageLoadError` with the
@@ -133,10 +160,16 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         raise ImageLoadError(file, "empty file (0 bytes)")
     try:
         with Image.open(file) as image:
+            _refuse_shape(file, image.size)
             image.seek(0)
+            if size_hint is not None and image.format == "JPEG":
+                image.draft(image.mode, _draft_size(image.size, size_hint))
             image.load()
-            upright = ImageOps.exif_transpose(image)
-            return to_rgb(upright if upright is not None else image)
+            decoded: Image.Image = image
+            if size_hint is not None and min(image.size) // size_hint >= 2:
+                decoded = image.reduce(min(image.size) // size_hint)
+            upright = ImageOps.exif_transpose(decoded)
+            return to_rgb(upright if upright is not None else decoded)
     except PermissionError:
         raise ImageLoadError(file, "permission denied") from None
     except UnidentifiedImageError:
@@ -150,6 +183,19 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         else:
             reason = f"corrupt image data ({reason})"
         raise ImageLoadError(file, reason) from exc
+
+
+def _draft_size(size: tuple[int, int], short: int) -> tuple[int, int]:
+    """The size to ask ``draft`` for: ``size`` scaled so its short side is ``short`` (draft
+    keeps at least the size asked for)."""
+    scale = short / min(size)
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def decode_hint(transform: object) -> int | None:
+    """The short side ``transform`` needs a photo decoded at (None: the full photo)."""
+    hint = getattr(transform, "decode_hint", None)
+    return hint if isinstance(hint, int) else None
 
 
 BoxF = tuple[float, float, float, float]
@@ -181,10 +227,14 @@ class PhotoTransform:
             edge = resize if resize is not None else round(size * RESIZE_SIZE / INPUT_SIZE)
             self.geometry: v2.Transform = v2.Compose([v2.Resize(edge), v2.CenterCrop(size)])
         elif kind == "precropped":
+            edge = size
             self.geometry = v2.Resize((size, size))
         else:
             raise ValueError(f"unknown transform kind {kind!r}: use 'standard' or 'precropped'")
         self.kind = kind
+        #: decode photos with a short side of at least twice what the resize keeps, so the
+        #: antialiased resize still averages over full-resolution detail
+        self.decode_hint = 2 * edge
         self.to_tensor = T.ToTensor()
         self.normalize = T.Normalize(mean=list(mean), std=list(std))
 
@@ -232,6 +282,7 @@ class AutoTransform:
         self.size = size
         self.standard = PhotoTransform("standard", size=size, mean=mean, std=std)
         self.precropped = PhotoTransform("precropped", size=size, mean=mean, std=std)
+        self.decode_hint = max(self.standard.decode_hint, self.precropped.decode_hint)
 
     def _pick(self, image: Image.Image) -> PhotoTransform:
         width, height = image.size

@@ -158,8 +158,9 @@ def _visible(entries: Iterable[Path]) -> list[Path]:
 
 
 def _listed(path: Path) -> bool:
-    """A file, or a symbolic link even when broken (so that it is counted as a skip, not lost)."""
-    return path.is_file() or path.is_symlink()
+    """Anything but a folder: a file, a symbolic link even when broken, a FIFO or a device
+    (the ones that are not photos are counted as skips when read, not lost)."""
+    return path.is_symlink() or not path.is_dir()
 
 
 def _images_in(folder: Path) -> list[Path]:

@@ -16,7 +16,7 @@ The same curves are computed for two control maps, each paired with the same pho
     the same histogram and the same blob size, no spatial information;
 ``untrained``
     the map of the study's untrained control model (a seeded re-initialised copy) for the same
-    target class: a map that knows nothing the model learned, used to perturb the photo while
+    target class: a map that knows nothing the model learned, that orders the perturbation while
     the output is still read from the model under test.
 
 Every photo's noise and permutation come from seeds derived from the study's seed and the

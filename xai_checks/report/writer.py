@@ -17,7 +17,14 @@ from xai_checks.report.html import render_html
 from xai_checks.report.schema import build_results, validate_results
 from xai_checks.report.sections import FigureFile, collect_sections, figure_png
 
-__all__ = ["REPORT_FILES", "REPORT_MARKER", "ReportExistsError", "is_report_folder", "write_report"]
+__all__ = [
+    "REPORT_FILES",
+    "REPORT_MARKER",
+    "ReportExistsError",
+    "is_report_folder",
+    "report_folder",
+    "write_report",
+]
 
 #: the files every report folder holds (plus one ``<figure>.png`` per figure)
 REPORT_FILES = ("report.html", "results.json")
@@ -37,6 +44,43 @@ def is_report_folder(path: str | os.PathLike[str]) -> bool:
     except (OSError, ValueError, KeyError, TypeError):
         return False
     return marker.get("schema") == "xai-checks/report-folder" and present <= written
+
+
+def report_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """Where a report for ``out_dir`` goes: absolute, with every symbolic link resolved (a
+    link to a folder is written through, into the folder it names), so the checks before the
+    run look at the folder the report will replace."""
+    return Path(os.path.realpath(Path(out_dir).expanduser()))
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that made temporary folder ``name`` (``...-<pid>-...``) still
+    runs on this machine."""
+    try:
+        pid = int(name.rsplit("-", 2)[-2])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(out: Path) -> list[str]:
+    """Remove what a killed writer of ``out`` left beside it (its ``.<name>.tmp-<pid>-*`` and
+    ``.<name>.old-<pid>-*`` folders), unless that writer still runs. Returns the names."""
+    removed = []
+    prefixes = (f".{out.name}.tmp-", f".{out.name}.old-")
+    with contextlib.suppress(FileNotFoundError):
+        for entry in out.parent.iterdir():
+            if not entry.name.startswith(prefixes) or _writer_alive(entry.name):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+    return sorted(removed)
 
 
 class ReportExistsError(FileExistsError):
@@ -107,7 +151,7 @@ def _swap_in(tmp: Path, out: Path, overwrite: bool) -> None:
             raise
         _fsync_dir(out.parent)
         return
-    old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     os.rename(out, old)
     try:
         os.rename(tmp, out)
@@ -135,12 +179,16 @@ def write_report(
     and the old one deleted. ``extra`` is stored verbatim in ``results.json`` (its
     ``"command"`` entry, a string or argv list, is shown as the command line).
 
+    A symbolic link ``out_dir`` is resolved: the report replaces the folder it names. What a
+    killed earlier write of the same folder left beside it is removed first.
+
     Returns the report folder's path.
     """
-    out = Path(out_dir).expanduser().absolute()
+    out = report_folder(out_dir)
     _check_target(out, overwrite)  # fail fast, before any work
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    remove_stale_temporaries(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         doc = build_results(study, verdicts, extra=extra)
         validate_results(doc)

@@ -1,0 +1,56 @@
+"""The pytest plugin under hostile input: a usage error (exit 4) with the message, never an
+INTERNALERROR (exit 3), before any model loads."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    pytester.makepyfile(test_nothing="def test_ok():\n    assert True\n")
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
+
+
+def _usage_error(result: pytest.RunResult, message: str) -> None:
+    text = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, text[-2000:]
+    assert "INTERNALERROR" not in text
+    assert message in text, text[-2000:]
+
+
+def test_a_class_list_that_is_not_utf8_is_a_usage_error(project):
+    (project.path / "classes.txt").write_bytes(b"cat\n\xff\xfedog\n")
+    result = project.runpytest_inprocess("--xai-classes=classes.txt", "-p", "no:cacheprovider")
+    _usage_error(result, "not UTF-8")
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"XAI_CHECKS_DIST_TIMEOUT": "abc"}, "XAI_CHECKS_DIST_TIMEOUT='abc'"),
+        ({"XAI_CHECKS_DIST_TIMEOUT": "-5"}, "XAI_CHECKS_DIST_TIMEOUT='-5'"),
+        ({"WORLD_SIZE": "2"}, "launch with torchrun"),
+    ],
+)
+def test_a_bad_distributed_environment_is_a_usage_error(project, monkeypatch, env, message):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = project.runpytest_inprocess("-p", "no:cacheprovider")
+    _usage_error(result, message)
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--xai-input-size=40000"], "--allow-large-input"),
+        (["--xai-std=1e-300,1,1", "--xai-mean=0.5,0.5,0.5"], ">= 1e-06"),
+    ],
+)
+def test_absurd_preprocessing_is_a_usage_error(project, args, message):
+    result = project.runpytest_inprocess(*args, "-p", "no:cacheprovider")
+    _usage_error(result, message)
