@@ -63,9 +63,6 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate the built-in claims; exit 1 if any is REFUTED or CONFOUNDED",
     )
     add_cli_options(check, "check")
-    check.add_argument(
-        "--claim", action="append", default=[], help="only these claims (default: all built-in)"
-    )
     check.add_argument("--json", action="store_true", help="print verdicts as JSON")
 
     weights = sub.add_parser("weights", help="fetch, convert and verify model weights")

@@ -782,8 +782,19 @@ OPTIONS: list[Option] = [
         group="statistics",
     ),
     Option(
+        "claim",
+        "judge only this claim (repeat for more; default: every registered claim). The study "
+        "runs the phases the chosen claims need, opt-in ones (faithfulness) included",
+        default=None,
+        action="append",
+        metavar="ID",
+        cli="--claim",
+        group="statistics",
+    ),
+    Option(
         "phases",
-        "study phases to run (default: all)",
+        "study phases to run (default: those the claims need, opt-in phases only when a "
+        "chosen claim needs them)",
         default=None,
         nargs="+",
         choices=_RegisteredPhases(),
@@ -793,7 +804,7 @@ OPTIONS: list[Option] = [
     Option(
         "faithfulness_photos",
         "faithfulness phase: photos in its seeded, class-stratified sample (default: the "
-        "phase's, sized so the default study stays within its time)",
+        "faithfulness claims' min_n)",
         default=None,
         type=positive_int,
         cli="--faithfulness-photos",

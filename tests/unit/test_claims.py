@@ -13,6 +13,7 @@ from xai_checks.claims import (
     evaluate,
     evaluate_all,
     get_claim,
+    registered_claims,
 )
 from xai_checks.study import GridPGRun, ModelRun, SanityRun, StudyConfig, StudyResult
 
@@ -237,7 +238,10 @@ def test_every_builtin_claim_evaluates_and_serialises(rng):
     study.sanity = SanityRun(layer="layer4", steps=["fc"], rho={"fc": [0.1, 0.2, float("nan")]})
     study.agreement = dict.fromkeys(LAYERS, 0.0)
     verdicts = evaluate_all(study)
-    assert [v.claim.id for v in verdicts] == [c.id for c in BUILTIN_CLAIMS]
+    # every registered claim, the entry-point-only ones (the faithfulness claims) after the
+    # built-ins; those read a phase this study did not run and say so
+    assert [v.claim.id for v in verdicts] == [c.id for c in registered_claims()]
+    assert [v.claim.id for v in verdicts][: len(BUILTIN_CLAIMS)] == [c.id for c in BUILTIN_CLAIMS]
     for v in verdicts:
         text = json.dumps(v.to_dict(), allow_nan=False)  # NaN must have become null
         assert json.loads(text)["status"] == v.status.value
@@ -324,7 +328,8 @@ def test_claim_text_names_the_method_the_study_used(rng):
 def test_phases_for_is_the_union_of_the_claims_needs():
     from xai_checks.claims import phases_for
 
-    assert phases_for(["native-captum-agreement"]) == ("agreement",)
+    # the agreement phase reads the ratio phase's photos, so it brings it along
+    assert phases_for(["native-captum-agreement"]) == ("ratio", "agreement")
     assert phases_for(["seed-depth-ratio", "sanity-randomisation"]) == ("ratio", "sanity")
     assert set(phases_for(BUILTIN_CLAIMS)) == {"ratio", "gridpg", "sanity", "agreement"}
 

@@ -280,6 +280,8 @@ def test_cli_class_list_mismatch_is_exit_2(tmp_path, capsys):
             "--out",
             str(tmp_path / "r"),
             "--quiet",
+            "--claim",
+            "native-captum-agreement",
         ]
     )
     assert code == 2

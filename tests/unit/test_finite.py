@@ -131,6 +131,7 @@ def test_cli_names_the_model_and_exits_1_instead_of_a_verdict(
         Image.fromarray(pixels).save(photos / f"{wnid}_{i}.JPEG")
     argv = ["check", "--model", f"{tmp_path / 'nanmodel.py'}:make", "--control", "none"]
     argv += ["--data", str(photos), "--phases", "ratio", "--layers", "block", "--quiet"]
+    argv += ["--claim", "native-captum-agreement"]  # one layer: no depth claim applies
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "non-finite values in the logits of NaNNet" in err and "Traceback" not in err

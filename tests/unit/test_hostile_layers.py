@@ -75,7 +75,7 @@ def test_python_route_refuses_before_any_photo(case, photos, monkeypatch):
     def no_photos(*args, **kwargs):
         raise AssertionError("a photo was read")
 
-    monkeypatch.setattr(study, "_ratio_phase", no_photos)
+    monkeypatch.setattr(study, "ratio_phase", no_photos)
     config = StudyConfig(layers=tuple(layers), preprocess=StudyConfig().preprocess)
     with pytest.raises(StudyUsageError, match=message):
         run_study(_net(), photos, config=config)
@@ -87,7 +87,7 @@ def test_too_few_layers_for_a_depth_claim_names_the_claim(photos, monkeypatch):
     import xai_checks.study as study
     from xai_checks.claims import get_claim
 
-    monkeypatch.setattr(study, "_ratio_phase", lambda *a, **k: pytest.fail("a photo was read"))
+    monkeypatch.setattr(study, "ratio_phase", lambda *a, **k: pytest.fail("a photo was read"))
     config = StudyConfig(layers=("block_a", "block_b"))
     claims = [get_claim("seed-depth-ratio"), get_claim("native-captum-agreement")]
     with pytest.raises(StudyUsageError, match=r"claim 'seed-depth-ratio' needs at least 3"):

@@ -19,6 +19,7 @@ from xai_checks import fmt
 from xai_checks.claims.base import VERDICT_LEGEND
 from xai_checks.gridpg_targets import describe_gridpg_targets
 from xai_checks.phases import phase_names
+from xai_checks.phases.registry import OPT_IN_PHASES
 from xai_checks.report import figures as _figures
 from xai_checks.report.naming import method_name, model_roles, reason_texts
 from xai_checks.report.sections import (
@@ -264,7 +265,8 @@ def skipped_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any])
     items: list[str] = []
     cfg = study.config
     missing = [p for p in phase_names() if p != "ratio" and p not in cfg.phases]
-    if missing:
+    # an opt-in phase left out is no gap in a default run: its claims' rows say how to add it
+    if [p for p in missing if p not in OPT_IN_PHASES]:
         items.append(f"Phases not run (by configuration): {', '.join(missing)}.")
     if len(study.runs) < 2:
         items.append("No control model: the untrained-network control could not be run.")
