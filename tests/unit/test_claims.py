@@ -547,3 +547,20 @@ def test_min_n_is_checked_on_the_deciding_effects_photos(rng):
     v = evaluate(claim, _grid_study(rising, chance))
     assert v.status is Status.INCONCLUSIVE and v.insufficient
     assert any(r.code == "too-few-photos" for r in v.reasons)
+
+
+def test_a_supported_verdict_shows_the_effect_closest_to_its_sesoi(rng):
+    """A step with few finite values has the larger p (an exact Wilcoxon test on 5 photos
+    cannot go below 1/32) though its margin is far above the SESOI; the verdict's effect is
+    the step closest to failing, whose lower bound is the tipping SESOI, not the largest p."""
+    n = 200
+    strong = list(rng.uniform(0.0, 0.1, 5)) + [float("nan")] * (n - 5)  # margin about 0.45
+    weak = list(rng.uniform(0.29, 0.31, n))  # margin 0.2: the weakest step
+    study = _study(np.zeros((n, 4)))
+    study.sanity = SanityRun(
+        layer="layer4", steps=["fc", "layer4"], rho={"fc": strong, "layer4": weak}
+    )
+    verdict = evaluate("sanity-randomisation", study)
+    assert verdict.status is Status.SUPPORTED, verdict.summary()
+    assert verdict.effect_size["ci_low"] == pytest.approx(verdict.tipping["sesoi"])
+    assert 0.15 < verdict.effect < 0.25 and verdict.n == n, verdict.effect_size

@@ -199,8 +199,8 @@ def conclude(
       each effect's ``p_present`` (its minimal-effect test against the SESOI, and the test
       against zero), and ``other_p``. Holm across a run's claims adjusts this one.
     * the deciding effect, shown as the verdict's effect and its n as the verdict's n:
-      SUPPORTED rests on the weakest required effect (the largest p), REFUTED and CONFOUNDED
-      on the first effect found absent, INCONCLUSIVE on the first one left unclear.
+      SUPPORTED rests on the weakest required effect (the smallest lower bound), REFUTED and
+      CONFOUNDED on the first effect found absent, INCONCLUSIVE on the first one left unclear.
     * ``min_n`` is checked on that n: too few photos behind the deciding effect make any
       decided verdict INCONCLUSIVE.
     * the tipping SESOI: the SESOI at which the verdict would change. SUPPORTED holds for
@@ -220,10 +220,14 @@ def conclude(
         pick = next((k for k, e in effects.items() if e.decision == "absent"), None)
     elif status is Status.INCONCLUSIVE:
         pick = next((k for k, e in effects.items() if e.decision == "unclear"), None)
-    if pick is None:
-        pick = max(
+    if pick is None:  # the effect closest to failing: the smallest lower bound (one SESOI per
+        # claim), then the largest p; p alone ties wherever the bootstrap floors it
+        pick = min(
             effects,
-            key=lambda k: effects[k].p_present if math.isfinite(effects[k].p_present) else 2.0,
+            key=lambda k: (
+                effects[k].ci_low if math.isfinite(effects[k].ci_low) else -math.inf,
+                -(effects[k].p_present if math.isfinite(effects[k].p_present) else 2.0),
+            ),
         )
     what, deciding = required[pick]
     verdict.effect_size = {**headline(deciding, what=what), "deciding": pick}
