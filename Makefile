@@ -5,9 +5,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.xai-checks-installed
-BASELINE ?= fixtures/baselines/imagenet-samples-200.json
+BASELINE ?= fixtures/baselines/imagenet-samples-300.json
 # the exact versions CI and make use (pyproject.toml declares ranges)
 CONSTRAINTS ?= constraints.txt
+# pytest-xdist workers for `make test` (the claims study is computed once under a file lock)
+JOBS ?= 2
 # CI fails, instead of skipping, a claim that lacks the photos it expects
 STRICT ?= data
 
@@ -26,7 +28,7 @@ study: $(STAMP)
 
 # --durations=15: the slowest tests, so a slow one is seen when it lands
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=15 --xai-baseline $(BASELINE) --xai-strict=$(STRICT) $(ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --durations=15 --xai-baseline $(BASELINE) --xai-strict=$(STRICT) $(ARGS)
 
 claims: $(STAMP)
 	$(BIN)/python -m pytest tests/claims --xai-baseline $(BASELINE) --xai-strict=$(STRICT) $(ARGS)

@@ -8,5 +8,5 @@ __all__ = ["AUTO_LIMIT"]
 #: photos taken from the ImageNet samples when ``--data auto`` finds them and no --limit is set.
 #: Enough to decide every built-in claim on these photos: the seed claim's residual after
 #: pooling sits near 0.75x its SESOI, a world the calibration (docs/calibration.md) decides
-#: at n >= 300. The suite's 200-photo baseline sets ``--xai-limit=200`` in pytest's addopts.
+#: at n >= 300. The suite's 300-photo baseline sets ``--xai-limit=300`` in pytest's addopts.
 AUTO_LIMIT = 400

@@ -239,7 +239,7 @@ def test_a_baseline_that_is_not_utf8_is_refused(tmp_path):
 
 def test_the_shipped_baseline_loads(tmp_path):
     root = Path(__file__).resolve().parents[2]
-    doc = load_baseline(root / "fixtures" / "baselines" / "imagenet-samples-200.json")
+    doc = load_baseline(root / "fixtures" / "baselines" / "imagenet-samples-300.json")
     assert doc["verdicts"]
 
 
