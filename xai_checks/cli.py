@@ -130,16 +130,14 @@ def _open_photos(args: argparse.Namespace) -> Any:
     return photos
 
 
-def _default_phases(claims: list[Any], *, chosen: bool) -> tuple[str, ...]:
-    """The phases the claims need; without ``--claim``, the opt-in phases only when asked."""
+def _default_claims(claims: list[Any], phases: Any) -> list[Any]:
+    """Without ``--claim``: every registered claim but those that need an opt-in phase not
+    named in ``--phases`` (a study that never ran their phase has nothing to judge them on)."""
     from xai_checks.claims import phases_for
     from xai_checks.phases.registry import OPT_IN_PHASES
-    from xai_checks.study import DEFAULT_PHASES
 
-    needed = phases_for(claims)
-    if not chosen:
-        needed = tuple(p for p in needed if p not in OPT_IN_PHASES)
-    return needed or DEFAULT_PHASES
+    asked = set(phases or ())
+    return [c for c in claims if set(phases_for([c])) & OPT_IN_PHASES <= asked]
 
 
 def _target(value: str, photos: Any) -> Literal["true", "predicted"] | int:
@@ -172,7 +170,7 @@ def _run(
     args: argparse.Namespace, device: Any = None, shard: Any = None
 ) -> tuple[Any, list[Any], Any]:
     from xai_checks.cam import DEFAULT_LAYERS
-    from xai_checks.claims import evaluate_all, get_claim, registered_claims
+    from xai_checks.claims import evaluate_all, get_claim, phases_for, registered_claims
     from xai_checks.data.classes import Preprocess
     from xai_checks.models import (
         ModelSpecError,
@@ -181,7 +179,7 @@ def _run(
         reinitialised_copy,
     )
     from xai_checks.progress import progress_callback
-    from xai_checks.study import StudyConfig, StudyUsageError, run_study
+    from xai_checks.study import DEFAULT_PHASES, StudyConfig, StudyUsageError, run_study
 
     device = device if device is not None else _device(args.device)
     photos = _open_photos(args)
@@ -191,7 +189,7 @@ def _run(
         claims = (
             [get_claim(c) for c in args.claim]
             if getattr(args, "claim", None)
-            else list(registered_claims())
+            else _default_claims(list(registered_claims()), args.phases)
         )
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
@@ -222,9 +220,7 @@ def _run(
                 if getattr(args, "faithfulness_photos", None)
                 else {}
             ),
-            phases=tuple(
-                args.phases or _default_phases(claims, chosen=bool(getattr(args, "claim", None)))
-            ),
+            phases=tuple(args.phases or phases_for(claims) or DEFAULT_PHASES),
             preprocess=Preprocess(**changes),
         )
     except ValueError as exc:

@@ -198,3 +198,21 @@ def test_results_of_a_phase_are_checked_against_its_schema_fragment(toy_dist):
     with pytest.raises(SchemaError) as info:
         validate_results({"phases": {"photo-brightness": {"records": []}}})
     assert any("photo-brightness" in e for e in info.value.errors)
+
+
+def test_a_default_run_leaves_out_the_claims_of_opt_in_phases_unless_asked():
+    """Without --claim the CLI judges the claims its default phases can decide; choosing a
+    faithfulness claim, or naming its phase in --phases, brings the phase and the claim in."""
+    from xai_checks.claims import get_claim, phases_for, registered_claims
+    from xai_checks.cli import _default_claims
+    from xai_checks.phases.registry import OPT_IN_PHASES
+    from xai_checks.study import DEFAULT_PHASES
+
+    assert "faithfulness" in OPT_IN_PHASES and "faithfulness" not in DEFAULT_PHASES
+    every = list(registered_claims())
+    default = {c.id for c in _default_claims(every, None)}
+    assert {"faithfulness-beyond-random", "depth-faithfulness"}.isdisjoint(default)
+    assert {"seed-depth-ratio", "sanity-randomisation"} <= default
+    asked = {c.id for c in _default_claims(every, ["ratio", "faithfulness"])}
+    assert {"faithfulness-beyond-random", "depth-faithfulness"} <= asked
+    assert "faithfulness" in phases_for([get_claim("faithfulness-beyond-random")])
