@@ -69,7 +69,9 @@ def pgc_maps(model, layers, x, labels, method, reshape):
     return {layer: torch.from_numpy(m) for layer, m in zip(layers, out, strict=True)}
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+# the gradient methods, each compared with its pytorch-grad-cam class (Eigen-CAM and Score-CAM
+# are cross-checked on the ResNet-50 in test_cam_eigen_score_real.py)
+@pytest.mark.parametrize("method", [m for m in METHODS if m in PGC])
 def test_method_matches_pytorch_grad_cam_on_transformers(net, photos, method):  # noqa: F811
     name, model = net
     x, labels, _ = photos
