@@ -165,7 +165,7 @@ def _run(
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     try:
-        config = study_config(cli_values(args), phases=phases_for(claims))
+        config = study_config(cli_values(args), phases=phases_for(claims), classes=photos.classes)
     except OptionError as exc:
         raise UsageError(str(exc)) from None
     try:

@@ -42,6 +42,7 @@ from xai_checks.gridpg_targets import GRIDPG_TARGETS
 from xai_checks.phases.registry import phase_names
 
 if TYPE_CHECKING:
+    from xai_checks.data.classes import ClassList
     from xai_checks.study import StudyConfig
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "OPTIONS",
     "Option",
     "OptionError",
+    "StudyInputs",
     "add_cli_options",
     "add_plugin_options",
     "auto_photos_note",
@@ -93,9 +95,9 @@ class Option:
 
     ``study`` is where the value lands in :class:`~xai_checks.study.StudyConfig`: a field
     name, a dotted path into a field (``preprocess.mean``, ``phase_options.faithfulness.images``)
-    or ``None`` (the value never reaches the study). ``to_study(value, values)`` converts the
-    parsed value for the study (default: unchanged); a ``None`` result leaves the field at its
-    default.
+    or ``None`` (the value never reaches the study). ``to_study(value, inputs)`` converts the
+    parsed value for the study, reading :class:`StudyInputs` (default: unchanged); a ``None``
+    result leaves the field at its default.
     """
 
     name: str
@@ -114,7 +116,7 @@ class Option:
     plugin_default: Any = field(default=_SAME)
     env: str | None = None
     study: str | None = UNDECLARED
-    to_study: Callable[[Any, Mapping[str, Any]], Any] | None = None
+    to_study: Callable[[Any, StudyInputs], Any] | None = None
 
     def default_for(self, front: Literal["cli", "plugin"]) -> Any:
         if front == "plugin":
@@ -496,37 +498,41 @@ def _check_out(value: str | None, values: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------- values for the study
 
 
-def _study_layers(value: Sequence[str] | None, values: Mapping[str, Any]) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class StudyInputs:
+    """What a row's ``to_study`` may read besides its own value: every option's value, and
+    the class list of the photo set the study runs on (``None``: ImageNet-1k's), which class
+    names resolve against."""
+
+    values: Mapping[str, Any]
+    classes: ClassList | None = None
+
+
+def _study_layers(value: Sequence[str] | None, inputs: StudyInputs) -> tuple[str, ...]:
     """The layers asked for; unnamed: ResNet-50's stages for the default model, ``()`` (picked
     when the study runs) for a ``model`` of the user's. An empty sequence also means picked."""
     if value is not None:
         return tuple(value)
-    if values.get("model"):
+    if inputs.values.get("model"):
         return ()
     from xai_checks.cam import DEFAULT_LAYERS
 
     return tuple(DEFAULT_LAYERS)
 
 
-def _study_target(value: str | int, values: Mapping[str, Any]) -> str | int:
-    """``true``, ``predicted``, a class index, or a class name of ``classes`` (ImageNet-1k's
-    names without it)."""
+def _study_target(value: str | int, inputs: StudyInputs) -> str | int:
+    """``true``, ``predicted``, a class index, or a class name of the photo set's class list
+    (ImageNet-1k's names without one)."""
     if isinstance(value, int) or value in ("true", "predicted"):
         return value
     if value.isdigit():
         return int(value)
-    if values.get("classes"):
-        from xai_checks.data.classes import ClassListError, read_class_list
-
-        try:
-            classes = read_class_list(values["classes"])
-        except ClassListError as exc:
-            raise OptionError(str(exc)) from None
-        index = classes.index(value)
+    if inputs.classes is not None:
+        index = inputs.classes.index(value)
         if index is None:
             raise OptionError(
                 f"--target {value!r}: not 'true', 'predicted', a class index or a class of "
-                f"{classes.source}"
+                f"{inputs.classes.source}"
             )
         return int(index)
     from xai_checks.data.labels import LabelError, resolve_label
@@ -537,14 +543,12 @@ def _study_target(value: str | int, values: Mapping[str, Any]) -> str | int:
         raise OptionError(f"--target {value!r}: {exc}") from None
 
 
-def _true_or_none(value: bool, values: Mapping[str, Any]) -> bool | None:
+def _true_or_none(value: bool, inputs: StudyInputs) -> bool | None:
     """A switch whose off is the field's default."""
     return True if value else None
 
 
-def _tuple_or_none(
-    value: Sequence[str] | None, values: Mapping[str, Any]
-) -> tuple[str, ...] | None:
+def _tuple_or_none(value: Sequence[str] | None, inputs: StudyInputs) -> tuple[str, ...] | None:
     return tuple(value) if value else None
 
 
@@ -1096,34 +1100,44 @@ def preflight(
             raise OptionError(message) from None
 
 
-def study_assignments(values: Mapping[str, Any]) -> dict[str, Any]:
+def study_assignments(
+    values: Mapping[str, Any], *, classes: ClassList | None = None
+) -> dict[str, Any]:
     """What ``values`` set in the study: ``{row.study: value}`` for every row in ``values`` that
     reaches it, converted by its ``to_study``; rows whose value is ``None`` are left out."""
     out: dict[str, Any] = {}
+    inputs = StudyInputs(values=values, classes=classes)
     for row in OPTIONS:
         if row.study is None or row.study is UNDECLARED or row.name not in values:
             continue
         value = values[row.name]
         if row.to_study is not None:
-            value = row.to_study(value, values)
+            value = row.to_study(value, inputs)
         if value is not None:
             out[row.study] = value
     return out
 
 
-def study_config(values: Mapping[str, Any], *, phases: Sequence[str] | None = None) -> StudyConfig:
+def study_config(
+    values: Mapping[str, Any],
+    *,
+    phases: Sequence[str] | None = None,
+    classes: ClassList | None = None,
+) -> StudyConfig:
     """The :class:`~xai_checks.study.StudyConfig` that option ``values`` ask for, for the CLI
     (:func:`cli_values`) and the plugin (:func:`plugin_values`) alike; a bad value raises
     :class:`OptionError`.
 
     ``phases``: the phases the judged claims need, used when ``values`` name none.
+    ``classes``: the photo set's class list (``photos.classes``), which ``--target`` names
+    resolve against.
     """
     from xai_checks.study import StudyConfig
 
     defaults = {f.name: f for f in dataclasses.fields(StudyConfig)}
     flat: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
-    for path, value in study_assignments(values).items():
+    for path, value in study_assignments(values, classes=classes).items():
         name, _, rest = path.partition(".")
         if not rest:
             flat[name] = value

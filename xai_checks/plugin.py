@@ -306,7 +306,10 @@ class StudyRunner:
     def _study_config(self, overrides: Mapping[str, Any]) -> Any:
         try:
             return self.settings.study_config(
-                layers=self.layers, phases=self.session.phases, overrides=overrides
+                layers=self.layers,
+                phases=self.session.phases,
+                overrides=overrides,
+                classes=getattr(self.photoset, "classes", None),
             )
         except OptionError as exc:
             raise pytest.UsageError(f"xai-checks: {exc}") from None

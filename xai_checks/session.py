@@ -119,10 +119,12 @@ class Settings:
         layers: Sequence[str] | None,
         phases: Sequence[str] | None = None,
         overrides: Mapping[str, Any] | None = None,
+        classes: Any = None,
     ) -> Any:
         """The study's config: these settings with the study ``overrides`` of a test (option
         names that reach the study: ``method``, ``channels_last``...) and the ``layers`` the
-        ``xai_layers`` fixture chose (``None``: picked when the study runs).
+        ``xai_layers`` fixture chose (``None``: picked when the study runs); ``classes``: the
+        photo set's class list.
 
         Raises :class:`~xai_checks.options.OptionError` for an override that is no study
         option, or a value the study rejects.
@@ -139,7 +141,7 @@ class Settings:
             )
         values = {**self.values, **{k: v for k, v in overrides.items() if v is not None}}
         values["layers"] = tuple(overrides.get("layers") or layers or ())
-        return study_config(values, phases=phases)
+        return study_config(values, phases=phases, classes=classes)
 
     def key(self) -> dict[str, Any]:
         """What a baseline must match to be comparable."""

@@ -143,13 +143,21 @@ def test_target_values(target, expected):
     assert _cli_config(["--target", target]).target == expected
 
 
-def test_target_by_class_name_and_a_bad_one(tmp_path):
-    assert _cli_config(["--target", "wallaby"]).target == 104
-    classes = tmp_path / "classes.txt"
-    classes.write_text("cat\ndog\n")
-    assert _cli_config(["--classes", str(classes), "--target", "dog"]).target == 1
-    with pytest.raises(OptionError, match="'wolf'"):
-        _cli_config(["--classes", str(classes), "--target", "wolf"])
+def test_target_by_class_name_resolves_against_the_photo_sets_classes():
+    from xai_checks.data.classes import ClassList
+
+    assert _cli_config(["--target", "wallaby"]).target == 104  # ImageNet-1k without a list
+    parser = argparse.ArgumentParser()
+    add_cli_options(parser, "study")
+    values = cli_values(parser.parse_args(["--target", "dog"]))
+    classes = ClassList(("cat", "dog"), source="pets.txt")
+    assert study_config(values, classes=classes).target == 1
+    settings = _plugin_settings([])
+    assert (
+        settings.study_config(layers=None, overrides={"target": "dog"}, classes=classes).target == 1
+    )
+    with pytest.raises(OptionError, match=r"'wolf'.*pets\.txt"):
+        study_config({**values, "target": "wolf"}, classes=classes)
 
 
 def test_the_study_rejects_a_value_as_an_option_error():
