@@ -156,6 +156,7 @@ class VerdictRow:
     power_statement: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The row as JSON-able values, in field order (the status as its name)."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["status"] = self.status.value
         return jsonable(out)
