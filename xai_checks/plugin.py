@@ -30,7 +30,6 @@ run for lack of photos, boxes or CUDA.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -305,31 +304,14 @@ class StudyRunner:
         self.layers = layers
 
     def _study_config(self, overrides: Mapping[str, Any]) -> Any:
-        from xai_checks.data.classes import Preprocess
-        from xai_checks.study import StudyConfig
-
-        fields = {f.name for f in dataclasses.fields(StudyConfig)}
-        settings = self.settings
-        layers = overrides.get("layers") or self.layers
-        kwargs: dict[str, Any] = {
-            "batch_size": settings.batch_size,
-            "seed": settings.seed,
-            "layers": () if layers is None else tuple(layers),
-            "method": overrides.get("method") or settings.method,
-            "preprocess": Preprocess(**settings.preprocess),
-        }
-        if self.session.phases:
-            kwargs["phases"] = self.session.phases
-        for key in ("channels_last", "memory_format", "tf32", "gridpg_targets"):
-            value = overrides.get(key, settings.extra.get(key))
-            if value is None:
-                continue
-            if key not in fields:
-                raise pytest.UsageError(f"xai-checks: this version's study has no {key!r}")
-            kwargs[key] = value
         try:
-            return StudyConfig(**kwargs)
-        except (TypeError, ValueError) as exc:
+            return self.settings.study_config(
+                layers=self.layers,
+                phases=self.session.phases,
+                overrides=overrides,
+                classes=getattr(self.photoset, "classes", None),
+            )
+        except OptionError as exc:
             raise pytest.UsageError(f"xai-checks: {exc}") from None
 
     def result(self, **overrides: Any) -> Any:
