@@ -977,6 +977,17 @@ OPTIONS: list[Option] = [
         study=None,
     ),
     Option(
+        "study_cache",
+        "folder (relative to the rootdir) that keeps each study between runs, keyed by a hash of "
+        "everything its numbers depend on: the settings, the models' weights, the photos' "
+        "names, sizes and times, the package's code and the versions of torch, numpy and scipy; "
+        "a run on an unchanged tree loads the study instead of computing it ('none': off)",
+        default=".xai-checks/studies",
+        plugin="--xai-study-cache",
+        commands=(),
+        study=None,
+    ),
+    Option(
         "update_baseline",
         "rewrite --xai-baseline from this run instead of comparing",
         action="store_true",

@@ -41,6 +41,7 @@ from xai_checks.session import (
     XaiSession,
     compare_with_baseline,
     model_fingerprint,
+    photo_files,
     photoset_fingerprint,
     settings_from_values,
     write_err,
@@ -344,7 +345,9 @@ class StudyRunner:
                 claims=self.session.claims,
             )
 
-        result = self.session.study(description, compute, announce=self._say)
+        result = self.session.study(
+            description, compute, announce=self._say, files=photo_files(self.photoset)
+        )
         if result.photoset.get("n_used", 0) == 0:
             raise pytest.UsageError(
                 f"xai-checks: no usable photos in {self.photoset.name}: all "

@@ -16,6 +16,7 @@ Under pytest-xdist the run is the same as serial:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import pickle
@@ -198,6 +199,67 @@ def photoset_fingerprint(photoset: Any) -> str:
     )
 
 
+def photo_files(photoset: Any) -> list[tuple[str, int, int]]:
+    """Each photo file's name, size and modification time: what says a photo changed on disk
+    (the study fingerprint names photos; a study kept between runs also needs their bytes)."""
+    out = []
+    for s in getattr(photoset, "samples", ()):
+        path = Path(str(getattr(s, "path", s)))
+        try:
+            st = path.stat()
+        except OSError:
+            out.append((path.name, -1, -1))
+            continue
+        out.append((path.name, st.st_size, st.st_mtime_ns))
+    return sorted(out)
+
+
+@functools.cache
+def package_digest() -> str:
+    """A sha256 of every file of the installed ``xai_checks`` package (code, templates,
+    schema): a study kept between runs is reused only by the code that computed it."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import scipy
+    import torch
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+def _read_study(path: Path) -> Any:
+    """A kept study, or None when there is none or it cannot be read (then it is recomputed)."""
+    try:
+        return pickle.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except Exception:  # a truncated or foreign file: recompute and overwrite it
+        return None
+
+
+def _write_study(path: Path, result: Any) -> None:
+    from xai_checks.cache import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            f.write(pickle.dumps(result))
+    except OSError:  # a read-only tree: the run is only slower next time
+        pass
+
+
 class XaiSession:
     """Settings, studies, verdicts and the baseline check of one pytest run."""
 
@@ -264,13 +326,29 @@ class XaiSession:
         compute: Callable[[], Any],
         *,
         announce: Callable[[str], None] | None = None,
+        files: Sequence[tuple[str, int, int]] = (),
     ) -> Any:
-        """The study ``description`` names: computed once per run (across xdist workers)."""
+        """The study ``description`` names: computed once per run (across xdist workers), and
+        kept between runs (``--xai-study-cache``) under a key that adds the photo ``files``
+        (:func:`photo_files`), the package's code and the libraries' versions."""
         key = fingerprint(description)
         if key in self._results:
             return self._results[key]
-        if self.cache_dir is None:
+        durable = self._durable_path(description, files)
+
+        def produce() -> Any:
+            if durable is not None:
+                kept = _read_study(durable)
+                if kept is not None:
+                    self._note_loaded(key, description, kept, durable, announce)
+                    return kept
             result = self._compute(key, description, compute, announce)
+            if durable is not None:
+                _write_study(durable, result)
+            return result
+
+        if self.cache_dir is None:
+            result = produce()
         else:
             from filelock import FileLock
 
@@ -279,12 +357,53 @@ class XaiSession:
                 if path.exists():
                     result = pickle.loads(path.read_bytes())
                 else:
-                    result = self._compute(key, description, compute, announce)
+                    result = produce()
                     tmp = path.with_suffix(".tmp")
                     tmp.write_bytes(pickle.dumps(result))
                     tmp.replace(path)
         self._results[key] = result
         return result
+
+    def _durable_path(
+        self, description: Mapping[str, Any], files: Sequence[tuple[str, int, int]]
+    ) -> Path | None:
+        """Where this study is kept between runs (``--xai-study-cache``), or None when off."""
+        folder = self.settings.values.get("study_cache")
+        if not folder or str(folder).lower() == "none":
+            return None
+        root = Path(str(getattr(self.config, "rootpath", ".")))
+        key = fingerprint(
+            {
+                "study": fingerprint(description),
+                "code": package_digest(),
+                "versions": library_versions(),
+                "photo_files": [list(f) for f in files],
+            }
+        )
+        return (root / str(folder)).resolve() / f"{key}.pickle"
+
+    def _note_loaded(
+        self,
+        key: str,
+        description: Mapping[str, Any],
+        result: Any,
+        path: Path,
+        announce: Callable[[str], None] | None,
+    ) -> None:
+        self.studies[key] = {
+            "key": key,
+            "seconds": 0.0,
+            "loaded_from": str(path),
+            "photoset": dict(result.photoset) | {"fingerprint": description.get("photos")},
+            "timings": dict(result.timings),
+            "computed_by": "an earlier run",
+            "description": dict(description),
+        }
+        if announce is not None:
+            announce(
+                f"xai-checks: study {key} loaded from {path} (an earlier run on the same photos, "
+                "weights, code and settings; --xai-study-cache none recomputes it)"
+            )
 
     def _compute(
         self,
