@@ -97,6 +97,9 @@ SANITY_WORLDS = ("null", "effect", "trivial")
 #: the effect beyond the control in the ``trivial`` worlds, as a multiple of the SESOI
 TRIVIAL_MULTIPLE = 0.75
 #: the cascade steps of the sanity phase on a ResNet (output first)
+#: the simulated studies' reference r is 0 on every photo, so the sanity claim's halfway
+#: bound (1 + r) / 2 is this; the worlds set each step's margin below it
+SANITY_BOUND = 0.5
 SANITY_STEPS = ("fc", "layer4", "layer3", "layer2", "layer1", "conv1+bn1")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
 CALIBRATED_CLAIMS = (
@@ -311,7 +314,7 @@ def simulate(
     sc = SCENARIOS[claim_id]
     comp = _components(world, claim_id, claim.sesoi)
     if claim_id == "sanity-randomisation":
-        bound = float(claim.params["bound"])
+        bound = SANITY_BOUND
         steps = list(SANITY_STEPS)
         # the world's effect is how far below the bound the mean |rho| falls; in the boundary
         # world the first step falls exactly the SESOI below it, the others twice as far.
@@ -388,6 +391,7 @@ def _sanity_studies(steps: Sequence[str], rho: np.ndarray) -> list[StudyResult]:
             layer="layer4",
             steps=list(steps),
             rho={s: rho[r, j].tolist() for j, s in enumerate(steps)},
+            reference=[0.0] * rho.shape[2],
         )
         studies.append(study)
     return studies
@@ -480,7 +484,7 @@ def simulate_fitted(
     sesoi = claim.sesoi
     if claim_id == "sanity-randomisation":
         steps = fit.quantities["abs_rho"]
-        bound = float(claim.params["bound"])
+        bound = SANITY_BOUND
         shift = fit.level_shift(
             "abs_rho", bound - _sanity_margins(world, claim_id, sesoi, len(steps))
         )

@@ -61,6 +61,7 @@ def test_a_negative_verdict_is_scored_in_the_models_favour(dropped):
     assert verdict.status is Status.CONFOUNDED
     row = verdict.sensitivity
     assert row is not None and "largest" in row["rule"]
-    assert row["effects"]["untrained"]["estimate"] > verdict.controls["untrained"]["effect"][
-        "estimate"
-    ]
+    assert (
+        row["effects"]["untrained"]["estimate"]
+        > verdict.controls["untrained"]["effect"]["estimate"]
+    )
