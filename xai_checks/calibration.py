@@ -502,7 +502,8 @@ def simulate_fitted(
         target = float(comp[q] or 0.0)
         # the confound moves the model and its control alike
         target_r = target + confound if q in ("model", "control") else np.full(reps, target)
-        if q == "model" and comp["above"] is not None:
+        # only the localisation claims decide on the last layer's margin over a baseline
+        if q == "model" and comp["above"] is not None and "above" in BOUNDARY_COMPONENTS[claim_id]:
             chance = float(claim.params.get("chance", 0.0))
             shifts[q] = fit.rise_and_last_shift(q, target, chance + float(comp["above"]))
         else:

@@ -9,7 +9,8 @@ evaluators. This module draws those studies from a fit to a real run's per-photo
   are bounded by the observed range ([0, 1] for shares and |rho|), zero-inflated where the
   data are, and tied where the data are;
 * **the pooled grid**: a column of maps pooled to the coarsest (7x7) grid is rounded to
-  multiples of 1/49, as the real pooled ratio is;
+  multiples of 1/49, as the real pooled ratio is (at random, up with probability equal to
+  the remainder, so the rounding moves no mean);
 * **dependence**: a Gaussian copula whose correlation matrix is the Pearson correlation of
   the real columns' normal scores (ranks, ties averaged, through the normal quantile
   function), so layer-to-layer, model-to-control and model-to-pooled dependence are the
@@ -21,10 +22,12 @@ evaluators. This module draws those studies from a fit to a real run's per-photo
   the claim's SESOI), not fixed at one value.
 
 A world sets each quantity's mean fitted rise (and, for a localisation claim, the last
-layer's mean) exactly: every column of a quantity is moved on the copula's latent scale by
-``level + rise * x`` (x the layer's position in [0, 1]), and the shift that gives the target
-mean is solved on the marginals' exact expectation (a fine quantile grid), so the true effect
-sits at the SESOI where a boundary world puts it, bounds and zeros included.
+layer's mean) exactly: every column of a quantity is moved on the value scale by
+``rise * (x - 1/2)`` (x the layer's position in [0, 1]) and kept in [0, 1] and on its grid,
+and the move that gives the target mean is solved on the marginals' exact expectation (a fine
+quantile grid), so the true effect sits at the SESOI where a boundary world puts it, bounds,
+zeros and grid included. The move keeps each layer's spread and shape; it cannot keep the
+real support, since a world asks for rises the real model does not show.
 
 ``python -m xai_checks.simulator fit RESULTS.json`` writes the fit
 (``xai_checks/data/simulator_fit.json``); ``python -m xai_checks.simulator qq RESULTS.json``
@@ -67,8 +70,8 @@ POOLED_GRID = 49
 #: the confound's range, in units of the claim's SESOI: large enough that the confound alone
 #: passes the rise test (the case CONFOUNDED exists for), and spread so no one value is tuned
 CONFOUND_RANGE = (1.5, 3.0)
-#: the latent grid on which a quantity's mean rise is tabulated and inverted
-_SHIFT_GRID = np.linspace(-6.0, 6.0, 481)
+#: the value-scale offsets on which a quantity's mean rise is tabulated and inverted
+_SHIFT_GRID = np.linspace(-2.0, 2.0, 1601)
 #: probability midpoints for the marginals' exact expectations
 _U = (np.arange(4000) + 0.5) / 4000
 _Z_OF_U = sps.norm.ppf(_U)
@@ -82,20 +85,36 @@ class Marginal:
     quantiles: np.ndarray
     grid: int | None = None
 
-    def values(self, z: np.ndarray) -> np.ndarray:
-        """Values for latent standard-normal draws ``z`` (monotone in z)."""
+    def values(
+        self,
+        z: np.ndarray,
+        offset: np.ndarray | float = 0.0,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Values for latent standard-normal draws ``z`` (monotone in z), moved by ``offset``
+        on the value scale and kept in [0, 1] (a share or |rho| cannot leave it; what a move
+        pushes past a bound piles up there, as zeros do in the data).
+
+        A grid column is rounded to its grid at random, up with probability equal to the
+        remainder (unbiased, so a move smaller than a cell still moves the mean, as a small
+        change of a map moves some photos by a cell and not others); ``rng`` None: the
+        unrounded values, whose mean is the rounded values' expectation."""
         u = sps.norm.cdf(z)
         probs = np.linspace(0.0, 1.0, len(self.quantiles))
         rest = np.clip((u - self.zero_share) / max(1.0 - self.zero_share, 1e-12), 0.0, 1.0)
         out = np.where(u < self.zero_share, 0.0, np.interp(rest, probs, self.quantiles))
-        if self.grid:
-            out = np.round(out * self.grid) / self.grid
+        out = np.clip(out + offset, 0.0, 1.0)
+        if self.grid and rng is not None:
+            cells = out * self.grid
+            out = (
+                np.floor(cells) + (rng.random(cells.shape) < cells - np.floor(cells))
+            ) / self.grid
         return np.asarray(out, dtype=np.float64)
 
-    def mean(self, shift: np.ndarray | float) -> np.ndarray:
-        """The exact mean of the column with its latent moved by ``shift`` (each of them)."""
-        s = np.atleast_1d(np.asarray(shift, dtype=np.float64))
-        return self.values(_Z_OF_U[None, :] + s[:, None]).mean(axis=1)
+    def mean(self, offset: np.ndarray | float) -> np.ndarray:
+        """The exact mean of the column moved by ``offset`` (each of them)."""
+        o = np.atleast_1d(np.asarray(offset, dtype=np.float64))
+        return self.values(_Z_OF_U[None, :], o[:, None]).mean(axis=1)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -143,8 +162,8 @@ class FittedClaim:
     def draw(
         self, rng: np.random.Generator, reps: int, n: int, shifts: dict[str, np.ndarray]
     ) -> dict[str, np.ndarray]:
-        """(reps, n, k) values per quantity; ``shifts[q]`` is (reps, k) or (k,) on the latent
-        scale. Missing photos are NaN in every column of the quantity that lost them."""
+        """(reps, n, k) values per quantity; ``shifts[q]`` is (reps, k) or (k,) offsets on the
+        value scale. Missing photos are NaN in every column of the quantity that lost them."""
         cols = self.columns
         chol = np.linalg.cholesky(self.corr)
         z = rng.standard_normal((reps, n, len(cols))) @ chol.T
@@ -155,7 +174,7 @@ class FittedClaim:
             shift = np.broadcast_to(np.asarray(shifts.get(q, np.zeros(k))), (reps, k))
             vals = np.empty((reps, n, k))
             for i, name in enumerate(names):
-                vals[..., i] = self.marginals[name].values(z[..., j + i] + shift[:, None, i])
+                vals[..., i] = self.marginals[name].values(z[..., j + i], shift[:, None, i], rng)
             rate = self.missing.get(q, 0.0)
             if rate > 0:
                 lost = rng.random((reps, n)) < rate
@@ -166,7 +185,7 @@ class FittedClaim:
 
     # ------------------------------------------------------------------ targets
     def rise_shift(self, quantity: str, target: np.ndarray | float) -> np.ndarray:
-        """(len(target), k) latent shifts ``rise * (x - 1/2)`` giving each target mean rise
+        """(len(target), k) offsets ``rise * (x - 1/2)`` giving each target mean rise
         (centred, so that deep and shallow layers move apart and every term of the mean rise
         grows with ``rise``)."""
         names = self.quantities[quantity]
@@ -177,8 +196,8 @@ class FittedClaim:
         return rise[:, None] * centred[None, :]
 
     def mean_rise_at(self, quantity: str, shifts: np.ndarray) -> float:
-        """The exact mean fitted rise of ``quantity`` with its columns' latents moved by
-        ``shifts`` (one per column)."""
+        """The exact mean fitted rise of ``quantity`` with its columns moved by ``shifts``
+        (one offset per column)."""
         names = self.quantities[quantity]
         centred = np.arange(len(names)) - (len(names) - 1) / 2.0
         weights = centred / float(centred @ centred) * (len(names) - 1)
@@ -192,8 +211,8 @@ class FittedClaim:
     def rise_and_last_shift(
         self, quantity: str, rise_target: float, last_target: float
     ) -> np.ndarray:
-        """(k,) latent shifts giving a mean rise and a last-layer mean at once: the last
-        layer's latent is fixed by its target, the others ``rise * (1 - x)`` below it."""
+        """(k,) offsets giving a mean rise and a last-layer mean at once: the last layer's
+        offset is fixed by its target, the others ``rise * (1 - x)`` below it."""
         names = self.quantities[quantity]
         last = self.marginals[names[-1]]
         t = float(
@@ -205,7 +224,7 @@ class FittedClaim:
         return np.asarray(t - a * (1.0 - x))
 
     def level_shift(self, quantity: str, targets: np.ndarray) -> np.ndarray:
-        """(k,) latent shifts giving each column of ``quantity`` its target mean."""
+        """(k,) offsets giving each column of ``quantity`` its target mean."""
         out = []
         for name, target in zip(self.quantities[quantity], targets, strict=True):
             curve = self.marginals[name].mean(_SHIFT_GRID)
@@ -235,9 +254,9 @@ class FittedClaim:
 
 
 def _invert(what: str, target: np.ndarray, curve: np.ndarray) -> np.ndarray:
-    """The latent shifts on ``_SHIFT_GRID`` where ``curve`` (a mean, tabulated on that grid)
-    first reaches each target. Means flatten where a marginal saturates (all zeros, or its
-    largest value), so the running maximum is inverted: the first shift that reaches it."""
+    """The offsets on ``_SHIFT_GRID`` where ``curve`` (a mean, tabulated on that grid) first
+    reaches each target. Means flatten where every value sits at a bound (0 or 1), so the
+    running maximum is inverted: the first offset that reaches it."""
     rising = np.maximum.accumulate(curve)
     lo, hi = float(rising[0]), float(rising[-1])
     if np.any(target < lo) or np.any(target > hi):

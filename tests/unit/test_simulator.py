@@ -69,7 +69,7 @@ def test_a_marginal_keeps_zeros_bounds_and_the_pooled_grid():
     data[:800] = 0.0
     m = Marginal.fit(data, grid=POOLED_GRID)
     z = rng.standard_normal(200_000)
-    drawn = m.values(z)
+    drawn = m.values(z, 0.0, rng)
     assert drawn.min() >= 0.0 and drawn.max() <= data.max()
     # every draw is a whole number of 7x7 cells: ties by construction
     assert np.allclose(drawn * 49, np.round(drawn * 49), atol=1e-9)
@@ -106,7 +106,7 @@ def test_a_rise_shift_puts_the_mean_rise_at_its_target(fitted, target):
     shift = seed.rise_shift("model", target)
     exact = seed.mean_rise_at("model", shift[0])
     assert exact == pytest.approx(target, abs=1e-4)
-    n = 200_000
+    n = 50_000
     drawn = seed.draw(np.random.default_rng(2), 1, n, {"model": shift})["model"][0]
     rise = per_photo_effects(
         "seed-depth-ratio",
@@ -169,7 +169,7 @@ def test_fitted_values_are_bounded_and_the_pooled_ratio_is_on_the_grid():
 def test_the_confound_is_drawn_from_a_range():
     """Two confound studies of many photos differ in their control's mean rise by more than
     Monte-Carlo error: the confound is not one value."""
-    studies = simulate_fitted("seed-depth-ratio", "confound", 20000, 6, np.random.default_rng(6))
+    studies = simulate_fitted("seed-depth-ratio", "confound", 5000, 6, np.random.default_rng(6))
     from xai_checks.stats import depth_rise
 
     rises = [
