@@ -63,6 +63,8 @@ FIT_FILE = Path(__file__).parent / "data" / "simulator_fit.json"
 #: the claims drawn from the fit (the box claim has no real boxes to fit: it stays Gaussian)
 FITTED_CLAIMS = ("seed-depth-ratio", "depth-localisation-gridpg", "sanity-randomisation")
 LAYERS = ("layer1", "layer2", "layer3", "layer4")
+#: the cascade steps of a ResNet-50, output first (the order of the sanity columns)
+SANITY_STEP_NAMES = ("fc", "layer4", "layer3", "layer2", "layer1", "conv1+bn1")
 #: quantiles stored per column's positive values
 QUANTILE_POINTS = 101
 #: the coarsest map grid of a ResNet-50 at 224 px (layer4): pooled ratios are multiples of 1/49
@@ -298,7 +300,9 @@ def _fit_claim(
     matrix = matrix[complete]
     scores = np.column_stack([_normal_scores(matrix[:, j]) for j in range(matrix.shape[1])])
     corr = _nearest_corr(np.corrcoef(scores, rowvar=False))
-    marginals = {c: Marginal.fit(matrix[:, j], grid=grids.get(c)) for j, c in enumerate(names)}
+    # each marginal from all of its column's finite values (a photo missing elsewhere still
+    # tells this column's shape); the dependence from the photos with every column finite
+    marginals = {c: Marginal.fit(table[c][np.isfinite(table[c])], grid=grids.get(c)) for c in names}
     return FittedClaim(claim_id, quantities, marginals, corr, missing, int(matrix.shape[0]))
 
 
@@ -360,7 +364,8 @@ def fit_results(results: dict[str, Any], *, source: str = "") -> dict[str, Any]:
         "source": source,
         "method": (
             "per column: share of exact zeros and 101 quantiles of the positive values "
-            "(pooled ratios rounded to multiples of 1/49); dependence: Pearson correlation "
+            "over the column's finite values (pooled ratios rounded to multiples of 1/49); "
+            "dependence: Pearson correlation "
             "of the columns' normal scores (average ranks) over the photos with every column "
             "finite, eigenvalues floored at 1e-6; missing: share of photos with a NaN in the "
             "quantity (the ratio phase: photos skipped of those listed)"
@@ -407,7 +412,8 @@ def per_photo_effects(
         }
     if claim_id == "sanity-randomisation":
         margins = bound - q["abs_rho"]
-        return {f"{bound:g} - |rho|, step {j + 1}": margins[:, j] for j in range(margins.shape[1])}
+        steps = SANITY_STEP_NAMES[: margins.shape[1]]
+        return {f"{bound:g} - |rho|, {step}": margins[:, j] for j, step in enumerate(steps)}
     raise ValueError(f"no fitted simulator for {claim_id!r}")
 
 
