@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from xai_checks.stats import depth_rise
+
 __all__ = [
     "FITTED_CLAIMS",
     "FIT_FILE",
@@ -386,8 +388,6 @@ def load_fit(path: Path = FIT_FILE) -> dict[str, FittedClaim]:
 
 
 def _rise(values: np.ndarray) -> np.ndarray:
-    from xai_checks.stats import depth_rise
-
     return depth_rise(values)
 
 

@@ -54,6 +54,21 @@ def test_the_hypothesis_and_the_statistic_both_say_mean():
     assert list(verdict.medians) == ["mean |spearman rho| with original"]
 
 
+def test_a_constant_reference_map_counts_as_r_zero():
+    """A re-initialised copy's map is often constant (rho undefined): that photo keeps its
+    vote with r = 0 (no shared rank order), and the count is reported."""
+    reference = np.full(N, 0.6)
+    reference[: N // 2] = np.nan
+    rho = np.full(N, 0.3) + np.linspace(0.0, 0.05, N)
+    study = _study(np.zeros((N, 4)))
+    study.sanity = _sanity(rho, reference)
+    verdict = evaluate("sanity-randomisation", study)
+    assert verdict.n == N
+    assert verdict.tests["primary"]["reference_constant_maps"] == N // 2
+    bound = np.where(np.isnan(reference), 0.5, 0.8)
+    assert verdict.effect == pytest.approx(float(np.mean(bound - rho)), abs=1e-9)
+
+
 def test_a_study_without_the_reference_uses_zero_and_says_so():
     study = _study(np.zeros((N, 4)))
     study.sanity = _sanity(np.full(N, 0.2) + np.linspace(0, 0.05, N), None)

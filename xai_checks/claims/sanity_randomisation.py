@@ -75,7 +75,12 @@ class SanityRandomisation(Claim):
         reference = (
             np.abs(np.asarray(sanity.reference, dtype=float)) if measured else np.zeros(size)
         )
-        # per photo, halfway from an unchanged map to the reference (NaN reference: dropped)
+        # a re-initialised copy often gives a constant map (no positive gradient-weighted
+        # activation): Spearman's rho is undefined there, and the two maps share no rank
+        # order, so r is 0 on that photo (counted in the primary test)
+        constant = int(np.isnan(reference).sum())
+        reference = np.where(np.isnan(reference), 0.0, reference)
+        # per photo, halfway from an unchanged map to the reference
         bound = (1.0 + reference) / 2.0
         means: dict[str, float] = {}
         meds: dict[str, float] = {}
@@ -95,7 +100,7 @@ class SanityRandomisation(Claim):
                 m_equivalence=len(sanity.steps),
             )
         verdict = self.verdict(study, n)
-        ref_mean = float(np.nanmean(reference)) if measured else 0.0
+        ref_mean = float(np.mean(reference)) if measured and size else 0.0
         verdict.medians["mean |spearman rho| with original"] = means
         verdict.tests["primary"] = {
             "method": "mean |Spearman rho| per cascade step against the halfway bound (1 + r) / 2",
@@ -105,6 +110,7 @@ class SanityRandomisation(Claim):
                 else "r = 0: the study carries no measured reference"
             ),
             "reference_mean": ref_mean,
+            "reference_constant_maps": constant,
             "bound_mean": (1.0 + ref_mean) / 2.0,
             "means": means,
             "medians": meds,
