@@ -289,7 +289,11 @@ class SanityRun:
 
     ``modules[step]`` lists the model's own modules randomised at that step (cumulatively);
     ``files[j]`` is the photo behind ``rho[step][j]`` (a seeded, class-stratified sample of
-    the usable photos, at most ``StudyConfig.sanity_images``).
+    the usable photos, at most ``StudyConfig.sanity_images``). ``reference[j]`` is the
+    empirical reference on the same photo: Spearman rho between the maps of two independently
+    re-initialised copies of the model (the cascade's last step, every module re-initialised,
+    and a second copy with its own seed): how alike two maps are that share the photo and the
+    architecture but no learned parameter.
     """
 
     layer: str
@@ -298,6 +302,7 @@ class SanityRun:
     files: list[str] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     modules: dict[str, list[str]] = field(default_factory=dict)
+    reference: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -776,6 +781,10 @@ def gridpg_phase(
 # ----------------------------------------------------------------------------- sanity phase
 
 
+#: the key under which a shard's sanity work returns the reference rho (no step is named so)
+REFERENCE = "\x00reference"
+
+
 def sanity_phase(
     model: nn.Module,
     trace: ModelTrace,
@@ -846,6 +855,19 @@ def sanity_phase(
                 examples.append({"step": step, "map": _small(maps[:1])[0]})
             if progress:
                 progress("sanity", k + 1, len(steps))
+        # the reference: a second, independently seeded copy with every cascaded module
+        # re-initialised, against the cascade's last step (every module re-initialised)
+        if steps:
+            other = copy.deepcopy(model)
+            other_modules = dict(other.named_modules())
+            reinitialise_(
+                other,
+                seed=derived_seed(config.seed, "sanity/reference"),
+                modules=[other_modules[m] for _, members in steps for m in members],
+            )
+            twin = maps_of(other)
+            rho[REFERENCE] = [_spearman(maps[j], twin[j]) for j in range(len(loaded))]
+            del other, twin
         if shard.is_main:
             first = batches[0][0][:1]
             examples.insert(
@@ -867,6 +889,8 @@ def sanity_phase(
         out.steps, out.modules = [], {}
         return out
     out.rho = {step: [gathered[r][1][step][j] for _, r, j in order] for step in out.steps}
+    if all(REFERENCE in g[1] for g in gathered if g[0]):
+        out.reference = [gathered[r][1][REFERENCE][j] for _, r, j in order]
     out.files = [str(samples[i].path) for i, _, _ in order]
     out.examples = gathered[0][2]
     return out

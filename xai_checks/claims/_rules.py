@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -131,7 +132,7 @@ def effect(
     ``m_equivalence``: how many 'absent' decisions can each make the claim's verdict
     negative (REFUTED or CONFOUNDED); each is held at alpha / m (Bonferroni).
     """
-    return stats.paired_effect(
+    estimate = stats.paired_effect(
         diffs,
         sesoi=float(claim.sesoi),
         alpha=float(claim.alpha),
@@ -139,6 +140,67 @@ def effect(
         n_resamples=int(claim.params.get("n_boot", 2000)),
         equivalence_alpha=float(claim.alpha) / max(1, m_equivalence),
     )
+    if estimate.n_dropped:
+        # kept (while the estimate lives) for the worst-case row of ``conclude``
+        _DROPPED_FROM[id(estimate)] = (np.asarray(diffs, dtype=np.float64).ravel(), m_equivalence)
+        weakref.finalize(estimate, _DROPPED_FROM.pop, id(estimate), None)
+    return estimate
+
+
+#: per-photo differences of the effects that dropped photos, by the estimate's id
+_DROPPED_FROM: dict[int, tuple[np.ndarray, int]] = {}
+
+
+def worst_case(verdict: Verdict, effects: dict[str, stats.EffectEstimate]) -> dict[str, Any] | None:
+    """The sensitivity row for dropped photos: each effect's dropped photos scored at the
+    worst case for the verdict, and whether the verdict survives.
+
+    For SUPPORTED the worst case is against the model: every dropped photo gets the smallest
+    difference any kept photo shows, and the verdict survives if every such effect still
+    reads present. For REFUTED and CONFOUNDED it is in the model's favour: the largest
+    difference a kept photo shows, and the verdict survives if an effect still reads absent.
+    The worst case is bounded by what the kept photos show, not by the metric's range: a
+    dropped photo has no finite value to say how far outside that it could lie.
+    None when the verdict is INCONCLUSIVE or no required effect dropped a photo."""
+    status = verdict.status
+    if status not in (Status.SUPPORTED, Status.REFUTED, Status.CONFOUNDED):
+        return None
+    claim = verdict.claim
+    rows: dict[str, dict[str, Any]] = {}
+    rescored: dict[str, stats.EffectEstimate] = {}
+    for key, e in effects.items():
+        kept = _DROPPED_FROM.get(id(e))
+        if kept is None or not e.n_dropped:
+            rescored[key] = e
+            continue
+        d, m = kept
+        finite = d[np.isfinite(d)]
+        if not len(finite):
+            rescored[key] = e
+            continue
+        fill = float(finite.min() if status is Status.SUPPORTED else finite.max())
+        worst = effect(np.where(np.isfinite(d), d, fill), claim, name=e.name, m_equivalence=m)
+        rescored[key] = worst
+        rows[key] = {
+            "effect": e.name,
+            "dropped": e.n_dropped,
+            "scored_at": fill,
+            "estimate": worst.estimate,
+            "ci_low": worst.ci_low,
+            "ci_high": worst.ci_high,
+            "n": worst.n,
+            "decision": worst.decision,
+            "decision_as_run": e.decision,
+        }
+    if not rows:
+        return None
+    if status is Status.SUPPORTED:
+        survives = all(w.decision == "present" for w in rescored.values())
+        rule = "dropped photos scored at the smallest difference a kept photo shows"
+    else:
+        survives = any(w.decision == "absent" for w in rescored.values())
+        rule = "dropped photos scored at the largest difference a kept photo shows"
+    return {"rule": rule, "survives": survives, "effects": rows}
 
 
 def describe_effect(e: stats.EffectEstimate, unit: str = "") -> str:
@@ -238,6 +300,25 @@ def conclude(
     for e in effects.values():
         if e.n_dropped:
             verdict.drops[f"{e.name}: no finite value"] = e.n_dropped
+    verdict.sensitivity = worst_case(verdict, effects)
+    if verdict.sensitivity is not None:
+        parts = [
+            f"{row['dropped']} dropped from {row['effect']} scored at {row['scored_at']:.3g}: "
+            f"{row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}], "
+            f"{row['decision']}"
+            for row in verdict.sensitivity["effects"].values()
+        ]
+        verdict.add(
+            "worst-case",
+            f"worst case for the dropped photos ({verdict.sensitivity['rule']}): "
+            + "; ".join(parts)
+            + (
+                ": the verdict survives"
+                if verdict.sensitivity["survives"]
+                else ": the verdict would not survive; it rests on the dropped photos being no "
+                "worse than the kept ones"
+            ),
+        )
     lows = [e.ci_low for e in effects.values()]
     highs = [e.absent_bound for e in effects.values()]
     supported_up_to = min(lows) if all(math.isfinite(x) for x in lows) else None

@@ -196,6 +196,9 @@ class Verdict:
     drops: dict[str, int] = field(default_factory=dict)
     #: the SESOI at which the verdict would change (see ``claims._rules.conclude``)
     tipping: dict[str, Any] | None = None
+    #: dropped photos scored at the worst case for the verdict, and whether it survives (see
+    #: ``claims._rules.worst_case``); None when no deciding effect dropped a photo
+    sensitivity: dict[str, Any] | None = None
 
     def add(self, code: str, text: str) -> None:
         """Append a structured reason."""
@@ -267,6 +270,7 @@ class Verdict:
                 "n_photos": self.n if self.n_photos is None else self.n_photos,
                 "drops": self.drops,
                 "tipping": self.tipping,
+                "sensitivity": self.sensitivity,
                 "row": self.row(),
                 "effect": self.effect_size,
                 "power": self.power,

@@ -129,11 +129,13 @@ def _effect_cell(verdict: Verdict) -> tuple[str, str, str]:
         key = str(primary.get("effect_name") or "")
         name = EFFECT_NAMES.get(key, (key.replace("_", " ") or "effect", ""))[0]
         return fmt.number(effect), name, key
-    if metric == "randomisation" and primary.get("medians"):
-        vals = [x for x in primary["medians"].values() if x is not None and math.isfinite(x)]
+    if metric == "randomisation" and (primary.get("means") or primary.get("medians")):
+        stat = "means" if primary.get("means") else "medians"
+        vals = [x for x in primary[stat].values() if x is not None and math.isfinite(x)]
         if vals:
-            bound = fmt.number(primary.get("bound", params.get("bound")))
-            return fmt.number(max(vals), 2), f"largest median |ρ| (bound {bound})", ""
+            bound = fmt.number(primary.get("bound_mean", primary.get("bound", params.get("bound"))))
+            what = "mean" if stat == "means" else "median"
+            return fmt.number(max(vals), 2), f"largest {what} |ρ| (bound {bound})", ""
     if metric == "agreement" and primary.get("statistic") is not None:
         tol = fmt.number(primary.get("tolerance", params.get("tolerance")))
         return fmt.number(primary["statistic"]), f"max |diff| (tolerance {tol})", ""

@@ -775,7 +775,8 @@ def sanity_cascade(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any
     if sanity is None or not sanity.steps:
         return None
     v = _verdict(verdicts, "randomisation")
-    bound = float(v.claim.params.get("bound", 0.5)) if v is not None else 0.5
+    primary = (v.tests.get("primary") or {}) if v is not None else {}
+    bound = float(primary.get("bound_mean", 0.5))
     steps = list(sanity.steps)
     absrho = [np.abs(_finite(sanity.rho.get(s, []))) for s in steps]
     med = np.array([_median(a) for a in absrho])
