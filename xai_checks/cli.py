@@ -140,30 +140,14 @@ def _default_claims(claims: list[Any], phases: Any) -> list[Any]:
     return [c for c in claims if set(phases_for([c])) & OPT_IN_PHASES <= asked]
 
 
-def _target(value: str, photos: Any) -> Literal["true", "predicted"] | int:
-    """``--target``: ``true``, ``predicted``, a class index, or a class name of the photo set's
-    class list (ImageNet-1k's names by default)."""
-    if value == "true":
-        return "true"
-    if value == "predicted":
-        return "predicted"
-    if value.isdigit():
-        return int(value)
-    from xai_checks.data.labels import LabelError, resolve_label
+def _target(value: str | int, photos: Any) -> Literal["true", "predicted"] | int:
+    """``--target``: parsed by the option row, resolved against the photo set's class list."""
+    from xai_checks.targets import TargetError, resolve_target
 
-    if photos.classes is not None:
-        index = photos.classes.index(value)
-    else:
-        try:
-            index = resolve_label(value)
-        except LabelError as exc:
-            raise UsageError(f"--target {value!r}: {exc}") from None
-    if index is None:
-        raise UsageError(
-            f"--target {value!r}: not 'true', 'predicted', a class index or a class of "
-            f"{photos.classes.source}"
-        )
-    return int(index)
+    try:
+        return resolve_target(value, photos)
+    except TargetError as exc:
+        raise UsageError(f"--target {value!r}: {exc}") from None
 
 
 def _run(

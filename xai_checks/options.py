@@ -33,6 +33,7 @@ from xai_checks.cam.methods import METHODS
 from xai_checks.defaults import AUTO_LIMIT
 from xai_checks.gridpg_targets import GRIDPG_TARGETS
 from xai_checks.phases.registry import phase_names
+from xai_checks.targets import TargetError, check_target, target_choice
 
 __all__ = [
     "ALL",
@@ -488,6 +489,13 @@ class _RegisteredPhases(Sequence[str]):
         return value in phase_names()
 
 
+def _check_target(value: str | int, values: Mapping[str, Any]) -> None:
+    try:
+        check_target(value, classes_file=values.get("classes"))
+    except TargetError as exc:
+        raise OptionError(f"--target {value!r}: {exc}") from None
+
+
 OPTIONS: list[Option] = [
     Option(
         "data",
@@ -712,8 +720,11 @@ OPTIONS: list[Option] = [
         "explain the true label, the predicted class, or one class for every photo (its "
         "index, or its name in the class list)",
         default="true",
+        type=target_choice,
         metavar="true|predicted|CLASS",
         cli="--target",
+        plugin="--xai-target",
+        check=_check_target,
         group="model and method",
     ),
     Option(

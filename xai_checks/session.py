@@ -106,6 +106,8 @@ class Settings:
                 out[name] = value
         if self.preprocess:
             out["preprocess"] = self.preprocess
+        if self.extra.get("target", "true") != "true":
+            out["target"] = self.extra["target"]
         return out
 
 
