@@ -839,6 +839,17 @@ OPTIONS: list[Option] = [
         check=_check_out,
     ),
     Option(
+        "save_maps",
+        "also write every layer's maps of every photo to maps.npz in the report folder: raw "
+        "(the layer's resolution, float32) and canonical (input size, [0, 1], float16), with "
+        "the photos' files; read it with xai_checks.saved_maps.load_maps",
+        default=False,
+        action="store_true",
+        cli="--save-maps",
+        commands=("study",),
+        group="output",
+    ),
+    Option(
         "overwrite",
         "replace --out when it holds an earlier xai-checks report (and nothing else)",
         action="store_true",
