@@ -46,6 +46,7 @@ def test_method_matches_torchcam_on_transformers(net, photos, method):  # noqa: 
         ours = torch.relu(mine.raw[layer])
         assert ours.shape == theirs[layer].shape, (name, layer)
         scale = float(ours.abs().amax())
+        assert scale > 0, (name, method, layer)  # an empty map would agree vacuously
         diff = float((ours - theirs[layer]).abs().amax())
         print(f"\n{name} {method} {layer} vs torch-cam: max |diff| / scale = {diff / scale:.2e}")
         assert diff <= tol * scale, (name, method, layer, diff, scale)
