@@ -219,3 +219,20 @@ def test_register_claim_api():
             register_claim(object)  # type: ignore[arg-type]
     finally:
         _FROM_CODE.pop("test-registry-mine", None)
+
+
+def test_cli_target_unknown_name_is_exit_2_before_any_model(monkeypatch, tmp_path, capsys):
+    """The CLI's --target goes through the same row check as --xai-target."""
+    import xai_checks.models
+    import xai_checks.study
+    from xai_checks.cli import main
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the options were checked")
+
+    monkeypatch.setattr(xai_checks.models, "load_resnet50", refuse)
+    monkeypatch.setattr(xai_checks.study, "run_study", refuse)
+    code = main(["study", "--target", "walaby", "--data", "embedded", "--out", str(tmp_path)])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--target 'walaby'" in err and "wallaby" in err and "Traceback" not in err
