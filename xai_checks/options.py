@@ -14,12 +14,19 @@ Validation happens in two steps, both before any model is loaded:
    runs every row's check and raises :class:`OptionError`; the CLI exits 2, the plugin raises
    :class:`pytest.UsageError`.
 
-Add an option by appending a row to :data:`OPTIONS` (keep the name unique).
+Each row also says where its value lands in :class:`~xai_checks.study.StudyConfig`
+(``study``): a field, a field of a field (``preprocess.mean``), or ``None`` when the value
+chooses photos, models, output or gating but no study number. :func:`study_config` turns the
+values of either front end into the study's config through those rows alone.
+
+Add an option by appending a row to :data:`OPTIONS` (keep the name unique, and give
+``study``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -27,13 +34,17 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from xai_checks.cam.methods import METHODS
 from xai_checks.defaults import AUTO_LIMIT
 from xai_checks.gridpg_targets import GRIDPG_TARGETS
 from xai_checks.phases.registry import phase_names
-from xai_checks.targets import TargetError, check_target, target_choice
+from xai_checks.targets import TargetError, check_target, resolve_target, target_choice
+
+if TYPE_CHECKING:
+    from xai_checks.data.classes import ClassList
+    from xai_checks.study import StudyConfig
 
 __all__ = [
     "ALL",
@@ -41,6 +52,7 @@ __all__ = [
     "OPTIONS",
     "Option",
     "OptionError",
+    "StudyInputs",
     "add_cli_options",
     "add_plugin_options",
     "auto_photos_note",
@@ -49,6 +61,8 @@ __all__ = [
     "plugin_values",
     "preflight",
     "resolve_source",
+    "study_assignments",
+    "study_config",
 ]
 
 #: how ``--limit`` / ``--xai-limit`` spell "every photo"
@@ -56,6 +70,8 @@ ALL = "all"
 
 
 _SAME: Any = object()
+#: a row that has not said whether its value reaches the study (a test rejects it)
+UNDECLARED: Any = object()
 
 
 class OptionError(ValueError):
@@ -77,6 +93,12 @@ class Option:
     (raise :class:`OptionError`); it must not load a model. ``plugin_default`` (if given)
     replaces ``default`` in the plugin; ``env`` names an environment variable that overrides
     the plugin's default.
+
+    ``study`` is where the value lands in :class:`~xai_checks.study.StudyConfig`: a field
+    name, a dotted path into a field (``preprocess.mean``, ``phase_options.faithfulness.images``)
+    or ``None`` (the value never reaches the study). ``to_study(value, inputs)`` converts the
+    parsed value for the study, reading :class:`StudyInputs` (default: unchanged); a ``None``
+    result leaves the field at its default.
     """
 
     name: str
@@ -94,6 +116,8 @@ class Option:
     check: Check | None = None
     plugin_default: Any = field(default=_SAME)
     env: str | None = None
+    study: str | None = UNDECLARED
+    to_study: Callable[[Any, StudyInputs], Any] | None = None
 
     def default_for(self, front: Literal["cli", "plugin"]) -> Any:
         if front == "plugin":
@@ -472,6 +496,49 @@ def _check_out(value: str | None, values: Mapping[str, Any]) -> None:
         raise OptionError(f"--out {value}: cannot write in {probe} ({exc.strerror})") from None
 
 
+# --------------------------------------------------------------------------- values for the study
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    """What a row's ``to_study`` may read besides its own value: every option's value, and
+    the class list of the photo set the study runs on (``None``: ImageNet-1k's), which class
+    names resolve against."""
+
+    values: Mapping[str, Any]
+    classes: ClassList | None = None
+
+
+def _study_layers(value: Sequence[str] | None, inputs: StudyInputs) -> tuple[str, ...]:
+    """The layers asked for; unnamed: ResNet-50's stages for the default model, ``()`` (picked
+    when the study runs) for a ``model`` of the user's. An empty sequence also means picked."""
+    if value is not None:
+        return tuple(value)
+    if inputs.values.get("model"):
+        return ()
+    from xai_checks.cam import DEFAULT_LAYERS
+
+    return tuple(DEFAULT_LAYERS)
+
+
+def _study_target(value: str | int, inputs: StudyInputs) -> str | int:
+    """``true``, ``predicted``, a class index, or a class name of the photo set's class list
+    (ImageNet-1k's names without one): :func:`xai_checks.targets.resolve_target`."""
+    try:
+        return resolve_target(value, inputs)
+    except TargetError as exc:
+        raise OptionError(f"--target {value!r}: {exc}") from None
+
+
+def _true_or_none(value: bool, inputs: StudyInputs) -> bool | None:
+    """A switch whose off is the field's default."""
+    return True if value else None
+
+
+def _tuple_or_none(value: Sequence[str] | None, inputs: StudyInputs) -> tuple[str, ...] | None:
+    return tuple(value) if value else None
+
+
 # --------------------------------------------------------------------------- the rows
 
 
@@ -510,6 +577,7 @@ OPTIONS: list[Option] = [
         commands=("study", "check"),
         group="photos",
         check=_check_data,
+        study=None,
     ),
     Option(
         "layout",
@@ -520,6 +588,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-layout",
         commands=("study", "check", "data info"),
         group="photos",
+        study=None,
     ),
     Option(
         "label",
@@ -531,6 +600,7 @@ OPTIONS: list[Option] = [
         commands=("study", "check", "data info"),
         group="photos",
         check=_check_labels,
+        study=None,
     ),
     Option(
         "limit",
@@ -542,6 +612,7 @@ OPTIONS: list[Option] = [
         cli="--limit",
         plugin="--xai-limit",
         group="photos",
+        study=None,
     ),
     Option(
         "weights",
@@ -552,6 +623,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-weights",
         group="model and method",
         check=_check_weights,
+        study=None,
     ),
     Option(
         "control",
@@ -562,6 +634,7 @@ OPTIONS: list[Option] = [
         cli="--control",
         plugin="--xai-control",
         group="model and method",
+        study=None,
     ),
     Option(
         "layers",
@@ -572,6 +645,8 @@ OPTIONS: list[Option] = [
         cli="--layers",
         plugin="--xai-layers",
         group="model and method",
+        study="layers",
+        to_study=_study_layers,
     ),
     Option(
         "model",
@@ -584,6 +659,7 @@ OPTIONS: list[Option] = [
         cli="--model",
         plugin="--xai-model",
         group="model and method",
+        study=None,
     ),
     Option(
         "control_model",
@@ -595,6 +671,7 @@ OPTIONS: list[Option] = [
         cli="--control-model",
         plugin="--xai-control-model",
         group="model and method",
+        study=None,
     ),
     Option(
         "method",
@@ -606,6 +683,7 @@ OPTIONS: list[Option] = [
         cli="--method",
         plugin="--xai-method",
         group="model and method",
+        study="method",
     ),
     Option(
         "channels_last",
@@ -616,6 +694,7 @@ OPTIONS: list[Option] = [
         cli="--channels-last",
         plugin="--xai-channels-last",
         group="model and method",
+        study="channels_last",
     ),
     Option(
         "tf32",
@@ -626,6 +705,7 @@ OPTIONS: list[Option] = [
         cli="--tf32",
         plugin="--xai-tf32",
         group="model and method",
+        study="tf32",
     ),
     Option(
         "cuda_graphs",
@@ -635,6 +715,7 @@ OPTIONS: list[Option] = [
         action="store_true",
         cli="--cuda-graphs",
         group="model and method",
+        study="cuda_graphs",
     ),
     Option(
         "device_decode",
@@ -644,6 +725,7 @@ OPTIONS: list[Option] = [
         action="store_true",
         cli="--device-decode",
         group="photos",
+        study="device_decode",
     ),
     Option(
         "classes",
@@ -655,6 +737,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-classes",
         group="photos",
         check=_check_classes,
+        study=None,
     ),
     Option(
         "input_size",
@@ -666,6 +749,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-input-size",
         group="photos",
         check=_check_input_size,
+        study="preprocess.input_size",
     ),
     Option(
         "allow_large_input",
@@ -675,6 +759,8 @@ OPTIONS: list[Option] = [
         cli="--allow-large-input",
         plugin="--xai-allow-large-input",
         group="photos",
+        study="preprocess.allow_large",
+        to_study=_true_or_none,
     ),
     Option(
         "mean",
@@ -686,6 +772,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-mean",
         group="photos",
         check=_check_preprocess,
+        study="preprocess.mean",
     ),
     Option(
         "std",
@@ -696,6 +783,7 @@ OPTIONS: list[Option] = [
         cli="--std",
         plugin="--xai-std",
         group="photos",
+        study="preprocess.std",
     ),
     Option(
         "transform",
@@ -706,6 +794,7 @@ OPTIONS: list[Option] = [
         cli="--transform",
         plugin="--xai-transform",
         group="photos",
+        study="preprocess.transform",
     ),
     Option(
         "backend",
@@ -714,6 +803,7 @@ OPTIONS: list[Option] = [
         choices=("native", "captum"),
         cli="--backend",
         group="model and method",
+        study="backend",
     ),
     Option(
         "target",
@@ -726,6 +816,8 @@ OPTIONS: list[Option] = [
         plugin="--xai-target",
         check=_check_target,
         group="model and method",
+        study="target",
+        to_study=_study_target,
     ),
     Option(
         "device",
@@ -736,6 +828,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-device",
         group="model and method",
         check=_check_device,
+        study=None,
     ),
     Option(
         "batch_size",
@@ -745,6 +838,7 @@ OPTIONS: list[Option] = [
         cli="--batch-size",
         plugin="--xai-batch-size",
         group="model and method",
+        study="batch_size",
     ),
     Option(
         "threshold",
@@ -753,6 +847,7 @@ OPTIONS: list[Option] = [
         type=unit_interval_open_top,
         cli="--threshold",
         group="statistics",
+        study="threshold",
     ),
     Option(
         "alpha",
@@ -762,6 +857,7 @@ OPTIONS: list[Option] = [
         cli="--alpha",
         plugin="--xai-alpha",
         group="statistics",
+        study=None,
     ),
     Option(
         "seed",
@@ -771,6 +867,7 @@ OPTIONS: list[Option] = [
         cli="--seed",
         plugin="--xai-seed",
         group="statistics",
+        study="seed",
     ),
     Option(
         "mosaics",
@@ -780,6 +877,7 @@ OPTIONS: list[Option] = [
         type=positive_int,
         cli="--mosaics",
         group="statistics",
+        study="gridpg_mosaics",
     ),
     Option(
         "gridpg_targets",
@@ -791,6 +889,7 @@ OPTIONS: list[Option] = [
         cli="--gridpg-targets",
         plugin="--xai-gridpg-targets",
         group="statistics",
+        study="gridpg_targets",
     ),
     Option(
         "claim",
@@ -801,6 +900,7 @@ OPTIONS: list[Option] = [
         metavar="ID",
         cli="--claim",
         group="statistics",
+        study=None,
     ),
     Option(
         "phases",
@@ -811,6 +911,8 @@ OPTIONS: list[Option] = [
         choices=_RegisteredPhases(),
         cli="--phases",
         group="statistics",
+        study="phases",
+        to_study=_tuple_or_none,
     ),
     Option(
         "faithfulness_photos",
@@ -820,6 +922,7 @@ OPTIONS: list[Option] = [
         type=positive_int,
         cli="--faithfulness-photos",
         group="statistics",
+        study="phase_options.faithfulness.images",
     ),
     Option(
         "quiet",
@@ -828,6 +931,7 @@ OPTIONS: list[Option] = [
         default=False,
         cli="--quiet",
         commands=("study", "check"),
+        study=None,
     ),
     Option(
         "out",
@@ -837,6 +941,7 @@ OPTIONS: list[Option] = [
         commands=("study",),
         group="output",
         check=_check_out,
+        study=None,
     ),
     Option(
         "save_maps",
@@ -848,6 +953,7 @@ OPTIONS: list[Option] = [
         cli="--save-maps",
         commands=("study",),
         group="output",
+        study=None,  # where results go, not how they are made: the CLI sets the study's file
     ),
     Option(
         "overwrite",
@@ -857,6 +963,7 @@ OPTIONS: list[Option] = [
         cli="--overwrite",
         commands=("study",),
         group="output",
+        study=None,
     ),
     # ------------------------------------------------------------------ plugin only
     Option(
@@ -866,6 +973,7 @@ OPTIONS: list[Option] = [
         default=None,
         plugin="--xai-json",
         commands=(),
+        study=None,
     ),
     Option(
         "baseline",
@@ -875,6 +983,7 @@ OPTIONS: list[Option] = [
         default=None,
         plugin="--xai-baseline",
         commands=(),
+        study=None,
     ),
     Option(
         "update_baseline",
@@ -883,6 +992,7 @@ OPTIONS: list[Option] = [
         default=False,
         plugin="--xai-update-baseline",
         commands=(),
+        study=None,
     ),
     Option(
         "baseline_optional",
@@ -891,6 +1001,7 @@ OPTIONS: list[Option] = [
         default=False,
         plugin="--xai-baseline-optional",
         commands=(),
+        study=None,
     ),
     Option(
         "tolerance",
@@ -899,6 +1010,7 @@ OPTIONS: list[Option] = [
         type=non_negative_float,
         plugin="--xai-tolerance",
         commands=(),
+        study=None,
     ),
     Option(
         "strict",
@@ -909,6 +1021,7 @@ OPTIONS: list[Option] = [
         metavar="all|data,boxes,cuda",
         plugin="--xai-strict",
         commands=(),
+        study=None,
     ),
 ]
 
@@ -994,3 +1107,70 @@ def preflight(
             if front == "plugin" and row.cli and row.plugin:
                 message = message.replace(row.cli + " ", row.plugin + " ")
             raise OptionError(message) from None
+
+
+def study_assignments(
+    values: Mapping[str, Any], *, classes: ClassList | None = None
+) -> dict[str, Any]:
+    """What ``values`` set in the study: ``{row.study: value}`` for every row in ``values`` that
+    reaches it, converted by its ``to_study``; rows whose value is ``None`` are left out."""
+    out: dict[str, Any] = {}
+    inputs = StudyInputs(values=values, classes=classes)
+    for row in OPTIONS:
+        if row.study is None or row.study is UNDECLARED or row.name not in values:
+            continue
+        value = values[row.name]
+        if row.to_study is not None:
+            value = row.to_study(value, inputs)
+        if value is not None:
+            out[row.study] = value
+    return out
+
+
+def study_config(
+    values: Mapping[str, Any],
+    *,
+    phases: Sequence[str] | None = None,
+    classes: ClassList | None = None,
+) -> StudyConfig:
+    """The :class:`~xai_checks.study.StudyConfig` that option ``values`` ask for, for the CLI
+    (:func:`cli_values`) and the plugin (:func:`plugin_values`) alike; a bad value raises
+    :class:`OptionError`.
+
+    ``phases``: the phases the judged claims need, used when ``values`` name none.
+    ``classes``: the photo set's class list (``photos.classes``), which ``--target`` names
+    resolve against.
+    """
+    from xai_checks.study import StudyConfig
+
+    defaults = {f.name: f for f in dataclasses.fields(StudyConfig)}
+    flat: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for path, value in study_assignments(values, classes=classes).items():
+        name, _, rest = path.partition(".")
+        if not rest:
+            flat[name] = value
+            continue
+        inner = nested.setdefault(name, {})
+        *parents, leaf = rest.split(".")
+        for parent in parents:
+            inner = inner.setdefault(parent, {})
+        inner[leaf] = value
+    if phases and "phases" not in flat:
+        flat["phases"] = tuple(phases)
+    try:
+        for name, changes in nested.items():
+            spec = defaults[name]
+            default: Any = (
+                spec.default_factory() if callable(spec.default_factory) else spec.default
+            )
+            # a dataclass field (Preprocess) is rebuilt, so its own checks run; a mapping is
+            # merged
+            flat[name] = (
+                dataclasses.replace(default, **changes)
+                if dataclasses.is_dataclass(default) and not isinstance(default, type)
+                else {**default, **changes}
+            )
+        return StudyConfig(**flat)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(str(exc)) from None

@@ -33,7 +33,6 @@ run for lack of photos, boxes or CUDA.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 from collections.abc import Mapping
@@ -327,56 +326,27 @@ class StudyRunner:
         self.preprocess = preprocess
 
     def _study_config(self, overrides: Mapping[str, Any]) -> Any:
-        from xai_checks.study import StudyConfig
-
-        fields = {f.name for f in dataclasses.fields(StudyConfig)}
-        settings = self.settings
-        layers = overrides.get("layers") or self.layers
-        kwargs: dict[str, Any] = {
-            "batch_size": settings.batch_size,
-            "seed": settings.seed,
-            "layers": () if layers is None else tuple(layers),
-            "method": overrides.get("method") or settings.method,
-            "preprocess": self._preprocess(),
-        }
-        if self.session.phases:
-            kwargs["phases"] = self.session.phases
-        kwargs["target"] = self._target(overrides.get("target", settings.extra.get("target")))
-        for key in ("channels_last", "memory_format", "tf32", "gridpg_targets"):
-            value = overrides.get(key, settings.extra.get(key))
-            if value is None:
-                continue
-            if key not in fields:
-                raise pytest.UsageError(f"xai-checks: this version's study has no {key!r}")
-            kwargs[key] = value
         try:
-            return StudyConfig(**kwargs)
-        except (TypeError, ValueError) as exc:
+            config = self.settings.study_config(
+                layers=self.layers,
+                phases=self.session.phases,
+                overrides=overrides,
+                classes=getattr(self.photoset, "classes", None),
+            )
+        except OptionError as exc:
             raise pytest.UsageError(f"xai-checks: {exc}") from None
+        if self.preprocess is None:
+            return config
+        return dataclasses.replace(config, preprocess=self._preprocess())
 
     def _preprocess(self) -> Any:
-        """The ``xai_preprocess`` fixture's value as a ``Preprocess`` (the options' when the
-        runner was made without one)."""
-        from xai_checks.data.classes import Preprocess, as_preprocess
+        """The ``xai_preprocess`` fixture's value as a ``Preprocess``."""
+        from xai_checks.data.classes import as_preprocess
 
-        if self.preprocess is None:
-            return Preprocess(**self.settings.preprocess)
         try:
             return as_preprocess(self.preprocess)
         except (TypeError, ValueError) as exc:
             raise pytest.UsageError(f"xai-checks: xai_preprocess: {exc}") from None
-
-    def _target(self, value: Any) -> Any:
-        """``--xai-target`` (or a marker's ``target=``), resolved as the CLI's ``--target``."""
-        from xai_checks.targets import TargetError, resolve_target, target_choice
-
-        if value is None:
-            return "true"
-        try:
-            choice = target_choice(value) if isinstance(value, str) else value
-            return resolve_target(choice, self.photoset)
-        except (TargetError, argparse.ArgumentTypeError) as exc:
-            raise pytest.UsageError(f"xai-checks: --xai-target {value!r}: {exc}") from None
 
     def result(self, **overrides: Any) -> Any:
         """The study with these study-level overrides (``layers``, ``method``)."""

@@ -23,8 +23,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,12 @@ _KEY_DEFAULTS: dict[str, Any] = {
 
 @dataclass
 class Settings:
-    """The plugin's options, resolved (see :mod:`xai_checks.options`)."""
+    """The plugin's options, resolved (see :mod:`xai_checks.options`).
+
+    Each field is named after its option row (``labels``: ``label``, ``json_path``: ``json``);
+    ``values`` holds every plugin option's value, from which :meth:`study_config` makes the
+    study's config through the rows alone.
+    """
 
     data: str
     labels: list[str]
@@ -82,10 +87,61 @@ class Settings:
     control_model: str | None = None
     method: str = "gradcam"
     classes: str | None = None
-    preprocess: dict[str, Any] = field(default_factory=dict)
-    #: option rows added later that Settings does not name
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: every plugin option's value, keyed by row name (:func:`~xai_checks.options.plugin_values`)
+    values: dict[str, Any] = field(default_factory=dict)
     data_note: str = ""
+
+    def __post_init__(self) -> None:
+        self.labels = list(self.labels or [])
+        self.layout = self.layout or "auto"
+        self.layers = tuple(self.layers) if self.layers else None
+        self.json_path = Path(self.json_path) if self.json_path else None
+        self.baseline = Path(self.baseline) if self.baseline else None
+        self.update_baseline = bool(self.update_baseline)
+        self.baseline_optional = bool(self.baseline_optional)
+        self.strict = tuple(self.strict or ())
+        self.method = self.method or "gradcam"
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        """The preprocessing options given (``Preprocess`` field -> value)."""
+        from xai_checks.options import study_assignments
+
+        return {
+            path.partition(".")[2]: value
+            for path, value in study_assignments(self.values).items()
+            if path.startswith("preprocess.")
+        }
+
+    def study_config(
+        self,
+        *,
+        layers: Sequence[str] | None,
+        phases: Sequence[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        classes: Any = None,
+    ) -> Any:
+        """The study's config: these settings with the study ``overrides`` of a test (option
+        names that reach the study: ``method``, ``channels_last``...) and the ``layers`` the
+        ``xai_layers`` fixture chose (``None``: picked when the study runs); ``classes``: the
+        photo set's class list.
+
+        Raises :class:`~xai_checks.options.OptionError` for an override that is no study
+        option, or a value the study rejects.
+        """
+        from xai_checks.options import OPTIONS, OptionError, study_config
+
+        overrides = dict(overrides or {})
+        known = {row.name for row in OPTIONS if isinstance(row.study, str)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise OptionError(
+                f"{', '.join(map(repr, unknown))}: not a study option; the study takes "
+                + ", ".join(sorted(known))
+            )
+        values = {**self.values, **{k: v for k, v in overrides.items() if v is not None}}
+        values["layers"] = tuple(overrides.get("layers") or layers or ())
+        return study_config(values, phases=phases, classes=classes)
 
     def key(self) -> dict[str, Any]:
         """What a baseline must match to be comparable."""
@@ -106,8 +162,8 @@ class Settings:
                 out[name] = value
         if self.preprocess:
             out["preprocess"] = self.preprocess
-        if self.extra.get("target", "true") != "true":
-            out["target"] = self.extra["target"]
+        if self.values.get("target", "true") != "true":
+            out["target"] = self.values["target"]
         return out
 
 
@@ -411,43 +467,16 @@ def _bottom_line(verdicts: list[Any]) -> dict[str, Any] | None:
     return {**bottom_line(verdicts), "multiplicity": multiplicity_note(verdicts)}
 
 
-_PREPROCESS = ("input_size", "mean", "std", "transform")
+#: Settings fields named otherwise than their option rows
+_SETTING_OF_ROW = {"label": "labels", "json": "json_path"}
 
 
 def settings_from_values(values: Mapping[str, Any]) -> Settings:
-    """:class:`Settings` from :func:`xai_checks.options.plugin_values`."""
-    named = {
-        "data", "label", "layout", "weights", "control", "alpha", "device", "limit", "seed",
-        "batch_size", "layers", "json", "baseline", "update_baseline", "baseline_optional",
-        "tolerance", "strict", "model", "control_model", "method", "classes", *_PREPROCESS,
-        "allow_large_input",
-    }  # fmt: skip
-    return Settings(
-        data=values["data"],
-        labels=list(values.get("label") or []),
-        layout=values.get("layout") or "auto",
-        weights=values["weights"],
-        control=values["control"],
-        alpha=values["alpha"],
-        device=values["device"],
-        limit=values["limit"],
-        seed=values["seed"],
-        batch_size=values["batch_size"],
-        layers=tuple(values["layers"]) if values.get("layers") else None,
-        json_path=Path(values["json"]) if values.get("json") else None,
-        baseline=Path(values["baseline"]) if values.get("baseline") else None,
-        update_baseline=bool(values.get("update_baseline")),
-        baseline_optional=bool(values.get("baseline_optional")),
-        tolerance=values["tolerance"],
-        strict=tuple(values.get("strict") or ()),
-        model=values.get("model"),
-        control_model=values.get("control_model"),
-        method=values.get("method") or "gradcam",
-        classes=values.get("classes"),
-        preprocess={k: values[k] for k in _PREPROCESS if values.get(k) is not None}
-        | ({"allow_large": True} if values.get("allow_large_input") else {}),
-        extra={k: v for k, v in values.items() if k not in named},
-    )
+    """:class:`Settings` from :func:`xai_checks.options.plugin_values`: each field takes the
+    value of the row of its name."""
+    names = {f.name for f in fields(Settings)} - {"values", "data_note"}
+    given = {_SETTING_OF_ROW.get(k, k): v for k, v in values.items()}
+    return Settings(**{k: v for k, v in given.items() if k in names}, values=dict(values))
 
 
 def write_err(line: str) -> None:

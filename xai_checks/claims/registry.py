@@ -16,10 +16,8 @@ CLI's ``--claim`` know it like an entry point's.
 from __future__ import annotations
 
 import functools
-import importlib
-import warnings
-from importlib.metadata import EntryPoint, entry_points
 
+from xai_checks._registry import load_registry
 from xai_checks.claims.base import Claim
 
 __all__ = ["ENTRY_POINT_GROUP", "get_claim", "register_claim", "registered_claims"]
@@ -42,61 +40,16 @@ class ClaimRegistrationError(TypeError):
     """An entry point in ``xai_checks.claims`` that does not give a valid claim."""
 
 
-def _instantiate(name: str, obj: object, where: str) -> Claim:
-    if isinstance(obj, type) and issubclass(obj, Claim):
-        claim = obj()
-    elif isinstance(obj, Claim):
-        claim = obj
-    else:
-        raise ClaimRegistrationError(
-            f"entry point {name!r} ({where}) gives {obj!r}, not a Claim subclass or instance"
-        )
-    if claim.id != name:
-        raise ClaimRegistrationError(
-            f"entry point {name!r} ({where}) gives a claim whose id is {claim.id!r}; "
-            "the entry-point name must equal the claim's id"
-        )
-    return claim
-
-
-def _load_builtin(target: str) -> object:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 @functools.cache
 def _registry() -> dict[str, Claim]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        seen = found.get(ep.name)
-        if seen is not None and seen.value != ep.value:
-            raise ClaimRegistrationError(
-                f"two packages register the claim {ep.name!r}: {seen.value} and {ep.value}"
-            )
-        found[ep.name] = ep
-    missing = [name for name in BUILTIN_ENTRY_POINTS if name not in found]
-    if missing:
-        warnings.warn(
-            f"the built-in claims {missing} are not registered as entry points (is xai-checks "
-            "installed? `pip install -e .`); loading them directly",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    claims: dict[str, Claim] = {}
-    for name, target in BUILTIN_ENTRY_POINTS.items():  # built-ins first, in table order
-        builtin = found.pop(name, None)
-        obj = builtin.load() if builtin is not None else _load_builtin(target)
-        claims[name] = _instantiate(name, obj, builtin.value if builtin is not None else target)
-    for name in sorted(found):  # then third-party claims, by name
-        ep = found[name]
-        try:
-            obj = ep.load()
-        except Exception as exc:
-            raise ClaimRegistrationError(
-                f"entry point {name!r} ({ep.value}) failed to load: {exc}"
-            ) from exc
-        claims[name] = _instantiate(name, obj, ep.value)
-    return claims
+    return load_registry(
+        ENTRY_POINT_GROUP,
+        base=Claim,
+        builtins=BUILTIN_ENTRY_POINTS,
+        kind="claim",
+        name_attr="id",
+        error=ClaimRegistrationError,
+    )
 
 
 #: claims registered from code with :func:`register_claim`, by id, in registration order

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -27,6 +27,10 @@ from xai_checks.report.sections import (
     register_claim_section,
     register_section,
 )
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Verdict
+    from xai_checks.study import GridPGRun, StudyResult
 
 __all__ = ["EFFECT_NAMES", "figure_section_parts"]
 
@@ -56,11 +60,11 @@ EFFECT_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
-def _status(verdict: Any) -> str:
+def _status(verdict: Verdict) -> str:
     return "" if verdict is None else str(getattr(verdict.status, "value", verdict.status))
 
 
-def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
+def _verdict(verdicts: Sequence[Verdict], metric: str) -> Verdict | None:
     return next((v for v in verdicts if getattr(v.claim, "metric", None) == metric), None)
 
 
@@ -68,7 +72,7 @@ def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
 
 
 def figure_section_parts(
-    study: Any, verdicts: Sequence[Any], names: Sequence[str]
+    study: StudyResult, verdicts: Sequence[Verdict], names: Sequence[str]
 ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]]]:
     """Render the named figures of :mod:`~xai_checks.report.figures` that apply.
 
@@ -90,12 +94,12 @@ def figure_section_parts(
 
 
 def _claim_context(
-    verdict: Any, *, lead: str | Markup, toc: str, note: str | Markup = "", **extra: Any
+    verdict: Verdict, *, lead: str | Markup, toc: str, note: str | Markup = "", **extra: Any
 ) -> dict[str, Any]:
     return {"verdict": verdict, "lead": lead, "toc": toc, "note": note, **extra}
 
 
-def _medians_table(verdict: Any, study: Any) -> dict[str, Any] | None:
+def _medians_table(verdict: Verdict, study: StudyResult) -> dict[str, Any] | None:
     if verdict is None or not verdict.medians:
         return None
     layers = list(verdict.claim.layers or study.config.layers)
@@ -115,7 +119,7 @@ def _medians_table(verdict: Any, study: Any) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- page sections
 
 
-def _effect_cell(verdict: Any) -> tuple[str, str, str]:
+def _effect_cell(verdict: Verdict) -> tuple[str, str, str]:
     """(value, name, glossary key) of the effect shown in the verdict table."""
     primary = verdict.tests.get("primary") or {}
     effect = primary.get("effect")
@@ -136,7 +140,7 @@ def _effect_cell(verdict: Any) -> tuple[str, str, str]:
     return fmt.MISSING, "", ""
 
 
-def _n_unit(verdict: Any, study: Any, row: Mapping[str, Any] | None = None) -> str:
+def _n_unit(verdict: Verdict, study: StudyResult, row: Mapping[str, Any] | None = None) -> str:
     """What a claim's n counts, in words."""
     # the row's unit is the claim's own statement once it records an effect size
     unit = (row or {}).get("n_unit") if getattr(verdict, "effect_size", None) else None
@@ -154,14 +158,14 @@ def _n_unit(verdict: Any, study: Any, row: Mapping[str, Any] | None = None) -> s
     return "photos"
 
 
-def _gridpg_counts_mosaics(study: Any) -> bool:
+def _gridpg_counts_mosaics(study: StudyResult) -> bool:
     grid = getattr(study, "gridpg", None)
     if grid is None or not grid.specs:
         return False
     return _distinct_targets(grid) < len(grid.specs)
 
 
-def _distinct_targets(grid: Any) -> int:
+def _distinct_targets(grid: GridPGRun) -> int:
     targets = set()
     for spec in grid.specs:
         files = spec.get("files") or []
@@ -171,7 +175,7 @@ def _distinct_targets(grid: Any) -> int:
     return len(targets)
 
 
-def verdict_row(verdict: Any, study: Any) -> dict[str, Any]:
+def verdict_row(verdict: Verdict, study: StudyResult) -> dict[str, Any]:
     """The verdict's row for the table: the claim's own ``row()`` (effect with its CI, n and
     what n counts, the decisive p, power) where it has one, else the primary test's numbers."""
     row = dict(verdict.row()) if callable(getattr(verdict, "row", None)) else {}
@@ -222,7 +226,9 @@ def _tipping_text(row: Mapping[str, Any]) -> str:
 
 
 @register_section("verdicts", order=10)
-def verdicts_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]) -> ReportSection:
+def verdicts_section(
+    study: StudyResult, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
+) -> ReportSection:
     rows = [verdict_row(v, study) for v in verdicts]
     glossary = {
         r["effect_key"]: EFFECT_NAMES[r["effect_key"]]
@@ -244,7 +250,7 @@ def verdicts_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
     )
 
 
-def _gridpg_n_text(study: Any) -> str:
+def _gridpg_n_text(study: StudyResult) -> str:
     """What GridPG's n counts on this run, in words (shown under the table)."""
     grid = getattr(study, "gridpg", None)
     if grid is None or not grid.specs:
@@ -261,7 +267,9 @@ def _gridpg_n_text(study: Any) -> str:
 
 
 @register_section("skipped", order=900)
-def skipped_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]) -> ReportSection:
+def skipped_section(
+    study: StudyResult, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
+) -> ReportSection:
     items: list[str] = []
     cfg = study.config
     missing = [p for p in phase_names() if p != "ratio" and p not in cfg.phases]
@@ -297,7 +305,7 @@ _SKIPPED_ROWS = 40
 
 @register_section("provenance", order=950)
 def provenance_section(
-    study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     prov = doc["provenance"]
     versions = ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v)
@@ -387,7 +395,7 @@ def _readable(value: Any) -> str:
 
 @register_claim_section("seed-depth-ratio")
 def ratio_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     cfg = study.config
     figures, text = figure_section_parts(
@@ -418,7 +426,7 @@ def ratio_section(
 
 @register_claim_section("depth-localisation-gridpg")
 def gridpg_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     grid = study.gridpg
     figures, text = figure_section_parts(study, verdicts, ("gridpg_scores", "gridpg_examples"))
@@ -472,7 +480,7 @@ def gridpg_section(
 
 @register_claim_section("depth-localisation-boxes")
 def boxes_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     figures, text = figure_section_parts(study, verdicts, ("box_mass",))
     reasons = reason_texts(verdict)
@@ -495,7 +503,7 @@ def boxes_section(
 
 @register_claim_section("sanity-randomisation")
 def sanity_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     figures, text = figure_section_parts(study, verdicts, ("sanity_cascade", "sanity_examples"))
     return ReportSection(
@@ -522,7 +530,7 @@ def sanity_section(
 
 @register_claim_section("native-captum-agreement")
 def agreement_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     figures, text = figure_section_parts(study, verdicts, ("agreement",))
     return ReportSection(
@@ -542,7 +550,7 @@ def agreement_section(
 
 @register_claim_section("*")
 def generic_claim_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     """Any claim without a section of its own: its hypothesis, verdict and reasons."""
     return ReportSection(

@@ -10,12 +10,16 @@ import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xai_checks.report import builtin  # noqa: F401  (registers the built-in sections)
 from xai_checks.report.html import render_html
 from xai_checks.report.schema import build_results, validate_results
 from xai_checks.report.sections import FigureFile, collect_sections, figure_png
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Verdict
+    from xai_checks.study import StudyResult
 
 __all__ = [
     "REPORT_FILES",
@@ -163,8 +167,8 @@ def _swap_in(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def write_report(
-    study: Any,
-    verdicts: Sequence[Any],
+    study: StudyResult,
+    verdicts: Sequence[Verdict],
     out_dir: str | os.PathLike[str],
     *,
     overwrite: bool = False,
