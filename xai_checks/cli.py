@@ -10,6 +10,7 @@ CUDA asked for but absent); 130 interrupted by Ctrl-C (SIGINT).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -166,6 +167,8 @@ def _run(
         raise UsageError(str(exc.args[0])) from None
     try:
         config = study_config(cli_values(args), phases=phases_for(claims), classes=photos.classes)
+        if getattr(args, "maps_file", None):
+            config = dataclasses.replace(config, save_maps=args.maps_file)
     except OptionError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -235,22 +238,41 @@ def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
         print(printable(f"  skipped {s['file']}: {s['reason']}"))
 
 
+def _maps_file(out: Path) -> Path:
+    """Where ``--save-maps`` writes while the study runs: beside the report folder (the
+    report moves it in, so the folder is only ever whole)."""
+    from xai_checks.report.writer import report_folder
+
+    folder = report_folder(out)
+    return folder.parent / f".{folder.name}.maps-{os.getpid()}.npz"
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from xai_checks.report import ReportExistsError, write_report
+    from xai_checks.saved_maps import MAPS_FILE
 
     out = Path(args.out) if args.out else Path(time.strftime("xai-checks-report-%Y%m%d-%H%M%S"))
     start = time.time()
     from xai_checks.distributed import distributed_from_env
 
+    maps = _maps_file(out) if getattr(args, "save_maps", False) else None
+    args.maps_file = None if maps is None else str(maps)
     with distributed_from_env(_device(args.device)) as (shard, device):
-        study, verdicts, _ = _run(args, device, shard)
-        if not shard.is_main:
-            return EXIT_OK  # rank 0 writes the report, once
-        extra = {"command": shlex.join(sys.argv), "wall_seconds": time.time() - start}
         try:
-            path = write_report(study, verdicts, out, overwrite=args.overwrite, extra=extra)
-        except ReportExistsError as exc:
-            raise UsageError(str(exc)) from None
+            study, verdicts, _ = _run(args, device, shard)
+            if not shard.is_main:
+                return EXIT_OK  # rank 0 writes the report, once
+            extra = {"command": shlex.join(sys.argv), "wall_seconds": time.time() - start}
+            files = {} if maps is None else {MAPS_FILE: maps}
+            try:
+                path = write_report(
+                    study, verdicts, out, overwrite=args.overwrite, extra=extra, files=files
+                )
+            except ReportExistsError as exc:
+                raise UsageError(str(exc)) from None
+        finally:
+            if maps is not None:
+                maps.unlink(missing_ok=True)  # moved into the report unless the run failed
         _print_table(study, verdicts)
         print(f"\nreport: {Path(path) / 'report.html'}")
         from xai_checks.report.naming import see_more

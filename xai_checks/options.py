@@ -40,6 +40,7 @@ from xai_checks.cam.methods import METHODS
 from xai_checks.defaults import AUTO_LIMIT
 from xai_checks.gridpg_targets import GRIDPG_TARGETS
 from xai_checks.phases.registry import phase_names
+from xai_checks.targets import TargetError, check_target, resolve_target, target_choice
 
 if TYPE_CHECKING:
     from xai_checks.data.classes import ClassList
@@ -522,24 +523,10 @@ def _study_layers(value: Sequence[str] | None, inputs: StudyInputs) -> tuple[str
 
 def _study_target(value: str | int, inputs: StudyInputs) -> str | int:
     """``true``, ``predicted``, a class index, or a class name of the photo set's class list
-    (ImageNet-1k's names without one)."""
-    if isinstance(value, int) or value in ("true", "predicted"):
-        return value
-    if value.isdigit():
-        return int(value)
-    if inputs.classes is not None:
-        index = inputs.classes.index(value)
-        if index is None:
-            raise OptionError(
-                f"--target {value!r}: not 'true', 'predicted', a class index or a class of "
-                f"{inputs.classes.source}"
-            )
-        return int(index)
-    from xai_checks.data.labels import LabelError, resolve_label
-
+    (ImageNet-1k's names without one): :func:`xai_checks.targets.resolve_target`."""
     try:
-        return int(resolve_label(value))
-    except LabelError as exc:
+        return resolve_target(value, inputs)
+    except TargetError as exc:
         raise OptionError(f"--target {value!r}: {exc}") from None
 
 
@@ -567,6 +554,13 @@ class _RegisteredPhases(Sequence[str]):
 
     def __contains__(self, value: object) -> bool:
         return value in phase_names()
+
+
+def _check_target(value: str | int, values: Mapping[str, Any]) -> None:
+    try:
+        check_target(value, classes_file=values.get("classes"))
+    except TargetError as exc:
+        raise OptionError(f"--target {value!r}: {exc}") from None
 
 
 OPTIONS: list[Option] = [
@@ -816,8 +810,11 @@ OPTIONS: list[Option] = [
         "explain the true label, the predicted class, or one class for every photo (its "
         "index, or its name in the class list)",
         default="true",
+        type=target_choice,
         metavar="true|predicted|CLASS",
         cli="--target",
+        plugin="--xai-target",
+        check=_check_target,
         group="model and method",
         study="target",
         to_study=_study_target,
@@ -945,6 +942,18 @@ OPTIONS: list[Option] = [
         group="output",
         check=_check_out,
         study=None,
+    ),
+    Option(
+        "save_maps",
+        "also write every layer's maps of every photo to maps.npz in the report folder: raw "
+        "(the layer's resolution, float32) and canonical (input size, [0, 1], float16), with "
+        "the photos' files; read it with xai_checks.saved_maps.load_maps",
+        default=False,
+        action="store_true",
+        cli="--save-maps",
+        commands=("study",),
+        group="output",
+        study=None,  # where results go, not how they are made: the CLI sets the study's file
     ),
     Option(
         "overwrite",

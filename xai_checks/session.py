@@ -163,6 +163,8 @@ class Settings:
                 out[name] = value
         if self.preprocess:
             out["preprocess"] = self.preprocess
+        if self.values.get("target", "true") != "true":
+            out["target"] = self.values["target"]
         return out
 
 

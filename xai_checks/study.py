@@ -180,6 +180,10 @@ class StudyConfig:
     #: (xai_checks.data.device_decode); other formats on the CPU, counted in provenance
     device_decode: bool = False
     workers: int | None = field(default=None, compare=False)
+    #: write every run's raw and canonical maps to this ``.npz`` file
+    #: (:mod:`xai_checks.saved_maps`); where a result goes, not how it is made: no study
+    #: setting, left out of :meth:`to_dict`
+    save_maps: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         known = phase_names()
@@ -218,6 +222,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("workers", None)
+        d.pop("save_maps", None)
         if not self.phase_options:  # the phases' JSON records the options they ran with
             d.pop("phase_options", None)
         else:
@@ -554,7 +559,6 @@ def ratio_phase(
         n: [] for n in models
     }
     failed: list[tuple[int, str]] = []
-    done = 0
     engine_device = model_device(first)
     loader, decoded = _loader(samples, batches, transform, kind, config, shard, engine_device), None
     if config.device_decode and supports_device_decode(transform):
@@ -564,6 +568,52 @@ def ratio_phase(
         )
     if engine_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(engine_device)
+    writer = None
+    if config.save_maps is not None:
+        if shard.world > 1:
+            raise StudyUsageError("saving maps is not supported on several ranks yet")
+        from xai_checks.saved_maps import MapWriter
+
+        writer = MapWriter(config.save_maps, ids=[str(s.path) for s in samples])
+    try:
+        _ratio_batches(
+            loader, samples, cams, models, config, photoset, found, failed, writer, progress,
+            shard, total,
+        )  # fmt: skip
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    if writer is not None:
+        writer.close()
+    if pipeline is not None:
+        pipeline.update(_pipeline_stats(cams, decoded, engine_device))
+    gathered = shard.run("ratio", lambda: (found, failed))
+    all_failed = sorted({f for _, fails in gathered for f in fails})
+    for name, run in runs.items():
+        merged = sorted((item for part, _ in gathered for item in part[name]), key=lambda t: t[0])
+        run.records = [record for _, record, _ in merged]
+        run.examples = [ex for _, _, ex in merged if ex is not None][: config.keep_examples]
+    return runs, all_failed
+
+
+def _ratio_batches(
+    loader: Any,
+    samples: Sequence[Sample],
+    cams: Mapping[str, Any],
+    models: Mapping[str, nn.Module],
+    config: StudyConfig,
+    photoset: PhotoSet,
+    found: dict[str, list[tuple[int, dict[str, Any], dict[str, Any] | None]]],
+    failed: list[tuple[int, str]],
+    writer: Any,
+    progress: Progress | None,
+    shard: Shard,
+    total: int,
+) -> None:
+    """The ratio phase's loop over batches: per photo, its record and (the first few) its
+    example, into ``found``; its maps to ``writer`` when one is given."""
+    done = 0
     for indices, images, boxes, bad in loader:
         failed.extend(bad)
         done += len(indices) + len(bad)
@@ -585,6 +635,8 @@ def ratio_phase(
             x = images.to(device, non_blocking=True)
             # Targets stay on the host: the engine range-checks them there, without a sync.
             result = cam(x, targets=_targets(config.target, labels))
+            if writer is not None:
+                writer.add(name, indices, raw=result.raw, canonical=result.maps)
             # The per-photo numbers are computed where the maps are (on a GPU: no copy of
             # N x layers x H x W maps to the host), then only they travel.
             grid = _coarsest(result.raw)
@@ -650,15 +702,6 @@ def ratio_phase(
                 found[name].append((indices[i], record, example))
         if progress:
             progress("ratio", min(done * shard.world, total), total)
-    if pipeline is not None:
-        pipeline.update(_pipeline_stats(cams, decoded, engine_device))
-    gathered = shard.run("ratio", lambda: (found, failed))
-    all_failed = sorted({f for _, fails in gathered for f in fails})
-    for name, run in runs.items():
-        merged = sorted((item for part, _ in gathered for item in part[name]), key=lambda t: t[0])
-        run.records = [record for _, record, _ in merged]
-        run.examples = [ex for _, _, ex in merged if ex is not None][: config.keep_examples]
-    return runs, all_failed
 
 
 def _pipeline_stats(

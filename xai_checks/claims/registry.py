@@ -7,6 +7,10 @@ A package registers a claim in its ``pyproject.toml``::
 
 The entry point's name must equal the claim's ``id``; it may point at a :class:`Claim`
 subclass (instantiated with its defaults) or at an instance.
+
+Code that is not packaged (a ``conftest.py``, a notebook, a script) registers a claim with
+:func:`register_claim` instead; from then on ``get_claim``, ``@pytest.mark.claim`` and the
+CLI's ``--claim`` know it like an entry point's.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import functools
 from xai_checks._registry import load_registry
 from xai_checks.claims.base import Claim
 
-__all__ = ["ENTRY_POINT_GROUP", "get_claim", "registered_claims"]
+__all__ = ["ENTRY_POINT_GROUP", "get_claim", "register_claim", "registered_claims"]
 
 ENTRY_POINT_GROUP = "xai_checks.claims"
 
@@ -48,16 +52,46 @@ def _registry() -> dict[str, Claim]:
     )
 
 
+#: claims registered from code with :func:`register_claim`, by id, in registration order
+_FROM_CODE: dict[str, Claim] = {}
+
+
+def register_claim(claim: type[Claim] | Claim) -> Claim:
+    """Register ``claim`` (a :class:`Claim` subclass, instantiated with its defaults, or an
+    instance) without packaging it, e.g. at the top of a ``conftest.py``; returns the
+    instance. Registering the same class again (a conftest imported twice) changes nothing;
+    an id that another claim already has is a :class:`ClaimRegistrationError`."""
+    where = f"register_claim({getattr(claim, '__qualname__', type(claim).__qualname__)})"
+    if not (isinstance(claim, Claim) or (isinstance(claim, type) and issubclass(claim, Claim))):
+        raise ClaimRegistrationError(f"{where}: {claim!r} is not a Claim subclass or instance")
+    made = claim() if isinstance(claim, type) else claim
+    if not isinstance(getattr(made, "id", None), str) or not made.id:
+        raise ClaimRegistrationError(f"{where}: the claim has no id")
+    known = _registry().get(made.id) or _FROM_CODE.get(made.id)
+    if known is not None and type(known) is not type(made):
+        raise ClaimRegistrationError(
+            f"{where}: the claim id {made.id!r} is already registered by "
+            f"{type(known).__module__}.{type(known).__qualname__}"
+        )
+    _FROM_CODE[made.id] = made
+    return made
+
+
+def _all_claims() -> dict[str, Claim]:
+    return {**_registry(), **_FROM_CODE}
+
+
 def registered_claims(*, refresh: bool = False) -> tuple[Claim, ...]:
-    """Every registered claim (built-ins first), each with its declared defaults."""
+    """Every registered claim (built-ins first, then entry points', then those registered
+    from code), each with its declared defaults."""
     if refresh:
         _registry.cache_clear()
-    return tuple(_registry().values())
+    return tuple(_all_claims().values())
 
 
 def get_claim(claim_id: str) -> Claim:
     """The registered claim ``claim_id`` (``KeyError`` naming the known ones otherwise)."""
-    registry = _registry()
+    registry = _all_claims()
     try:
         return registry[claim_id]
     except KeyError:
