@@ -726,8 +726,11 @@ def calibrate(
     for claim_id in claims:
         claim = get_claim(claim_id)
         rows = []
-        cells = [(w, n, reps) for w in worlds_for(claim_id) if ":" not in w for n in ns]
-        cells += [(w, n, boundary_reps) for w in boundary_worlds(claim_id) for n in boundary_ns]
+        # every world where a rate is compared with alpha at the SESOI: the boundary:<part>
+        # worlds, and the faithfulness claims' single boundary world
+        at_sesoi = [w for w in worlds_for(claim_id) if w == "boundary" or w.startswith("boundary:")]
+        cells = [(w, n, reps) for w in worlds_for(claim_id) if w not in at_sesoi for n in ns]
+        cells += [(w, n, boundary_reps) for w in at_sesoi for n in boundary_ns]
         for world, n, k in cells:
             t0 = time.perf_counter()
             rates = verdict_rates(

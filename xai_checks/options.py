@@ -921,6 +921,7 @@ OPTIONS: list[Option] = [
         default=None,
         type=positive_int,
         cli="--faithfulness-photos",
+        plugin="--xai-faithfulness-photos",
         group="statistics",
         study="phase_options.faithfulness.images",
     ),

@@ -98,6 +98,9 @@ OPTIONS = [
     "--xai-mean=0.5,0.5,0.5",
     "--xai-std=0.5,0.5,0.5",
     "--xai-limit=all",
+    # plumbing on a user's model: the faithfulness phase on a sample of its photos (the
+    # claims' min_n is more than this photo set holds)
+    "--xai-faithfulness-photos=30",
 ]
 
 

@@ -41,10 +41,10 @@ class DepthFaithfulness(Claim):
     #: between the shallowest and the deepest map. Declared before the faithfulness phase had
     #: run on any photo
     sesoi = 0.05
-    #: provisional: 30 photos give each per-photo difference's CI a half-width of about 0.3
-    #: of its spread; ``xai_checks.calibration`` holds this claim's worlds, and its min_n is to
-    #: be read from that table once the worlds' spreads are fitted to a real faithfulness run
-    min_n = 30
+    #: the n at which docs/calibration-faithfulness.md reaches 80% power for a true rise of 2x
+    #: the SESOI beyond the untrained maps', on spreads fitted to a real run (the per-photo
+    #: rise beyond the control spreads about six times the SESOI)
+    min_n = 300
 
     def hypothesis_for(self, study: StudyResult | None) -> str:
         layers = self.layers or (tuple(study.config.layers) if study is not None else ())

@@ -46,10 +46,10 @@ class FaithfulnessBeyondRandom(Claim):
     #: without spatial information does not tell a user which pixels the model uses. Declared
     #: before the faithfulness phase had run on any photo
     sesoi = 0.05
-    #: provisional: 30 photos give each per-photo difference's CI a half-width of about 0.3
-    #: of its spread; ``xai_checks.calibration`` holds this claim's worlds, and its min_n is to
-    #: be read from that table once the worlds' spreads are fitted to a real faithfulness run
-    min_n = 30
+    #: the n at which docs/calibration-faithfulness.md reaches 80% power for a true margin of
+    #: 2x the SESOI at every layer against both controls, on spreads fitted to a real run: the
+    #: per-photo differences spread about six times the SESOI, and SUPPORTED needs all eight
+    min_n = 600
 
     def hypothesis_for(self, study: StudyResult | None) -> str:
         layers = self.layers or (tuple(study.config.layers) if study is not None else ())

@@ -155,11 +155,12 @@ class FaithfulnessPhase(Phase):
     title: ClassVar[str] = "deletion and insertion curves (MoRF, LeRF) under ROAD removal"
     needs: ClassVar[tuple[str, ...]] = ("ratio",)
     options: ClassVar[dict[str, Any]] = {
-        # photos in the seeded, class-stratified sample: the faithfulness claims' min_n. Each
-        # photo costs 3 maps x layers x 2 orders x K ROAD imputations and forwards of the model
-        # under test (216 for a ResNet-50's 4 stages and K = 9), which is why the phase is
-        # opt-in (OPT_IN_PHASES); --faithfulness-photos N sets the count
-        "images": 30,
+        # photos in the seeded, class-stratified sample: the largest min_n of the built-in
+        # faithfulness claims (a test keeps them equal), so a run of the phase can decide them.
+        # Each photo costs 3 maps x layers x 2 orders x K ROAD imputations and forwards of the
+        # model under test (216 for a ResNet-50's 4 stages and K = 9), which is why the phase
+        # is opt-in (OPT_IN_PHASES); --faithfulness-photos N sets the count
+        "images": 600,
         "fractions": F.DEFAULT_FRACTIONS,
         "removal": "road",
         # perturbed photos per forward pass: a few dozen keep a CPU's caches warm; on a GPU
