@@ -215,6 +215,7 @@ def _run(
             seed=args.seed,
             gridpg_mosaics=args.mosaics,
             gridpg_targets=args.gridpg_targets,
+            control_seeds=args.control_seeds,
             phase_options=(
                 {"faithfulness": {"images": args.faithfulness_photos}}
                 if getattr(args, "faithfulness_photos", None)

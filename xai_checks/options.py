@@ -556,6 +556,20 @@ OPTIONS: list[Option] = [
         group="model and method",
     ),
     Option(
+        "control_seeds",
+        "R: the untrained control and each sanity-cascade step are R seeded networks, not "
+        "one draw; effects against them bootstrap over photos and networks together. The "
+        "first network runs on every photo, the other R - 1 on a seeded sample of 100 photos "
+        "(100 GridPG targets, 100 sanity photos): the spread between networks is measured "
+        "there, the photo-level precision comes from every photo. 1: one network",
+        default=5,
+        type=positive_int,
+        metavar="R",
+        cli="--control-seeds",
+        plugin="--xai-control-seeds",
+        group="model and method",
+    ),
+    Option(
         "layers",
         "layers to explain, shallow to deep, comma-separated (e.g. layer1,layer2)",
         default=None,

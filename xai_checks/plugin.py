@@ -320,7 +320,7 @@ class StudyRunner:
         }
         if self.session.phases:
             kwargs["phases"] = self.session.phases
-        for key in ("channels_last", "memory_format", "tf32", "gridpg_targets"):
+        for key in ("channels_last", "memory_format", "tf32", "gridpg_targets", "control_seeds"):
             value = overrides.get(key, settings.extra.get(key))
             if value is None:
                 continue
