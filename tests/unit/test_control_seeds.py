@@ -139,3 +139,23 @@ def test_fewer_than_one_network_is_a_usage_error_in_the_plugin(pytester):
 def test_the_study_config_refuses_zero_networks():
     with pytest.raises(ValueError, match="control_seeds"):
         StudyConfig(control_seeds=0)
+
+
+def test_the_report_row_says_how_far_the_effect_moves_between_networks():
+    from types import SimpleNamespace
+
+    from xai_checks.report.builtin import seeds_text
+
+    verdict = SimpleNamespace(
+        controls={
+            "untrained": {
+                "seeds": {"count": 5, "min": 0.018, "max": 0.025, "photos_every_seed": 100}
+            },
+            "pooled": {"ran": True},
+        },
+        tests={"seeds": {"fc": {"count": 2, "note": "1 photo(s) carry every seed"}}},
+    )
+    text = seeds_text(verdict)
+    assert "untrained: 5 networks, effect per network 0.018 to 0.025 (on 100 photos)" in text
+    assert "step fc: 1 photo(s) carry every seed" in text
+    assert seeds_text(SimpleNamespace(controls={"untrained": {"ran": True}}, tests={})) == ""
