@@ -365,10 +365,9 @@ class ControlSeeds:
             "count": self.count,
             "seeds": list(self.seeds),
             "control": self.control,
-            "photos": [[r["file"] for r in run.records] for run in self.runs][:1],
             "ratio": [
                 {
-                    r["file"]: {"ratio": r["ratio"], "ratio_pooled": r["ratio_pooled"]}
+                    r["file"]: {k: r[k] for k in ("ratio", "ratio_pooled", "box_mass") if k in r}
                     for r in run.records
                 }
                 for run in self.runs

@@ -97,6 +97,17 @@ def test_a_claim_reads_the_later_draws_by_photo(tmp_path):
     assert matrix.shape == (len(files), 3)
 
 
+def test_results_json_carries_the_later_draws_and_validates(tmp_path):
+    from xai_checks.report.schema import build_results, validate_results
+
+    study = _study(tmp_path, control_seeds=2, control_seed_photos=3, control_seed_sanity=2)
+    doc = build_results(study, [])
+    validate_results(doc)
+    seeds = doc["control_seeds"]
+    assert seeds["count"] == 2 and len(seeds["ratio"]) == 1 and len(seeds["ratio"][0]) == 3
+    assert len(seeds["sanity"]) == 1 and seeds["sanity_rows"] == [0, 1]
+
+
 def test_a_later_draw_scores_the_gridpg_mosaics_as_the_gridpg_phase_does(tmp_path):
     """The later draws rebuild the mosaics from their specs: a network scores the same there
     as in the GridPG phase itself."""
