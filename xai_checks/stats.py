@@ -953,7 +953,12 @@ def clustered_effect(
     estimate is ``mean(d0) + (mean_r m_r - m_0)``: the first seed's effect on every photo,
     corrected by how far the average network sits from the first one on the common photos
     (two-phase sampling with a difference estimator; with k = n it is the plain mean over
-    photos and seeds).
+    photos and seeds). The first seed is itself a random network, so ``mean(d0)`` alone is
+    unbiased for the same mean, with the whole between-network variance (not 1/R of it) but
+    without the later draws' photo-by-network noise on only k photos; where its estimated
+    variance is the smaller, it is the estimate, its interval the union of its photo BCa
+    interval and a t interval with the between-network variance added (``seeds["estimator"]``
+    says which).
 
     Inference resamples both levels: each bootstrap replicate draws R seeds with replacement,
     then n photos with replacement (one photo draw shared by every seed: photos and seeds are
@@ -1024,7 +1029,19 @@ def clustered_effect(
     on_common = d[common]
     resid = on_common - on_common.mean(axis=1, keepdims=True) - per_seed + per_seed.mean()
     noise = float(np.sum(resid**2)) / ((k - 1) * (r - 1))
-    var_seeds = max(0.0, float(per_seed.var(ddof=1)) - noise / k) / r
+    component = max(0.0, float(per_seed.var(ddof=1)) - noise / k)
+    var_seeds = component / r
+    # Draw 0 is itself a random network, so its effect on every photo is unbiased for the
+    # mean over networks too, with the whole between-network variance instead of 1/R of it
+    # but without the later draws' photo-by-network noise: the smaller variance decides.
+    first = d[:, 0]
+    var_first = float(first.var(ddof=1)) / n
+    if var_first + component < var_photos + var_seeds:
+        spread["estimator"] = "first network on every photo, between-network variance added"
+        estimate, boot, jack = _bootstrap_mean_dist(first, n_resamples=n_resamples, seed=seed)
+        var_photos, var_seeds = var_first, component
+    else:
+        spread["estimator"] = "every network (difference estimator)"
     se = math.sqrt(var_photos + var_seeds)
     rows = np.where(common[:, None], d, d[:, :1]).mean(axis=1)
     if se == 0.0:

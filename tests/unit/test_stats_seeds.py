@@ -103,3 +103,19 @@ def test_a_spread_between_networks_is_covered_where_one_network_is_not():
     bound = ALPHA + 3 * math.sqrt(ALPHA * (1 - ALPHA) / studies)
     assert missed_two_level / studies <= bound
     assert missed_one_network / studies > 0.15
+
+
+def test_later_draws_on_few_photos_do_not_cost_the_first_networks_precision():
+    """Networks that agree on average but not photo by photo, later draws on 10 of 200
+    photos: the difference estimator would carry that noise on 10 photos, so the first
+    network on every photo is the estimate, and the interval stays the photo interval's
+    width (up to the t quantile)."""
+    rng = np.random.default_rng(6)
+    d = np.full((200, 5), np.nan)
+    d[:, 0] = rng.normal(0.05, 0.1, size=200)
+    d[:10, 1:] = d[:10, :1] + rng.normal(0.0, 0.1, size=(10, 4))
+    got = clustered_effect(d, sesoi=0.02, alpha=ALPHA)
+    photo = paired_effect(d[:, 0], sesoi=0.02, alpha=ALPHA)
+    assert got.seeds is not None and got.seeds["estimator"].startswith("first network")
+    assert got.estimate == pytest.approx(photo.estimate)
+    assert got.ci_high - got.ci_low <= 1.5 * (photo.ci_high - photo.ci_low)
