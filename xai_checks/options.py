@@ -558,10 +558,11 @@ OPTIONS: list[Option] = [
     Option(
         "control_seeds",
         "R: the untrained control and each sanity-cascade step are R seeded networks, not "
-        "one draw; effects against them bootstrap over photos and networks together. The "
-        "first network runs on every photo, the other R - 1 on a seeded sample of 100 photos "
-        "(100 GridPG targets, 100 sanity photos): the spread between networks is measured "
-        "there, the photo-level precision comes from every photo. 1: one network",
+        "one draw; effects against them bootstrap over photos and networks together "
+        "(docs/control-seeds.md). To keep the study's time, the first network runs on every "
+        "photo and the other R - 1 only on seeded samples (50 photos, 50 GridPG targets, 16 "
+        "sanity photos): they measure the spread between networks, the first gives the "
+        "photo-level precision. 1: one network",
         default=5,
         type=positive_int,
         metavar="R",

@@ -171,10 +171,10 @@ class StudyConfig:
     control_seeds: int = 5
     #: photos (a seeded, class-stratified sample of the usable ones; GridPG target mosaics
     #: likewise) on which each control seed after the first runs
-    control_seed_photos: int = 100
+    control_seed_photos: int = 50
     #: sanity photos (the first of the sanity sample) on which each later draw of the
     #: cascade runs: a draw costs a pass per cascade step, so fewer
-    control_seed_sanity: int = 40
+    control_seed_sanity: int = 16
     agreement_images: int = 8
     phases: tuple[str, ...] = DEFAULT_PHASES
     #: per phase, options that override the phase's declared defaults (``Phase.options``)
