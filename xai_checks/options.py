@@ -637,6 +637,22 @@ OPTIONS: list[Option] = [
         study=None,
     ),
     Option(
+        "control_seeds",
+        "R: the untrained control and each sanity-cascade step are R seeded networks, not "
+        "one draw; effects against them bootstrap over photos and networks together "
+        "(docs/control-seeds.md). To keep the study's time, the first network runs on every "
+        "photo and the other R - 1 only on seeded samples (50 photos, 50 GridPG targets, 16 "
+        "sanity photos): they measure the spread between networks, the first gives the "
+        "photo-level precision. 1: one network",
+        default=5,
+        type=positive_int,
+        metavar="R",
+        cli="--control-seeds",
+        plugin="--xai-control-seeds",
+        group="model and method",
+        study="control_seeds",
+    ),
+    Option(
         "layers",
         "layers to explain, shallow to deep, comma-separated (e.g. layer1,layer2)",
         default=None,

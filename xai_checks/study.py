@@ -98,6 +98,7 @@ from xai_checks.phases.registry import BUILTIN_ENTRY_POINTS, OPT_IN_PHASES
 __all__ = [
     "DEFAULT_PHASES",
     "PHASES",
+    "ControlSeeds",
     "GridPGRun",
     "ModelChangedError",
     "ModelRun",
@@ -105,7 +106,9 @@ __all__ = [
     "StudyConfig",
     "StudyResult",
     "StudyUsageError",
+    "control_seed",
     "run_study",
+    "sanity_seed",
 ]
 
 #: the built-in phases, in run order (third-party phases register in ``xai_checks.phases``)
@@ -163,6 +166,15 @@ class StudyConfig:
     #: per-photo spread of the margin near 0.24, 200 photos give a 90% CI of about +-0.03,
     #: narrow enough to place a margin 0.03 from the claim's SESOI of 0.1 on one side of it
     sanity_images: int = 200
+    #: the untrained control is a sample of this many seeded networks, not one draw: the first
+    #: (seed ``seed``) on every photo, the others on ``control_seed_photos`` of them
+    control_seeds: int = 5
+    #: photos (a seeded, class-stratified sample of the usable ones; GridPG target mosaics
+    #: likewise) on which each control seed after the first runs
+    control_seed_photos: int = 50
+    #: sanity photos (the first of the sanity sample) on which each later draw of the
+    #: cascade runs: a draw costs a pass per cascade step, so fewer
+    control_seed_sanity: int = 16
     agreement_images: int = 8
     phases: tuple[str, ...] = DEFAULT_PHASES
     #: per phase, options that override the phase's declared defaults (``Phase.options``)
@@ -210,6 +222,10 @@ class StudyConfig:
         methods = _known_methods()
         if self.method not in methods:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(methods)}")
+        if self.control_seeds < 1:
+            raise ValueError(f"control_seeds must be >= 1; got {self.control_seeds}")
+        if min(self.control_seed_photos, self.control_seed_sanity) < 2:
+            raise ValueError("control_seed_photos and control_seed_sanity must be >= 2")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0; got {self.workers}")
 
@@ -310,6 +326,69 @@ class SanityRun:
     reference: list[float] = field(default_factory=list)
 
 
+def control_seed(seed: int, draw: int) -> int:
+    """The seed of control network ``draw`` (0, 1, ...) for a study seeded with ``seed``.
+
+    Draw 0 is the study seed itself (the control every claim has always compared with, still
+    ``StudyResult.controls["untrained"]``); later draws are derived from it, so a study's R
+    networks are the first R of one fixed sequence."""
+    return seed if draw == 0 else derived_seed(seed, f"control/{draw}")
+
+
+def sanity_seed(seed: int, step: str, draw: int) -> int:
+    """The seed that re-initialises cascade ``step`` in draw ``draw`` of the cascade."""
+    return derived_seed(seed, f"sanity/{step}" if draw == 0 else f"sanity/{step}/{draw}")
+
+
+@dataclass
+class ControlSeeds:
+    """The random networks drawn again under more seeds: a sample of networks, not one draw.
+
+    ``seeds`` are the seeds of draws 1..R-1 (:func:`control_seed`); draw 0 is the study's own
+    control and cascade, on every photo. The later draws run on seeded, class-stratified
+    samples of at most ``StudyConfig.control_seed_photos`` photos:
+
+    * ``runs[r - 1]``: the untrained control ``control`` of draw r, ratio records (by
+      ``file``); empty when the study has no re-initialised control;
+    * ``gridpg[r - 1]``: its GridPG scores on the mosaics ``gridpg_rows`` (rows of
+      ``GridPGRun.scores``);
+    * ``sanity[r - 1]``: the cascade redrawn (each step re-initialised under
+      :func:`sanity_seed`), Spearman rho per step on the photos ``sanity_rows`` (indices into
+      ``SanityRun.files``).
+    """
+
+    seeds: list[int]
+    control: str | None = None
+    runs: list[ModelRun] = field(default_factory=list)
+    gridpg_rows: list[int] = field(default_factory=list)
+    gridpg: list[np.ndarray] = field(default_factory=list)
+    sanity_rows: list[int] = field(default_factory=list)
+    sanity: list[dict[str, list[float]]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """R: how many networks stand for the control, the study's own included."""
+        return len(self.seeds) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "seeds": list(self.seeds),
+            "control": self.control,
+            "ratio": [
+                {
+                    r["file"]: {k: r[k] for k in ("ratio", "ratio_pooled", "box_mass") if k in r}
+                    for r in run.records
+                }
+                for run in self.runs
+            ],
+            "gridpg_rows": list(self.gridpg_rows),
+            "gridpg": [np.asarray(g, dtype=float).tolist() for g in self.gridpg],
+            "sanity_rows": list(self.sanity_rows),
+            "sanity": [{k: list(v) for k, v in rho.items()} for rho in self.sanity],
+        }
+
+
 @dataclass
 class StudyResult:
     """A study's numbers, ready for claims and the report.
@@ -325,6 +404,8 @@ class StudyResult:
     gridpg: GridPGRun | None = None
     sanity: SanityRun | None = None
     agreement: dict[str, float] | None = None
+    #: the later draws of the random networks (``StudyConfig.control_seeds`` > 1)
+    control_seeds: ControlSeeds | None = None
     #: the output of every other registered phase that ran, by phase name
     phase_results: dict[str, Any] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -889,7 +970,7 @@ def sanity_phase(
         for k, (step, members) in enumerate(steps):
             reinitialise_(
                 randomised,
-                seed=derived_seed(config.seed, f"sanity/{step}"),
+                seed=sanity_seed(config.seed, step, 0),
                 modules=[modules[m] for m in members],
             )
             maps = maps_of(randomised)
@@ -937,6 +1018,164 @@ def sanity_phase(
     out.files = [str(samples[i].path) for i, _, _ in order]
     out.examples = gathered[0][2]
     return out
+
+
+# ----------------------------------------------------------------------------- control seeds
+
+
+def _is_reinitialised(model: nn.Module) -> bool:
+    return str(weights_of(model).get("source")) == "reinitialised"
+
+
+def control_seeds_phase(context: PhaseContext) -> ControlSeeds:
+    """Draw the random networks R - 1 more times (``StudyConfig.control_seeds``).
+
+    The untrained control (when the study's is the re-initialised copy of the model under
+    test: a user's control model has no seed to redraw) and the sanity cascade are redrawn
+    under :func:`control_seed` / :func:`sanity_seed`, on samples of at most
+    ``control_seed_photos`` photos, GridPG target mosaics and sanity photos (see
+    :class:`ControlSeeds`). The extra networks run together, so each photo is decoded once."""
+    config, study, shard = context.config, context.result, context.shard
+    draws = range(1, config.control_seeds)
+    out = ControlSeeds(seeds=[control_seed(config.seed, r) for r in draws])
+    limit = config.control_seed_photos
+    name = next((n for n, m in context.controls.items() if _is_reinitialised(m)), None)
+    if name is not None:
+        out.control = name
+        nets = {
+            f"{name}/{r}": reinitialised_copy(context.model, seed=control_seed(config.seed, r))
+            for r in draws
+        }
+        usable = [s for s in context.photoset if str(s.path) not in context.skipped]
+        sample = stratified_subset(
+            usable, limit=limit, seed=derived_seed(config.seed, "control-seeds/photos")
+        )
+        subset = dataclasses.replace(context.photoset, samples=tuple(sample), skipped=[])
+        runs, _ = ratio_phase(
+            nets,
+            subset,
+            dataclasses.replace(config, keep_examples=0),
+            {n: "control" for n in nets},
+            _relabel(context.progress, "control seeds"),
+            shard,
+        )
+        out.runs = [runs[n] for n in nets]
+        grid = study.gridpg
+        if grid is not None and grid.specs:
+            rng = np.random.default_rng(derived_seed(config.seed, "control-seeds/gridpg"))
+            rows = sorted(rng.permutation(len(grid.specs))[:limit].tolist())
+            scores = _gridpg_scores(nets, context.photoset, grid, rows, config, shard)
+            out.gridpg_rows, out.gridpg = rows, [scores[n] for n in nets]
+        del nets
+    if study.sanity is not None and study.sanity.files:
+        # the sanity sample is class-stratified in its order: its first photos are too
+        out.sanity_rows = list(range(min(config.control_seed_sanity, len(study.sanity.files))))
+        out.sanity = _sanity_redraws(context, study.sanity, out.sanity_rows, list(draws))
+    return out
+
+
+def _relabel(progress: Progress | None, phase: str) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda _phase, done, total: progress(phase, done, total)
+
+
+def _gridpg_scores(
+    nets: Mapping[str, nn.Module],
+    photoset: PhotoSet,
+    grid: GridPGRun,
+    rows: Sequence[int],
+    config: StudyConfig,
+    shard: Shard,
+) -> dict[str, np.ndarray]:
+    """Each network's GridPG scores (rows, layers) on the mosaics ``grid.specs[rows]``,
+    rebuilt from their photos exactly as the GridPG phase built them."""
+    by_file = {str(s.path): s for s in photoset}
+    transform = config.preprocess.build(photoset.transform_kind)
+    cams = {n: make_cam(m, grid.layers, config) for n, m in nets.items()}
+    parts: dict[str, list[tuple[int, np.ndarray]]] = {n: [] for n in nets}
+    for chunk_index, start in enumerate(range(0, len(rows), config.batch_size)):
+        if not shard.mine(chunk_index):
+            continue
+        chunk = [grid.specs[i] for i in rows[start : start + config.batch_size]]
+        x = torch.stack(
+            [
+                make_mosaic(load_tensors([by_file[f] for f in spec["files"]], transform))
+                for spec in chunk
+            ]
+        )
+        targets = torch.tensor([spec["labels"][spec["cell"]] for spec in chunk])
+        cells = torch.tensor([spec["cell"] for spec in chunk])
+        for n, cam in cams.items():
+            device = model_device(nets[n])
+            result = cam(x.to(device), targets=targets.to(device)).cpu()
+            per = torch.stack(
+                [grid_pointing_score(result.maps[k], cells) for k in grid.layers], dim=1
+            )
+            parts[n].append((chunk_index, per.numpy()))
+    gathered = shard.run("control-seeds/gridpg", lambda: parts)
+    out: dict[str, np.ndarray] = {}
+    for n in nets:
+        merged = sorted((p for part in gathered for p in part[n]), key=lambda t: t[0])
+        out[n] = (
+            np.concatenate([a for _, a in merged]) if merged else np.empty((0, len(grid.layers)))
+        )
+    return out
+
+
+def _sanity_redraws(
+    context: PhaseContext, sanity: SanityRun, rows: Sequence[int], draws: Sequence[int]
+) -> list[dict[str, list[float]]]:
+    """The cascade redrawn under :func:`sanity_seed` for each of ``draws``: rho per step on
+    the sanity photos ``rows`` (in batches, sharded like the sanity phase; the original
+    maps are computed once for every draw)."""
+    config, shard, model = context.config, context.shard, context.model
+    by_file = {str(s.path): s for s in context.photoset}
+    transform = config.preprocess.build(context.photoset.transform_kind)
+    device = model_device(model)
+    size = config.batch_size
+    chunks = [list(rows[k : k + size]) for k in range(0, len(rows), size)]
+    mine = [(c, chunk) for c, chunk in enumerate(chunks) if shard.mine(c)]
+
+    def work() -> list[tuple[int, list[dict[str, list[float]]]]]:
+        batches = []
+        for c, chunk in mine:
+            samples = [by_file[sanity.files[j]] for j in chunk]
+            labels = torch.tensor([s.label for s in samples])
+            batches.append((c, load_tensors(samples, transform), labels))
+
+        def maps_of(net: nn.Module) -> list[Tensor]:
+            engine = make_cam(net, [sanity.layer], config)
+            return [
+                engine(x.to(device), targets=y.to(device)).maps[sanity.layer].cpu()
+                for _, x, y in batches
+            ]
+
+        original = maps_of(model) if batches else []
+        rho: dict[int, list[dict[str, list[float]]]] = {c: [] for c, _, _ in batches}
+        for draw in draws:
+            randomised = copy.deepcopy(model)
+            modules = dict(randomised.named_modules())
+            per: dict[int, dict[str, list[float]]] = {c: {} for c, _, _ in batches}
+            for step in sanity.steps:
+                reinitialise_(
+                    randomised,
+                    seed=sanity_seed(config.seed, step, draw),
+                    modules=[modules[m] for m in sanity.modules[step]],
+                )
+                after = maps_of(randomised)
+                for (c, _, _), a, b in zip(batches, original, after, strict=True):
+                    per[c][step] = [_spearman(x, y) for x, y in zip(a, b, strict=True)]
+            for c in per:
+                rho[c].append(per[c])
+            del randomised
+        return sorted(rho.items())
+
+    gathered = sorted(item for part in shard.run("control-seeds/sanity", work) for item in part)
+    return [
+        {step: [v for _, per in gathered for v in per[d][step]] for step in sanity.steps}
+        for d in range(len(draws))
+    ]
 
 
 def _targets(target: str | int, labels: Tensor) -> Tensor | int | None:
@@ -1166,6 +1405,10 @@ def _run_study(
         t0 = time.perf_counter()
         phase.attach(result, phase.run(context))
         timings[phase.name] = time.perf_counter() - t0
+    if config.control_seeds > 1:
+        t0 = time.perf_counter()
+        result.control_seeds = control_seeds_phase(context)
+        timings["control_seeds"] = time.perf_counter() - t0
     _check_unchanged(models, digests)
     result.skipped = [{"file": str(s.path), "reason": s.reason} for s in photoset.skipped]
     result.photoset["n_used"] = len(under_test.records)

@@ -127,12 +127,14 @@ def fmt_list(values: dict[str, float]) -> str:
 def effect(
     diffs: np.ndarray, claim: Claim, *, name: str, m_equivalence: int = 1
 ) -> stats.EffectEstimate:
-    """``stats.paired_effect`` with the claim's SESOI, alpha and bootstrap size.
+    """``stats.paired_effect`` with the claim's SESOI, alpha and bootstrap size; for an
+    ``(n_photos, R)`` array of differences with R random networks (:func:`with_draws`),
+    ``stats.clustered_effect``, which is ``paired_effect`` for one network.
 
     ``m_equivalence``: how many 'absent' decisions can each make the claim's verdict
     negative (REFUTED or CONFOUNDED); each is held at alpha / m (Bonferroni).
     """
-    estimate = stats.paired_effect(
+    estimate = stats.clustered_effect(
         diffs,
         sesoi=float(claim.sesoi),
         alpha=float(claim.alpha),
@@ -142,7 +144,7 @@ def effect(
     )
     if estimate.n_dropped:
         # kept (while the estimate lives) for the worst-case row of ``conclude``
-        _DROPPED_FROM[id(estimate)] = (np.asarray(diffs, dtype=np.float64).ravel(), m_equivalence)
+        _DROPPED_FROM[id(estimate)] = (np.asarray(diffs, dtype=np.float64), m_equivalence)
         weakref.finalize(estimate, _DROPPED_FROM.pop, id(estimate), None)
     return estimate
 
@@ -174,12 +176,20 @@ def worst_case(verdict: Verdict, effects: dict[str, stats.EffectEstimate]) -> di
             rescored[key] = e
             continue
         d, m = kept
-        finite = d[np.isfinite(d)]
+        # with several control draws (n_photos, R), the photos dropped are those the study's
+        # own network (column 0) has no value for; later draws' NaNs are photos they skipped
+        first = d[:, 0] if d.ndim == 2 else d
+        finite = first[np.isfinite(first)]
         if not len(finite):
             rescored[key] = e
             continue
         fill = float(finite.min() if status is Status.SUPPORTED else finite.max())
-        worst = effect(np.where(np.isfinite(d), d, fill), claim, name=e.name, m_equivalence=m)
+        filled = d.copy()
+        if d.ndim == 2:
+            filled[:, 0] = np.where(np.isfinite(first), first, fill)
+        else:
+            filled = np.where(np.isfinite(d), d, fill)
+        worst = effect(filled, claim, name=e.name, m_equivalence=m)
         rescored[key] = worst
         rows[key] = {
             "effect": e.name,
@@ -201,6 +211,44 @@ def worst_case(verdict: Verdict, effects: dict[str, stats.EffectEstimate]) -> di
         survives = any(w.decision == "absent" for w in rescored.values())
         rule = "dropped photos scored at the largest difference a kept photo shows"
     return {"rule": rule, "survives": survives, "effects": rows}
+
+
+def with_draws(first: np.ndarray, later: Sequence[np.ndarray]) -> np.ndarray:
+    """``(n_photos, R)``: a per-photo number of the study's own random network (``first``,
+    every photo) beside the same number of each later draw (NaN where a draw did not run)."""
+    return np.column_stack([np.asarray(first, dtype=float), *later])
+
+
+def later_draws(
+    study: Any, control: str, key: str, layers: Sequence[str], files: Sequence[str]
+) -> list[np.ndarray]:
+    """Per later draw of the control named ``control`` (``StudyResult.control_seeds``), the
+    ``(len(files), len(layers))`` array of its per-photo metric ``key`` for ``files``; NaN for
+    a photo that draw did not run on. Empty when the study drew the control once."""
+    seeds = getattr(study, "control_seeds", None)
+    if seeds is None or seeds.control != control:
+        return []
+    out = []
+    for run in seeds.runs:
+        by_file = {r["file"]: r[key] for r in run.records if key in r}
+        out.append(
+            np.array(
+                [[by_file[f].get(layer, np.nan) if f in by_file else np.nan for layer in layers]
+                 for f in files],
+                dtype=float,
+            ).reshape(len(files), len(layers))
+        )  # fmt: skip
+    return out
+
+
+def seed_spread(e: stats.EffectEstimate) -> dict[str, Any] | None:
+    """The effect per random network, its min and max, for a verdict's control entry."""
+    if e.seeds is None:
+        return None
+    keys = ("count", "per_seed", "min", "max", "photos_every_seed", "first_seed_all_photos")
+    return {k: e.seeds[k] for k in keys if k in e.seeds} | (
+        {"note": e.seeds["note"]} if "note" in e.seeds else {}
+    )
 
 
 def describe_effect(e: stats.EffectEstimate, unit: str = "") -> str:

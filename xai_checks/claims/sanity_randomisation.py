@@ -86,15 +86,23 @@ class SanityRandomisation(Claim):
         meds: dict[str, float] = {}
         margins: dict[str, stats.EffectEstimate] = {}
         n = 0
+        seeds = study.control_seeds
         for step in sanity.steps:
             rho = np.asarray(sanity.rho[step], dtype=float)
             finite = rho[np.isfinite(rho)]
             n = max(n, len(rho))
             means[step] = float(np.mean(np.abs(finite))) if len(finite) else float("nan")
             meds[step] = float(np.median(np.abs(finite))) if len(finite) else float("nan")
-            # one value per photo and step: how far below its halfway bound its |rho| falls
+            # the later draws of the cascade, on their sample of the same photos
+            later = []
+            for drawn in seeds.sanity if seeds is not None else []:
+                column = np.full(len(rho), np.nan)
+                column[seeds.sanity_rows] = drawn[step]  # type: ignore[union-attr]
+                later.append(column)
+            # one value per photo (and draw) and step: how far below its halfway bound its
+            # |rho| falls
             margins[step] = R.effect(
-                bound - np.abs(rho),
+                bound[:, None] - np.abs(R.with_draws(rho, later)),
                 self,
                 name=f"(1 + r) / 2 - |rho| ({step})",
                 m_equivalence=len(sanity.steps),
@@ -123,6 +131,9 @@ class SanityRandomisation(Claim):
                 "the study has no measured reference (|rho| of two independently "
                 "re-initialised copies): r = 0, so the bound is 0.5",
             )
+        spread = {step: R.seed_spread(e) for step, e in margins.items() if e.seeds is not None}
+        if spread:
+            verdict.tests["seeds"] = spread
         if n < self.min_n:
             verdict.add("too-few-photos", f"only {n} photos; the claim needs at least {self.min_n}")
             verdict.insufficient = True

@@ -213,8 +213,33 @@ def verdict_row(verdict: Verdict, study: StudyResult) -> dict[str, Any]:
         "effect_key": key,
         "power": row.get("power_statement") or "",
         "tipping": _tipping_text(row),
+        "seeds": seeds_text(verdict),
         "reasons": reason_texts(verdict),
     }
+
+
+def seeds_text(verdict: Any) -> str:
+    """The spread of each control effect across its random networks, in words: "untrained:
+    5 networks, effect per network 0.018 to 0.025" (empty for a control drawn once)."""
+    spreads = {
+        name: entry["seeds"]
+        for name, entry in (getattr(verdict, "controls", None) or {}).items()
+        if isinstance(entry, Mapping) and isinstance(entry.get("seeds"), Mapping)
+    }
+    spreads.update(
+        {f"step {step}": s for step, s in ((verdict.tests or {}).get("seeds") or {}).items()}
+    )
+    parts = []
+    for name, spread in spreads.items():
+        if "min" in spread and "max" in spread:
+            parts.append(
+                f"{name}: {spread.get('count')} networks, effect per network "
+                f"{fmt.number(spread['min'])} to {fmt.number(spread['max'])} "
+                f"(on {spread.get('photos_every_seed')} photos)"
+            )
+        elif spread.get("note"):
+            parts.append(f"{name}: {spread['note']}")
+    return "; ".join(parts)
 
 
 def _tipping_text(row: Mapping[str, Any]) -> str:

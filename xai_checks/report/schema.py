@@ -279,6 +279,9 @@ def build_results(
         "config": study.config.to_dict(),
         "photoset": _photoset(study),
         **_phases(study),
+        "control_seeds": (
+            study.control_seeds.to_dict() if study.control_seeds is not None else None
+        ),
         "tests": _tests(verdicts),
         "verdicts": [v.to_dict() for v in verdicts],
         "extra": extra,
