@@ -1054,7 +1054,8 @@ def control_seeds_phase(context: PhaseContext) -> ControlSeeds:
         runs, _ = ratio_phase(
             nets,
             subset,
-            dataclasses.replace(config, keep_examples=0),
+            # the study's own maps file holds the model and its first control only
+            dataclasses.replace(config, keep_examples=0, save_maps=None),
             {n: "control" for n in nets},
             _relabel(context.progress, "control seeds"),
             shard,
