@@ -643,7 +643,8 @@ OPTIONS: list[Option] = [
         "(docs/control-seeds.md). To keep the study's time, the first network runs on every "
         "photo and the other R - 1 only on seeded samples (50 photos, 50 GridPG targets, 16 "
         "sanity photos): they measure the spread between networks, the first gives the "
-        "photo-level precision. 1: one network",
+        "photo-level precision; a photo set smaller than that sample keeps one network. "
+        "1: one network",
         default=5,
         type=positive_int,
         metavar="R",

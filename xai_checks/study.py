@@ -1406,10 +1406,18 @@ def _run_study(
         t0 = time.perf_counter()
         phase.attach(result, phase.run(context))
         timings[phase.name] = time.perf_counter() - t0
-    if config.control_seeds > 1:
+    usable = len(photoset) - len(skipped_files)
+    if config.control_seeds > 1 and usable >= config.control_seed_photos:
         t0 = time.perf_counter()
         result.control_seeds = control_seeds_phase(context)
         timings["control_seeds"] = time.perf_counter() - t0
+    elif config.control_seeds > 1:
+        # the spread between networks is measured on control_seed_photos photos; a set with
+        # fewer cannot estimate it, so the control is one network and the results say so
+        result.provenance["control_seeds"] = (
+            f"one control network: {usable} usable photos, fewer than the "
+            f"{config.control_seed_photos} the later networks' sample needs"
+        )
     _check_unchanged(models, digests)
     result.skipped = [{"file": str(s.path), "reason": s.reason} for s in photoset.skipped]
     result.photoset["n_used"] = len(under_test.records)

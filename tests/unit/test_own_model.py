@@ -101,6 +101,8 @@ OPTIONS = [
     # plumbing on a user's model: the faithfulness phase on a sample of its photos (the
     # claims' min_n is more than this photo set holds)
     "--xai-faithfulness-photos=30",
+    # one control network: later draws have their own tests
+    "--xai-control-seeds=1",
 ]
 
 

@@ -119,6 +119,7 @@ def test_plugin_runs_every_claim_on_the_users_trained_vit(vit_project, pytester)
         "--xai-classes=classes.txt",
         "--xai-limit=all",
         "--xai-faithfulness-photos=30",
+        "--xai-control-seeds=1",
     )
     text = result.stdout.str()
     lines = _verdict_lines(text)
