@@ -236,6 +236,8 @@ def library_versions() -> dict[str, str]:
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
+        # float summation order, and so the last digits of some numbers, follow the threads
+        "threads": str(torch.get_num_threads()),
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
     }
