@@ -247,9 +247,7 @@ def _read_study(path: Path) -> Any:
     """A kept study, or None when there is none or it cannot be read (then it is recomputed)."""
     try:
         return pickle.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except Exception:  # a truncated or foreign file: recompute and overwrite it
+    except Exception:  # none yet, or a truncated or foreign file: recompute and overwrite it
         return None
 
 
