@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from xai_checks import study as _study
 from xai_checks.phases.base import Phase, PhaseContext
+from xai_checks.result_records import model_records
 
 if TYPE_CHECKING:
     from xai_checks.study import StudyResult
@@ -79,9 +80,7 @@ class RatioPhase(Phase):
         return _static_fragment("models")
 
     def to_json(self, study: StudyResult) -> Any:
-        from xai_checks.report.schema import models_json
-
-        return models_json(study)
+        return model_records(study)
 
 
 class GridPGPhase(_TopLevel):
