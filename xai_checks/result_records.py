@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NotRequired, TypedDict
 
 from xai_checks.dataclass_schema import JSONRecord, about, keywords
 
@@ -19,12 +19,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Count",
+    "GridPGRecord",
     "LayerNumbers",
     "ModelRecord",
+    "MosaicSpec",
     "PhotoCounts",
     "PhotoRecord",
     "PhotosetRecord",
     "ProvenanceRecord",
+    "SanityRecord",
     "SkippedPhoto",
     "StatisticalTestRecord",
     "WeightsRecord",
@@ -221,3 +224,62 @@ class StatisticalTestRecord(JSONRecord):
     name: str
     model: str | None = None
     result: dict[str, Any]
+
+
+class MosaicSpec(TypedDict):
+    """One 2x2 mosaic of the grid pointing game: its four photos and the target cell."""
+
+    files: Annotated[list[str], keywords(minItems=4, maxItems=4)]
+    labels: NotRequired[list[int]]
+    names: NotRequired[list[str]]
+    cell: Annotated[
+        int, keywords(minimum=0, maximum=3, description="index of the target cell in files")
+    ]
+    target_file: NotRequired[Annotated[str, keywords(description="the target photo (files[cell])")]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GridPGRecord(JSONRecord):
+    """The grid pointing game's mosaics and, per model, each mosaic's score per layer."""
+
+    layers: list[str]
+    n_candidates: Count = field(
+        metadata=about("photos classified correctly with enough confidence")
+    )
+    n_mosaics: Count
+    n_targets: Count = field(
+        default=0,
+        metadata=about(
+            "distinct target photos: each is the target of exactly one mosaic (the unit of "
+            "analysis)"
+        ),
+    )
+    note: str
+    specs: list[MosaicSpec]
+    scores: dict[str, list[list[float | None]]] = field(
+        metadata=about("model -> per mosaic, per layer: share of the map's mass in the target cell")
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SanityRecord(JSONRecord):
+    """Cascading randomisation: per step, each sampled photo's Spearman rho between the model's
+    map and the map after re-initialising the layers up to that step."""
+
+    layer: str
+    steps: list[str]
+    rho: dict[str, list[float | None]]
+    files: list[str] = field(
+        default_factory=list,
+        metadata=about(
+            "the photo behind each rho value: a seeded, class-stratified sample of the usable "
+            "photos"
+        ),
+    )
+    reference: list[float | None] = field(
+        default_factory=list,
+        metadata=about(
+            "per photo, Spearman rho between the maps of two independently re-initialised "
+            "copies of the model: the empirical reference of the sanity claim's bound"
+        ),
+    )

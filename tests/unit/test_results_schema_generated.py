@@ -61,9 +61,9 @@ def test_the_hand_kept_parts_are_only_the_untyped_fields(monkeypatch, tmp_path):
     with pytest.raises(TypeError, match="photoset is typed"):
         generator.generate()
     # an untyped field without its hand-kept fragment is an error too
-    del hand_kept["properties"]["photoset"], hand_kept["properties"]["gridpg"]
+    del hand_kept["properties"]["photoset"], hand_kept["properties"]["config"]
     bad.write_text(json.dumps(hand_kept), "utf-8")
-    with pytest.raises(TypeError, match="gridpg"):
+    with pytest.raises(TypeError, match="config"):
         generator.generate()
 
 

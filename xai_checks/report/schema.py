@@ -26,11 +26,13 @@ from xai_checks.claims.base import VerdictRecord
 from xai_checks.dataclass_schema import JSONRecord, about
 from xai_checks.phases import registered_phases
 from xai_checks.result_records import (
+    GridPGRecord,
     LayerNumbers,
     ModelRecord,
     PhotoCounts,
     PhotosetRecord,
     ProvenanceRecord,
+    SanityRecord,
     SkippedPhoto,
     StatisticalTestRecord,
     WeightsRecord,
@@ -271,8 +273,10 @@ class ResultsDocument(JSONRecord):
     models: dict[str, ModelRecord] = field(
         metadata=about("model name -> its weights, layers and one row per photo, in study order")
     )
-    gridpg: Any
-    sanity: Any
+    gridpg: GridPGRecord | None = field(
+        metadata=about("The grid pointing game; null when the phase did not run.")
+    )
+    sanity: SanityRecord | None
     agreement: LayerNumbers | None = field(metadata=about("layer -> max |native - captum|"))
     control_seeds: Any = None
     tests: list[StatisticalTestRecord] = field(
