@@ -12,12 +12,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, NotRequired, TypedDict
 
+import numpy as np
+
 from xai_checks.dataclass_schema import JSONRecord, about, keywords
 
 if TYPE_CHECKING:
-    from xai_checks.study import ModelRun, StudyResult
+    from xai_checks.study import ControlSeeds, ModelRun, StudyResult
 
 __all__ = [
+    "ControlSeedsRecord",
     "Count",
     "GridPGRecord",
     "LayerNumbers",
@@ -283,3 +286,45 @@ class SanityRecord(JSONRecord):
             "copies of the model: the empirical reference of the sanity claim's bound"
         ),
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlSeedsRecord(JSONRecord):
+    """The random networks' later draws (StudyConfig.control_seeds > 1): their seeds, per-photo
+    ratios, GridPG scores and cascade rho on their photo samples."""
+
+    count: int = field(
+        metadata=about("R: networks that stand for the control, the study's own included")
+    )
+    seeds: list[int] = field(metadata=about("the seeds of draws 1..R-1"))
+    control: str | None = field(metadata=about("the control these draws stand for"))
+    ratio: list[dict[str, dict[str, LayerNumbers]]] = field(
+        metadata=about("per later draw: photo file -> ratio, ratio_pooled (and box_mass)")
+    )
+    gridpg_rows: list[int] = field(metadata=about("the mosaics (rows of gridpg.scores) scored"))
+    gridpg: list[list[list[float | None]]] = field(
+        metadata=about("per later draw: per mosaic of gridpg_rows, per layer: the GridPG score")
+    )
+    sanity_rows: list[int] = field(metadata=about("the cascade photos (indices of sanity.files)"))
+    sanity: list[dict[str, list[float | None]]] = field(
+        metadata=about("per later draw: per cascade step, the rho on each photo of sanity_rows")
+    )
+
+    @classmethod
+    def of(cls, draws: ControlSeeds) -> ControlSeedsRecord:
+        return cls(
+            count=draws.count,
+            seeds=list(draws.seeds),
+            control=draws.control,
+            ratio=[
+                {
+                    r["file"]: {k: r[k] for k in ("ratio", "ratio_pooled", "box_mass") if k in r}
+                    for r in run.records
+                }
+                for run in draws.runs
+            ],
+            gridpg_rows=list(draws.gridpg_rows),
+            gridpg=[np.asarray(g, dtype=float).tolist() for g in draws.gridpg],
+            sanity_rows=list(draws.sanity_rows),
+            sanity=[{k: list(v) for k, v in rho.items()} for rho in draws.sanity],
+        )

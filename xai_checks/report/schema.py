@@ -26,6 +26,7 @@ from xai_checks.claims.base import VerdictRecord
 from xai_checks.dataclass_schema import JSONRecord, about
 from xai_checks.phases import registered_phases
 from xai_checks.result_records import (
+    ControlSeedsRecord,
     GridPGRecord,
     LayerNumbers,
     ModelRecord,
@@ -278,7 +279,7 @@ class ResultsDocument(JSONRecord):
     )
     sanity: SanityRecord | None
     agreement: LayerNumbers | None = field(metadata=about("layer -> max |native - captum|"))
-    control_seeds: Any = None
+    control_seeds: ControlSeedsRecord | None = None
     tests: list[StatisticalTestRecord] = field(
         metadata=about(
             "every statistical test that was run; name is the key in the verdict's tests, or "
@@ -315,7 +316,9 @@ def results_document(
         config=study.config.to_dict(),
         photoset=_photoset(study),
         **_phases(study),
-        control_seeds=(study.control_seeds.to_dict() if study.control_seeds is not None else None),
+        control_seeds=(
+            None if study.control_seeds is None else ControlSeedsRecord.of(study.control_seeds)
+        ),
         tests=_tests(verdicts),
         verdicts=[v.record() for v in verdicts],
         extra=extra,
