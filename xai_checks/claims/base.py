@@ -304,8 +304,8 @@ class Verdict:
     insufficient: bool = False
     hypothesis: str = ""
     effect_size: dict[str, Any] | None = None
-    power: dict[str, Any] | None = None
-    multiplicity: dict[str, Any] | None = None
+    power: PowerRecord | None = None
+    multiplicity: MultiplicityRecord | None = None
     #: the claim-level p-value SUPPORTED rests on (the largest p of the tests that must all
     #: pass, an intersection-union test: each effect's minimal-effect test against the SESOI);
     #: Holm across a run's claims adjusts this one
@@ -315,7 +315,7 @@ class Verdict:
     #: photos left out of ``n``, by cause
     drops: dict[str, int] = field(default_factory=dict)
     #: the SESOI at which the verdict would change (see ``claims._rules.conclude``)
-    tipping: dict[str, Any] | None = None
+    tipping: TippingRecord | None = None
     #: dropped photos scored at the worst case for the verdict, and whether it survives (see
     #: ``claims._rules.worst_case``); None when no deciding effect dropped a photo
     sensitivity: dict[str, Any] | None = None
@@ -392,12 +392,12 @@ class Verdict:
             n=self.n,
             n_photos=self.n if self.n_photos is None else self.n_photos,
             drops=self.drops,
-            tipping=cast(TippingRecord | None, self.tipping),
+            tipping=self.tipping,
             sensitivity=self.sensitivity,
             row=self._row(),
             effect=cast(EffectRecord | None, self.effect_size),
-            power=cast(PowerRecord | None, self.power),
-            multiplicity=cast(MultiplicityRecord | None, self.multiplicity),
+            power=self.power,
+            multiplicity=self.multiplicity,
             p_value=self.p_value,
             tests=self.tests,
             medians=self.medians,
