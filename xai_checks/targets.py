@@ -31,11 +31,16 @@ def target_choice(text: str) -> str | int:
         )
     if value in ("true", "predicted"):
         return value
-    if value.isdigit():
+    if _digits(value):
         return int(value)
-    if value.startswith("-") and value[1:].isdigit():
+    if value.startswith("-") and _digits(value[1:]):
         raise argparse.ArgumentTypeError(f"a class index is >= 0, not {value}")
     return value
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes '²' and other digits ``int`` refuses."""
+    return text.isascii() and text.isdigit()
 
 
 def resolve_target(value: str | int, photos: Any) -> Target:

@@ -233,3 +233,18 @@ def test_skip_lines_escape_control_characters_in_file_names(capsys):
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\r" not in out
     assert "evil\\x1b[2J.jpg" in out
+
+
+@pytest.mark.parametrize("seeds", ["101", "1000000000"])
+def test_control_seeds_past_the_bound_is_exit_2_before_the_model_loads(user, seeds, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(_check(user, "--control-seeds", seeds))
+    assert info.value.code == 2
+    assert "at most 100" in capsys.readouterr().err
+
+
+def test_a_target_of_a_digit_int_refuses_names_the_class_list(user, capsys):
+    """'²' passes ``str.isdigit`` but is no number ``int`` reads: it is a class name, and no
+    class of ImageNet-1k, not an argparse 'invalid value' without the reason."""
+    code, err = _run(_check(user, "--target", "²"), capsys)
+    assert code == 2 and "is not an ImageNet-1k class name" in err, err
