@@ -55,3 +55,47 @@ def test_a_bad_distributed_environment_is_a_usage_error(project, monkeypatch, en
 def test_absurd_preprocessing_is_a_usage_error(project, args, message):
     result = project.runpytest_inprocess(*args, "-p", "no:cacheprovider")
     _usage_error(result, message)
+
+
+EXITING_CLAIM = """
+
+from xai_checks.claims import Claim, register_claim
+
+
+class Exits(Claim):
+    id = "exits"
+    title = "a claim that ends the run"
+
+    def evaluate(self, study):
+        raise SystemExit(0)
+
+
+register_claim(Exits)
+"""
+
+
+def test_a_claim_that_calls_sys_exit_fails_its_own_test_and_the_others_are_judged(
+    pytester: pytest.Pytester,
+):
+    """A ``SystemExit`` from a claim's ``evaluate`` is that claim's error, named; the run's
+    other claim is still judged and its test passes (a ``SystemExit`` passing through a
+    fixture left pytest's fixtures half set up, and the next test failed inside pytest)."""
+    from test_plugin import CONFTEST
+
+    pytester.makeconftest(CONFTEST + EXITING_CLAIM)
+    pytester.makepyfile(
+        test_claims=(
+            "import pytest\n\n"
+            '@pytest.mark.claim("exits")\n'
+            "def test_exits(claim_verdict):\n    pass\n\n"
+            '@pytest.mark.claim("native-captum-agreement")\n'
+            "def test_agree(claim_verdict):\n    pass\n"
+        )
+    )
+    result = pytester.runpytest_inprocess(
+        "-p", "no:cacheprovider", "--xai-study-cache=none", "--xai-limit=8"
+    )
+    text = result.stdout.str()
+    assert "INTERNALERROR" not in text
+    result.assert_outcomes(passed=1, errors=1)
+    assert "claim 'exits'" in text and "called sys.exit(0)" in text, text[-3000:]
