@@ -87,8 +87,14 @@ class _StudyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) == ("torch.storage", "_load_from_bytes"):
             return _storage_from_bytes
-        if module == "numpy.dtypes" or (module, name) in _ALLOWED:
+        if (module, name) in _ALLOWED:
             return super().find_class(module, name)
+        if module == "numpy.dtypes" and "." not in name:  # a dtype's class, nothing else
+            import numpy as np
+
+            found = getattr(np.dtypes, name, None)
+            if isinstance(found, type) and issubclass(found, np.dtype):
+                return found
         if module == "torch":
             import torch
 

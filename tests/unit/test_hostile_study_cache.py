@@ -225,3 +225,33 @@ def test_two_runs_writing_at_once_leave_a_whole_study(tmp_path, study):
     assert "whole" in reads or "none" in reads
     kept, problem = read_kept_study(path)
     assert problem is None and isinstance(kept, StudyResult)
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return b"\x8c" + bytes([len(data)]) + data  # SHORT_BINUNICODE
+
+
+def _exec_through(module: str, path: str, code: str) -> bytes:
+    """A protocol-4 pickle that looks up ``module`` then the dotted ``path`` (to a getter of
+    builtins) and runs ``code`` with ``exec``, as a plain unpickler would."""
+    get = _text(module) + _text(path) + b"\x93"  # STACK_GLOBAL
+    call_exec = get + _text("exec") + b"\x85R"  # (name,) then REDUCE: the exec function
+    return b"\x80\x04" + call_exec + _text(code) + b"\x85R."
+
+
+def test_a_kept_file_may_not_reach_further_through_an_allowed_module(tmp_path, study):
+    """numpy.dtypes holds the dtype classes, and also ``__builtins__``: a dotted name through
+    it reaches ``exec``."""
+    marker = tmp_path / "ran"
+    body = _exec_through(
+        "numpy.dtypes", "__builtins__.get", f"import os; os.mkdir({str(marker)!r})"
+    )
+    pickle.loads(body)  # a plain unpickler runs it: the payload is real
+    assert marker.exists()
+    marker.rmdir()
+    run = Run(tmp_path, study)
+    _plant(run, _kept(body))
+    run.get()
+    assert not marker.exists() and run.computed == 1
+    assert any("numpy.dtypes.__builtins__.get" in line for line in run.lines), run.lines
