@@ -103,7 +103,7 @@ class _StudyUnpickler(pickle.Unpickler):
                 return found
         if module == "xai_checks" or module.startswith("xai_checks."):
             found = super().find_class(module, name)
-            if _own_class(found):
+            if _own_class(found) and found.__module__ == module:  # defined there, not imported
                 return found
         raise _Refused(f"it names {module}.{name}, which a study never holds")
 

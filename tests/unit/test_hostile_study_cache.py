@@ -255,3 +255,16 @@ def test_a_kept_file_may_not_reach_further_through_an_allowed_module(tmp_path, s
     run.get()
     assert not marker.exists() and run.computed == 1
     assert any("numpy.dtypes.__builtins__.get" in line for line in run.lines), run.lines
+
+
+def test_a_kept_file_may_not_reach_another_library_through_the_package(tmp_path, study):
+    """A dotted name through a module of the package reaches whatever that module imported
+    (here numpy's ``_CopyMode`` enum through ``xai_checks.study.np``); only classes defined in
+    the package itself are built."""
+    body = _text("xai_checks.study") + _text("np._CopyMode") + b"\x93\x88\x85R."  # (True,)
+    run = Run(tmp_path, study)
+    _plant(run, _kept(b"\x80\x04" + body))
+    run.get()
+    assert run.computed == 1
+    line = next(line for line in run.lines if "is not used" in line)
+    assert "xai_checks.study.np._CopyMode, which a study never holds" in line, line
