@@ -248,3 +248,17 @@ def test_a_target_of_a_digit_int_refuses_names_the_class_list(user, capsys):
     class of ImageNet-1k, not an argparse 'invalid value' without the reason."""
     code, err = _run(_check(user, "--target", "²"), capsys)
     assert code == 2 and "is not an ImageNet-1k class name" in err, err
+
+
+def test_a_target_index_past_imagenet_without_a_class_list_is_exit_2_up_front(
+    user, monkeypatch, capsys
+):
+    """Without --classes the labels are ImageNet-1k's: index 1000 can never be a class."""
+    import xai_checks.models
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before --target was checked")
+
+    monkeypatch.setattr(xai_checks.models, "load_model_spec", refuse)
+    code, err = _run(_check(user, "--target", "1000"), capsys)
+    assert code == 2 and "ImageNet-1k indices are 0..999" in err, err

@@ -50,6 +50,7 @@ def test_a_bad_distributed_environment_is_a_usage_error(project, monkeypatch, en
         (["--xai-input-size=40000"], "--allow-large-input"),
         (["--xai-std=1e-300,1,1", "--xai-mean=0.5,0.5,0.5"], ">= 1e-06"),
         (["--xai-control-seeds=1000000000"], "at most 100"),
+        (["--xai-target=1000"], "ImageNet-1k indices are 0..999"),
     ],
 )
 def test_absurd_preprocessing_is_a_usage_error(project, args, message):
