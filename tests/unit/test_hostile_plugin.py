@@ -76,7 +76,7 @@ register_claim(Exits)
 
 
 def test_a_claim_that_calls_sys_exit_fails_its_own_test_and_the_others_are_judged(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ):
     """A ``SystemExit`` from a claim's ``evaluate`` is that claim's error, named; the run's
     other claim is still judged and its test passes (a ``SystemExit`` passing through a
@@ -93,6 +93,8 @@ def test_a_claim_that_calls_sys_exit_fails_its_own_test_and_the_others_are_judge
             "def test_agree(claim_verdict):\n    pass\n"
         )
     )
+    # the run is in this process: its conftest's claim must not outlive the test
+    monkeypatch.setattr("xai_checks.claims.registry._FROM_CODE", {})
     result = pytester.runpytest_inprocess(
         "-p", "no:cacheprovider", "--xai-study-cache=none", "--xai-limit=8"
     )
