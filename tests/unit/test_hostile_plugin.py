@@ -80,7 +80,7 @@ def test_a_claim_that_calls_sys_exit_fails_its_own_test_and_the_others_are_judge
 ):
     """A ``SystemExit`` from a claim's ``evaluate`` is that claim's error, named; the run's
     other claim is still judged and its test passes (a ``SystemExit`` passing through a
-    fixture left pytest's fixtures half set up, and the next test failed inside pytest)."""
+    fixture leaves pytest's fixtures half set up, and the next test then fails inside pytest)."""
     from test_plugin import CONFTEST
 
     pytester.makeconftest(CONFTEST + EXITING_CLAIM)
