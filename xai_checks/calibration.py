@@ -998,15 +998,42 @@ def readme_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: the fewest bootstrap resamples ``--n-boot`` takes
+MIN_BOOT = 100
+
+
+def _at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``low`` (a usage error, exit 2, otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    return parse
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xai_checks.calibration", description=__doc__)
-    parser.add_argument("--reps", type=int, default=100)
-    parser.add_argument("--n", type=int, nargs="+", default=[10, 30, 50, 100, 300])
-    parser.add_argument("--boundary-reps", type=int, default=2000)
-    parser.add_argument("--boundary-n", type=int, nargs="+", default=[100])
-    parser.add_argument("--run-n", type=int, default=100)
-    parser.add_argument("--n-boot", type=int, default=500)
-    parser.add_argument("--claims", nargs="+", default=list(CALIBRATED_CLAIMS))
+    parser.add_argument("--reps", type=_at_least(1), default=100)
+    parser.add_argument("--n", type=_at_least(2), nargs="+", default=[10, 30, 50, 100, 300])
+    parser.add_argument("--boundary-reps", type=_at_least(1), default=2000)
+    parser.add_argument("--boundary-n", type=_at_least(2), nargs="+", default=[100])
+    parser.add_argument("--run-n", type=_at_least(2), default=100)
+    parser.add_argument(
+        "--n-boot",
+        type=_at_least(MIN_BOOT),
+        default=500,
+        help=f"bootstrap resamples per interval (at least {MIN_BOOT}: a 95%% interval from "
+        "fewer rests on the two or three most extreme resamples of each tail)",
+    )
+    parser.add_argument(
+        "--claims", nargs="+", choices=list(CALIBRATED_CLAIMS), default=list(CALIBRATED_CLAIMS)
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--simulator",

@@ -240,11 +240,12 @@ def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
 
 def _maps_file(out: Path) -> Path:
     """Where ``--save-maps`` writes while the study runs: beside the report folder (the
-    report moves it in, so the folder is only ever whole)."""
-    from xai_checks.report.writer import report_folder
+    report moves it in, so the folder is only ever whole). The name carries this process's
+    id between dashes, so the next run removes what a killed run left
+    (:func:`~xai_checks.report.writer.remove_stale_temporaries`)."""
+    from xai_checks.report.writer import maps_temporary
 
-    folder = report_folder(out)
-    return folder.parent / f".{folder.name}.maps-{os.getpid()}.npz"
+    return maps_temporary(out)
 
 
 def _cmd_study(args: argparse.Namespace) -> int:

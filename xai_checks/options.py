@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from xai_checks.cam.methods import METHODS
-from xai_checks.defaults import AUTO_LIMIT
+from xai_checks.defaults import AUTO_LIMIT, MAX_CONTROL_SEEDS
 from xai_checks.gridpg_targets import GRIDPG_TARGETS
 from xai_checks.phases.registry import phase_names
 from xai_checks.targets import TargetError, check_target, resolve_target, target_choice
@@ -203,6 +203,17 @@ def positive_int(text: str) -> int:
     value = _int(text)
     if value < 1:
         raise _fail(f"must be a whole number >= 1, not {text}")
+    return value
+
+
+def control_seed_count(text: str) -> int:
+    """R for ``--control-seeds``: 1 to :data:`~xai_checks.defaults.MAX_CONTROL_SEEDS`."""
+    value = positive_int(text)
+    if value > MAX_CONTROL_SEEDS:
+        raise _fail(
+            f"must be at most {MAX_CONTROL_SEEDS}, not {text}: each network after the first "
+            "reruns the seeded samples, so the study's time grows with R"
+        )
     return value
 
 
@@ -669,9 +680,9 @@ OPTIONS: list[Option] = [
         "photo and the other R - 1 only on seeded samples (50 photos, 50 GridPG targets, 16 "
         "sanity photos): they measure the spread between networks, the first gives the "
         "photo-level precision; a photo set smaller than that sample keeps one network. "
-        "1: one network",
+        f"1: one network; at most {MAX_CONTROL_SEEDS}",
         default=5,
-        type=positive_int,
+        type=control_seed_count,
         metavar="R",
         cli="--control-seeds",
         plugin="--xai-control-seeds",

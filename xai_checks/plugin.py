@@ -432,14 +432,14 @@ class StudyRunner:
         session = self.session
         if session.family_verdicts is not None:
             return session.family_verdicts
-        from xai_checks.claims import apply_holm, evaluate
+        from xai_checks.claims import apply_holm
 
         judged: dict[str, Any] = {}
         left_out: list[str] = []
         for key, (claim_id, overrides) in session.family.items():
             try:
                 claim, study_overrides, _ = self._prepare(claim_id, overrides)
-                judged[key] = evaluate(claim, self.result(**study_overrides))
+                judged[key] = _judge(claim, self.result(**study_overrides))
             except Exception as exc:  # that member's own test reports it
                 left_out.append(f"{key} ({type(exc).__name__})")
         apply_holm(list(judged.values()))
@@ -454,14 +454,12 @@ class StudyRunner:
         """The verdict of ``claim`` with ``overrides``; a claim marked in this run is judged
         with the run's other marked claims (Holm), one asked for only directly is judged
         alone and says so."""
-        from xai_checks.claims import evaluate
-
         claim, study_overrides, key = self._prepare(claim, overrides)
         family = self._family_verdicts() if key in self.session.family else {}
         if key in family:
             verdict = family[key]
         else:
-            verdict = evaluate(claim, self.result(**study_overrides))
+            verdict = _judge(claim, self.result(**study_overrides))
             verdict.multiplicity = {
                 "method": "none",
                 "note": "asked for directly (xai_verdict), outside the run's family of "
@@ -469,6 +467,23 @@ class StudyRunner:
             }
         self.session.record(key, verdict)
         return verdict
+
+
+def _judge(claim: Any, study: Any) -> Any:
+    """``evaluate(claim, study)``, with a ``sys.exit`` in the claim's code turned into an
+    error of that claim: pytest handles an exception in a fixture, but a ``SystemExit``
+    passing through one leaves its fixtures half set up for every later test."""
+    from xai_checks.claims import evaluate
+
+    try:
+        return evaluate(claim, study)
+    except SystemExit as exc:
+        kind = type(claim)
+        raise RuntimeError(
+            f"claim {claim.id!r} ({kind.__module__}.{kind.__qualname__}) called "
+            f"sys.exit({exc.code!r}) while judging; a claim gives its answer as a verdict "
+            "(self.verdict(study, n)), never by ending the run"
+        ) from None
 
 
 def verdict_key(claim_id: str, changes: Mapping[str, Any], alpha: float) -> str:

@@ -29,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CANONICAL_DTYPE", "MAPS_FILE", "MapWriter", "SavedMaps", "load_maps"]
+__all__ = [
+    "CANONICAL_DTYPE",
+    "MAPS_FILE",
+    "MapWriter",
+    "MapsFileError",
+    "SavedMaps",
+    "load_maps",
+]
 
 #: the file's name in a report folder
 MAPS_FILE = "maps.npz"
@@ -131,6 +138,108 @@ def _put(pack: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
         np.lib.format.write_array(handle, array, allow_pickle=False)
 
 
+class MapsFileError(ValueError):
+    """A ``maps.npz`` that xai-checks did not write, or that changed since: the message names
+    the file, the array and what is wrong with it."""
+
+
+#: what each array of a maps file must be: dimensions and dtype (``None``: unicode text)
+_SHAPES: dict[str, tuple[int, type[np.generic] | None]] = {
+    "ids": (1, None),
+    "runs": (1, None),
+    "layers": (1, None),
+    "used": (1, np.bool_),
+    "raw": (3, np.float32),
+    "canonical": (3, CANONICAL_DTYPE),
+}
+_FIX = "write it again with xai-checks study --save-maps"
+
+
+class _Pack:
+    """The archive, each member checked against its header before it is read: stored (not
+    compressed), no objects, the dtype and dimensions its kind has, and exactly the bytes its
+    shape needs, so reading one never takes more memory than the file holds on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self, name: str, kind: str, *, rows: int | None = None) -> np.ndarray:
+        ndim, dtype = _SHAPES[kind]
+        member = f"{name}.npy"
+        try:
+            with zipfile.ZipFile(self.path) as pack:
+                try:
+                    info = pack.getinfo(member)
+                except KeyError:
+                    raise MapsFileError(f"{self.path} holds no {name!r}; {_FIX}") from None
+                if info.compress_type != zipfile.ZIP_STORED:
+                    raise self._bad(name, "is compressed; xai-checks stores maps uncompressed")
+                with pack.open(info) as handle:
+                    shape, found = _header(handle)
+                    if shape is None or found is None:
+                        raise self._bad(name, "is not a .npy array of format 1.0 or 2.0")
+                    self._check(name, shape, found, ndim=ndim, dtype=dtype, rows=rows)
+                    size = int(found.itemsize) * _product(shape)
+                    if info.file_size - handle.tell() != size:
+                        raise self._bad(
+                            name,
+                            f"holds {info.file_size - handle.tell()} bytes of data where its "
+                            f"shape {shape} needs {size}",
+                        )
+                with pack.open(info) as handle:
+                    return np.lib.format.read_array(handle, allow_pickle=False)
+        except (OSError, EOFError, zipfile.BadZipFile, ValueError) as exc:
+            if isinstance(exc, MapsFileError):
+                raise
+            raise MapsFileError(
+                f"{self.path}: not a maps file written by xai-checks, or cut short ({exc}); {_FIX}"
+            ) from None
+
+    def _check(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        found: np.dtype[Any],
+        *,
+        ndim: int,
+        dtype: type[np.generic] | None,
+        rows: int | None,
+    ) -> None:
+        if found.hasobject:
+            raise self._bad(name, "holds Python objects; maps files hold numbers and text only")
+        if len(shape) != ndim:
+            raise self._bad(name, f"has shape {shape}; it has {ndim} dimension(s)")
+        if dtype is None and found.kind != "U":
+            raise self._bad(name, f"is {found}, not text")
+        if dtype is not None and found != np.dtype(dtype):
+            raise self._bad(name, f"is {found}, not {np.dtype(dtype)}")
+        if rows is not None and shape[0] != rows:
+            raise self._bad(name, f"has {shape[0]} rows for {rows} photos")
+
+    def _bad(self, name: str, problem: str) -> MapsFileError:
+        return MapsFileError(f"{self.path}: {name!r} {problem}; {_FIX}")
+
+
+def _header(handle: Any) -> tuple[Any, Any]:
+    """A ``.npy`` member's shape and dtype (``None, None``: a format this reader does not
+    take), read from its header alone."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:
+        return None, None
+    return shape, dtype
+
+
+def _product(shape: tuple[int, ...]) -> int:
+    out = 1
+    for n in shape:
+        out *= int(n)
+    return out
+
+
 @dataclass(frozen=True)
 class SavedMaps:
     """Maps read back from a ``maps.npz``: :func:`load_maps`.
@@ -138,17 +247,13 @@ class SavedMaps:
     ``ids`` are every photo's file; ``runs`` the model runs (``under_test`` or ``pretrained``
     first, then the controls); :meth:`layers`, :meth:`raw`, :meth:`canonical` and
     :meth:`used` read one run's arrays (rows in ``ids`` order; rows of unused photos are 0).
+    Each array is checked as it is read (:class:`MapsFileError` says what is wrong): its
+    dtype and shape, one row per photo, and finite maps (canonical ones within [0, 1]).
     """
 
     path: Path
     ids: tuple[str, ...]
     runs: tuple[str, ...]
-
-    def _read(self, name: str) -> np.ndarray:
-        with np.load(self.path, allow_pickle=False) as pack:
-            if name not in pack.files:
-                raise KeyError(f"{self.path} holds no {name!r}; runs: {', '.join(self.runs)}")
-            return pack[name]
 
     def _run(self, run: str | None) -> str:
         if run is None:
@@ -159,30 +264,48 @@ class SavedMaps:
 
     def layers(self, run: str | None = None) -> tuple[str, ...]:
         """The layers of ``run`` (default: the model under test), shallow to deep."""
-        return tuple(str(x) for x in self._read(f"{self._run(run)}/layers"))
+        return tuple(str(x) for x in _Pack(self.path).read(f"{self._run(run)}/layers", "layers"))
 
     def used(self, run: str | None = None) -> np.ndarray:
         """(N,) bool: which photos have maps."""
-        return self._read(f"{self._run(run)}/used")
+        return _Pack(self.path).read(f"{self._run(run)}/used", "used", rows=len(self.ids))
 
     def raw(self, layer: str, run: str | None = None) -> np.ndarray:
         """(N, h, w) float32: the layer's maps at its own resolution."""
-        return self._read(_key(self._run(run), layer, "raw"))
+        return self._maps(layer, run, "raw")
 
     def canonical(self, layer: str, run: str | None = None) -> np.ndarray:
         """(N, H, W) float16: the normalised maps at the input size."""
-        return self._read(_key(self._run(run), layer, "canonical"))
+        return self._maps(layer, run, "canonical")
+
+    def _maps(self, layer: str, run: str | None, kind: str) -> np.ndarray:
+        run = self._run(run)
+        if layer not in self.layers(run):
+            raise KeyError(
+                f"{self.path} holds no layer {layer!r} in run {run!r}; its layers: "
+                + ", ".join(self.layers(run))
+            )
+        name = _key(run, layer, kind)
+        maps = _Pack(self.path).read(name, kind, rows=len(self.ids))
+        held = maps[self.used(run)]
+        if not np.isfinite(held).all():
+            raise MapsFileError(f"{self.path}: {name!r} holds NaN or infinite maps; {_FIX}")
+        if kind == "canonical" and held.size and (held.min() < 0 or held.max() > 1):
+            raise MapsFileError(f"{self.path}: {name!r} holds values outside [0, 1]; {_FIX}")
+        return maps
 
 
 def load_maps(path: str | os.PathLike[str]) -> SavedMaps:
-    """Open a ``maps.npz`` (or a report folder holding one). Arrays are read when asked for."""
+    """Open a ``maps.npz`` (or a report folder holding one). The photos and runs are read and
+    checked now, the maps when asked for; :class:`MapsFileError` says what is wrong."""
     where = Path(path)
     if where.is_dir():
         where = where / MAPS_FILE
-    try:
-        with np.load(where, allow_pickle=False) as pack:
-            ids = tuple(str(x) for x in pack["ids"])
-            runs = tuple(str(x) for x in pack["runs"])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"{where}: not a maps file written by xai-checks ({exc})") from None
+    if not where.is_file():
+        raise MapsFileError(f"no maps file at {where}; write one with xai-checks study --save-maps")
+    pack = _Pack(where)
+    ids = tuple(str(x) for x in pack.read("ids", "ids"))
+    runs = tuple(str(x) for x in pack.read("runs", "runs"))
+    if not runs or len(set(runs)) != len(runs):
+        raise MapsFileError(f"{where}: 'runs' {list(runs)} is empty or repeats a run; {_FIX}")
     return SavedMaps(where, ids, runs)

@@ -243,25 +243,6 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _read_study(path: Path) -> Any:
-    """A kept study, or None when there is none or it cannot be read (then it is recomputed)."""
-    try:
-        return pickle.loads(path.read_bytes())
-    except Exception:  # none yet, or a truncated or foreign file: recompute and overwrite it
-        return None
-
-
-def _write_study(path: Path, result: Any) -> None:
-    from xai_checks.cache import atomic_write
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(path) as f:
-            f.write(pickle.dumps(result))
-    except OSError:  # a read-only tree: the run is only slower next time
-        pass
-
-
 class XaiSession:
     """Settings, studies, verdicts and the baseline check of one pytest run."""
 
@@ -339,14 +320,27 @@ class XaiSession:
         durable = self._durable_path(description, files)
 
         def produce() -> Any:
+            from xai_checks.kept_study import read_kept_study, write_kept_study
+
+            say = announce or write_err
             if durable is not None:
-                kept = _read_study(durable)
+                kept, problem = read_kept_study(durable)
                 if kept is not None:
                     self._note_loaded(key, description, kept, durable, announce)
                     return kept
+                if problem is not None:
+                    say(
+                        f"xai-checks: the kept study {durable} is not used: {problem}; computing it"
+                    )
             result = self._compute(key, description, compute, announce)
             if durable is not None:
-                _write_study(durable, result)
+                problem = write_kept_study(durable, result)
+                if problem is not None:
+                    say(
+                        f"xai-checks: the study cannot be kept in {durable.parent}: {problem}; "
+                        "the next run computes it again (--xai-study-cache FOLDER names another "
+                        "folder, none turns keeping off)"
+                    )
             return result
 
         if self.cache_dir is None:

@@ -317,6 +317,34 @@ def _photo_table(results: dict[str, Any], model: str, key: str) -> np.ndarray:
     )  # fmt: skip
 
 
+def fit_input_problem(results: Any) -> str | None:
+    """Why ``results`` (a loaded ``results.json``) cannot be fitted, or None: the fit reads
+    the default study, the ImageNet ResNet-50 (``pretrained``) and its ``untrained`` control
+    at ``layer1`` .. ``layer4``, with the GridPG and sanity phases."""
+    from xai_checks.report.schema import SchemaError, validate_results
+
+    try:
+        validate_results(results)
+    except SchemaError as exc:
+        return f"not a results.json that xai-checks wrote ({'; '.join(exc.errors[:3])})"
+    rerun = (
+        "; fit a study of the default model with every phase: xai-checks study --data "
+        "imagenet-samples --control random"
+    )
+    models = results["models"]
+    missing = [m for m in ("pretrained", "untrained") if m not in models]
+    if missing:
+        return f"it has no model run(s) {', '.join(missing)} (its runs: {', '.join(models)}){rerun}"
+    for name in ("pretrained", "untrained"):
+        layers = list(models[name].get("layers") or [])
+        if layers != list(LAYERS):
+            return f"{name} ran layers {layers}, not {list(LAYERS)}{rerun}"
+    absent = [phase for phase in ("gridpg", "sanity") if not results.get(phase)]
+    if absent:
+        return f"it has no {' or '.join(absent)} results{rerun}"
+    return None
+
+
 def fit_results(results: dict[str, Any], *, source: str = "") -> dict[str, Any]:
     """The simulator's fit to one study's ``results.json`` (models ``pretrained`` and
     ``untrained``, the GridPG and sanity phases)."""
@@ -524,6 +552,10 @@ def main(argv: Sequence[str] | None = None, *, echo: Callable[[str], None] = pri
         results = json.loads(args.results.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         echo(f"cannot read {args.results}: {exc}")
+        return 2
+    problem = fit_input_problem(results)
+    if problem is not None:
+        echo(f"cannot fit {args.results}: {problem}")
         return 2
     if args.command == "fit":
         doc = fit_results(results, source=args.source)

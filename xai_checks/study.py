@@ -62,6 +62,7 @@ from xai_checks.data.device_decode import DecodeCounts, device_batches, supports
 from xai_checks.data.loading import ImageLoadError, decode_hint, transform_photo
 from xai_checks.data.photoset import Skipped, SkippedImageWarning, stratified_subset
 from xai_checks.data.prefetch import host_copy
+from xai_checks.defaults import MAX_CONTROL_SEEDS
 from xai_checks.distributed import Shard
 from xai_checks.gridpg_targets import (
     GRIDPG_TARGETS,
@@ -222,8 +223,10 @@ class StudyConfig:
         methods = _known_methods()
         if self.method not in methods:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(methods)}")
-        if self.control_seeds < 1:
-            raise ValueError(f"control_seeds must be >= 1; got {self.control_seeds}")
+        if not 1 <= self.control_seeds <= MAX_CONTROL_SEEDS:
+            raise ValueError(
+                f"control_seeds must be 1 to {MAX_CONTROL_SEEDS}; got {self.control_seeds}"
+            )
         if min(self.control_seed_photos, self.control_seed_sanity) < 2:
             raise ValueError("control_seed_photos and control_seed_sanity must be >= 2")
         if self.workers is not None and self.workers < 0:

@@ -31,30 +31,37 @@ def target_choice(text: str) -> str | int:
         )
     if value in ("true", "predicted"):
         return value
-    if value.isdigit():
+    if _digits(value):
         return int(value)
-    if value.startswith("-") and value[1:].isdigit():
+    if value.startswith("-") and _digits(value[1:]):
         raise argparse.ArgumentTypeError(f"a class index is >= 0, not {value}")
     return value
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: ``str.isdigit`` also takes '²' and other digits ``int`` refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def resolve_target(value: str | int, photos: Any) -> Target:
     """The target as a study takes it: a class name becomes its index in ``photos``'s class
-    list (ImageNet-1k's names when the photo set has none). :class:`TargetError` names the
-    class list when the name is not in it, or the index is past its end."""
+    list (ImageNet-1k's when the photo set has none, whose indices then stop at 999).
+    :class:`TargetError` names the class list when the name is not in it, or the index is
+    past its end."""
     choice = target_choice(value) if isinstance(value, str) else value
     if choice == "true":
         return "true"
     if choice == "predicted":
         return "predicted"
     classes = getattr(photos, "classes", None)
-    if isinstance(choice, int):
-        if classes is not None and choice >= len(classes):
+    if isinstance(choice, int) and classes is not None:
+        if choice >= len(classes):
             raise TargetError(
                 f"class index {choice} is past the end of {classes.source} ({len(classes)} classes)"
             )
         return choice
     if classes is not None:
+        assert isinstance(choice, str)
         index = classes.index(choice)
         if index is None:
             raise TargetError(

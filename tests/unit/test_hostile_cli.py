@@ -233,3 +233,32 @@ def test_skip_lines_escape_control_characters_in_file_names(capsys):
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\r" not in out
     assert "evil\\x1b[2J.jpg" in out
+
+
+@pytest.mark.parametrize("seeds", ["101", "1000000000"])
+def test_control_seeds_past_the_bound_is_exit_2_before_the_model_loads(user, seeds, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(_check(user, "--control-seeds", seeds))
+    assert info.value.code == 2
+    assert "at most 100" in capsys.readouterr().err
+
+
+def test_a_target_of_a_digit_int_refuses_names_the_class_list(user, capsys):
+    """'²' passes ``str.isdigit`` but is no number ``int`` reads: it is a class name, and no
+    class of ImageNet-1k, not an argparse 'invalid value' without the reason."""
+    code, err = _run(_check(user, "--target", "²"), capsys)
+    assert code == 2 and "is not an ImageNet-1k class name" in err, err
+
+
+def test_a_target_index_past_imagenet_without_a_class_list_is_exit_2_up_front(
+    user, monkeypatch, capsys
+):
+    """Without --classes the labels are ImageNet-1k's: index 1000 can never be a class."""
+    import xai_checks.models
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the model was loaded before --target was checked")
+
+    monkeypatch.setattr(xai_checks.models, "load_model_spec", refuse)
+    code, err = _run(_check(user, "--target", "1000"), capsys)
+    assert code == 2 and "ImageNet-1k indices are 0..999" in err, err

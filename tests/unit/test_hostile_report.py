@@ -93,3 +93,31 @@ def test_a_temporary_without_a_pid_is_stale(tmp_path):
     stale = tmp_path / ".rep.tmp-k3j4h5"
     stale.mkdir()
     assert remove_stale_temporaries(tmp_path / "rep") == [stale.name]
+
+
+def test_the_maps_a_killed_save_maps_run_left_are_removed_on_the_next_run(
+    tmp_path, light_study, monkeypatch
+):
+    """``--save-maps`` writes a study's maps beside the report folder while it runs (memory-
+    mapped arrays, gigabytes on a large study); a run killed mid-way leaves them, and the
+    next run's report removes them, but never those of a run that still writes."""
+    import numpy as np
+
+    from xai_checks.report.writer import maps_temporary
+    from xai_checks.saved_maps import MapWriter
+
+    study, verdicts = light_study
+    dead = _dead_pid()
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "getpid", lambda: dead)
+        killed = MapWriter(maps_temporary(tmp_path / "rep"), ids=["a.png"])
+    killed.add(
+        "under_test", [0], raw={"l": np.zeros((1, 2, 2))}, canonical={"l": np.zeros((1, 4, 4))}
+    )
+    maps_temporary(tmp_path / "rep").with_name(f".rep.maps-{dead}-partial.npz").write_bytes(b"PK")
+    live = MapWriter(maps_temporary(tmp_path / "rep"), ids=["a.png"])  # this process: alive
+    assert len(list(tmp_path.iterdir())) == 3
+    write_report(study, verdicts, tmp_path / "rep")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["rep", live._dir.name]), left
+    live.discard()

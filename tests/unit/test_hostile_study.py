@@ -150,3 +150,9 @@ def test_a_forward_that_fails_on_one_rank_in_the_ratio_phase_fails_every_rank(tm
         expected = f"rank {rank}: study phase 'ratio' failed on rank 1 of 2: ValueError"
         assert expected in proc.stderr, proc.stderr[-3000:]
     assert "Connection closed by peer" not in proc.stderr
+
+
+@pytest.mark.parametrize("seeds", [0, 101, 10**9])
+def test_control_seeds_outside_its_range_is_refused_by_the_config(seeds):
+    with pytest.raises(ValueError, match="control_seeds must be 1 to 100"):
+        _config(control_seeds=seeds)

@@ -180,9 +180,11 @@ def test_mine(claim_verdict):
 """
 
 
-def test_register_claim_from_a_conftest_serves_the_marker(pytester, project):  # noqa: F811
+def test_register_claim_from_a_conftest_serves_the_marker(pytester, project, monkeypatch):  # noqa: F811
     _user_project(pytester, project, CLAIM_CONFTEST)
     pytester.makepyfile(test_user=CLAIM_TEST)
+    # the run is in this process: its conftest's claim must not outlive the test
+    monkeypatch.setattr("xai_checks.claims.registry._FROM_CODE", {})
     result = pytester.runpytest("-s", "-p", "no:cacheprovider", *OPTIONS)
     result.assert_outcomes(passed=1)
     lines = [ln for ln in result.stdout.lines if ln.startswith("MINE ")]

@@ -77,6 +77,13 @@ def evaluate(claim: Claim | str, study: StudyResult) -> Verdict:
     if isinstance(claim, str):
         claim = get_claim(claim)
     verdict = claim.bind(study).evaluate(study)
+    if not isinstance(verdict, Verdict):
+        kind = type(claim)
+        raise TypeError(
+            f"claim {claim.id!r} ({kind.__module__}.{kind.__qualname__}).evaluate returned "
+            f"{type(verdict).__name__}, not a Verdict: start from self.verdict(study, n), set "
+            "its status and reasons, and return it"
+        )
     if verdict.n == 0 and verdict.status is Status.SUPPORTED:  # no photos is no evidence
         verdict.status = Status.INCONCLUSIVE
         verdict.add("too-few-photos", "n = 0: no usable photo reached this claim")

@@ -16,6 +16,7 @@ CLI's ``--claim`` know it like an entry point's.
 from __future__ import annotations
 
 import functools
+import re
 
 from xai_checks._registry import load_registry
 from xai_checks.claims.base import Claim
@@ -56,25 +57,59 @@ def _registry() -> dict[str, Claim]:
 _FROM_CODE: dict[str, Claim] = {}
 
 
+#: a claim id: an entry-point name that reads the same in a marker, a table and a baseline
+_CLAIM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
 def register_claim(claim: type[Claim] | Claim) -> Claim:
     """Register ``claim`` (a :class:`Claim` subclass, instantiated with its defaults, or an
     instance) without packaging it, e.g. at the top of a ``conftest.py``; returns the
-    instance. Registering the same class again (a conftest imported twice) changes nothing;
-    an id that another claim already has is a :class:`ClaimRegistrationError`."""
+    registered instance.
+
+    Registering an equal claim again (a conftest imported twice) changes nothing; a class
+    defined again where it was (a notebook cell run again) replaces the earlier definition.
+    :class:`ClaimRegistrationError` for an id that another claim already has, the same class
+    registered again with other settings (give those per test: ``claim.with_(...)`` or the
+    marker's keywords), or an id that is not an entry-point name (letters, digits, ``.``,
+    ``_``, ``-``)."""
     where = f"register_claim({getattr(claim, '__qualname__', type(claim).__qualname__)})"
     if not (isinstance(claim, Claim) or (isinstance(claim, type) and issubclass(claim, Claim))):
         raise ClaimRegistrationError(f"{where}: {claim!r} is not a Claim subclass or instance")
     made = claim() if isinstance(claim, type) else claim
     if not isinstance(getattr(made, "id", None), str) or not made.id:
         raise ClaimRegistrationError(f"{where}: the claim has no id")
-    known = _registry().get(made.id) or _FROM_CODE.get(made.id)
-    if known is not None and type(known) is not type(made):
+    if not _CLAIM_ID.fullmatch(made.id):
         raise ClaimRegistrationError(
-            f"{where}: the claim id {made.id!r} is already registered by "
-            f"{type(known).__module__}.{type(known).__qualname__}"
+            f"{where}: the claim id {made.id!r} is not an entry-point name: use letters, "
+            "digits, '.', '_' and '-', starting with a letter or digit"
         )
+    known = _registry().get(made.id) or _FROM_CODE.get(made.id)
+    if known is not None:
+        if type(known) is type(made):
+            if known == made:
+                return known
+            raise ClaimRegistrationError(
+                f"{where}: the claim {made.id!r} is already registered with other settings "
+                f"({known!r}, now {made!r}); register it once and give other settings per "
+                "test (claim.with_(...) or the marker's keywords)"
+            )
+        if not _defined_at(known, made):
+            raise ClaimRegistrationError(
+                f"{where}: the claim id {made.id!r} is already registered by "
+                f"{type(known).__module__}.{type(known).__qualname__}"
+            )
     _FROM_CODE[made.id] = made
     return made
+
+
+def _defined_at(known: Claim, made: Claim) -> bool:
+    """Both classes come from one definition, run twice (a notebook cell run again); never
+    for a built-in or an entry point's claim, which are not redefined from code."""
+    a, b = type(known), type(made)
+    return known.id in _FROM_CODE and (a.__module__, a.__qualname__) == (
+        b.__module__,
+        b.__qualname__,
+    )
 
 
 def _all_claims() -> dict[str, Claim]:

@@ -70,11 +70,25 @@ def _writer_alive(name: str) -> bool:
     return True
 
 
+def maps_temporary(out_dir: str | os.PathLike[str]) -> Path:
+    """Where ``--save-maps`` writes the maps of report folder ``out_dir`` while the study
+    runs (``.<name>.maps-<pid>-partial.npz``, beside it; its own arrays go in a
+    ``..<name>.maps-<pid>-partial.npz.*`` folder)."""
+    out = report_folder(out_dir)
+    return out.parent / f".{out.name}.maps-{os.getpid()}-partial.npz"
+
+
 def remove_stale_temporaries(out: Path) -> list[str]:
     """Remove what a killed writer of ``out`` left beside it (its ``.<name>.tmp-<pid>-*`` and
-    ``.<name>.old-<pid>-*`` folders), unless that writer still runs. Returns the names."""
+    ``.<name>.old-<pid>-*`` folders, and the maps of :func:`maps_temporary`), unless that
+    writer still runs. Returns the names."""
     removed = []
-    prefixes = (f".{out.name}.tmp-", f".{out.name}.old-")
+    prefixes = (
+        f".{out.name}.tmp-",
+        f".{out.name}.old-",
+        f".{out.name}.maps-",
+        f"..{out.name}.maps-",
+    )
     with contextlib.suppress(FileNotFoundError):
         for entry in out.parent.iterdir():
             if not entry.name.startswith(prefixes) or _writer_alive(entry.name):
