@@ -84,8 +84,8 @@ def test_a_claim_that_calls_sys_exit_fails_its_own_test_and_the_others_are_judge
     from test_plugin import CONFTEST
 
     pytester.makeconftest(CONFTEST + EXITING_CLAIM)
-    pytester.makepyfile(
-        test_claims=(
+    pytester.makepyfile(  # a module name no test module of this suite has: the run is in-process
+        test_exiting_claim=(
             "import pytest\n\n"
             '@pytest.mark.claim("exits")\n'
             "def test_exits(claim_verdict):\n    pass\n\n"
