@@ -80,7 +80,7 @@ def test_direct(xai_verdict):
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_claims=TESTS)
+    pytester.makepyfile(test_project_claims=TESTS)  # no suite module has this name
     return pytester
 
 
