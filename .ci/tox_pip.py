@@ -11,8 +11,9 @@ folder to the env with a ``.pth`` file. pip then sees torch as installed and lea
 The donor is ``$XAI_CHECKS_TORCH_PYTHON``, else the project's ``.venv/bin/python`` (``make
 install``). Set to an empty string, nothing is shared: an env that pins its own torch
 (``oldest``, ``newest``) installs it. Without a donor that imports torch, nothing is shared
-and pip installs torch as usual. Installs use the pins in ``constraints.txt`` unless ``$XAI_CHECKS_CONSTRAINTS`` is set
-(empty: no constraints, as the ``oldest`` env needs).
+and pip installs torch as usual. Installs use the pins in ``constraints.txt`` unless
+``$XAI_CHECKS_CONSTRAINTS`` names another file (``oldest``: ``constraints-oldest.txt``) or is
+empty (no constraints, as ``newest`` needs).
 """
 
 from __future__ import annotations
