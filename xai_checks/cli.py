@@ -10,6 +10,7 @@ CUDA asked for but absent); 130 interrupted by Ctrl-C (SIGINT).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -18,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from xai_checks.options import (
     OptionError,
@@ -27,6 +28,7 @@ from xai_checks.options import (
     cli_values,
     preflight,
     resolve_source,
+    study_config,
 )
 
 __all__ = ["main"]
@@ -140,38 +142,10 @@ def _default_claims(claims: list[Any], phases: Any) -> list[Any]:
     return [c for c in claims if set(phases_for([c])) & OPT_IN_PHASES <= asked]
 
 
-def _target(value: str, photos: Any) -> Literal["true", "predicted"] | int:
-    """``--target``: ``true``, ``predicted``, a class index, or a class name of the photo set's
-    class list (ImageNet-1k's names by default)."""
-    if value == "true":
-        return "true"
-    if value == "predicted":
-        return "predicted"
-    if value.isdigit():
-        return int(value)
-    from xai_checks.data.labels import LabelError, resolve_label
-
-    if photos.classes is not None:
-        index = photos.classes.index(value)
-    else:
-        try:
-            index = resolve_label(value)
-        except LabelError as exc:
-            raise UsageError(f"--target {value!r}: {exc}") from None
-    if index is None:
-        raise UsageError(
-            f"--target {value!r}: not 'true', 'predicted', a class index or a class of "
-            f"{photos.classes.source}"
-        )
-    return int(index)
-
-
 def _run(
     args: argparse.Namespace, device: Any = None, shard: Any = None
 ) -> tuple[Any, list[Any], Any]:
-    from xai_checks.cam import DEFAULT_LAYERS
     from xai_checks.claims import evaluate_all, get_claim, phases_for, registered_claims
-    from xai_checks.data.classes import Preprocess
     from xai_checks.models import (
         ModelSpecError,
         load_model_spec,
@@ -179,12 +153,10 @@ def _run(
         reinitialised_copy,
     )
     from xai_checks.progress import progress_callback
-    from xai_checks.study import DEFAULT_PHASES, StudyConfig, StudyUsageError, run_study
+    from xai_checks.study import StudyUsageError, run_study
 
     device = device if device is not None else _device(args.device)
     photos = _open_photos(args)
-    # the ResNet-50's stages by default; any other model's are picked (traced) unless given
-    layers = tuple(args.layers or (() if args.model else DEFAULT_LAYERS))
     try:  # the claims to judge; the study computes only the phases they need
         claims = (
             [get_claim(c) for c in args.claim]
@@ -194,36 +166,10 @@ def _run(
     except KeyError as exc:
         raise UsageError(str(exc.args[0])) from None
     try:
-        changes: dict[str, Any] = {
-            key: getattr(args, key)
-            for key in ("input_size", "mean", "std", "transform")
-            if getattr(args, key, None) is not None
-        }
-        if getattr(args, "allow_large_input", False):
-            changes["allow_large"] = True
-        config = StudyConfig(
-            layers=layers or (),
-            method=args.method,
-            channels_last=args.channels_last,
-            tf32=args.tf32,
-            cuda_graphs=args.cuda_graphs,
-            device_decode=args.device_decode,
-            threshold=args.threshold,
-            target=_target(args.target, photos),
-            backend=args.backend,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            gridpg_mosaics=args.mosaics,
-            gridpg_targets=args.gridpg_targets,
-            phase_options=(
-                {"faithfulness": {"images": args.faithfulness_photos}}
-                if getattr(args, "faithfulness_photos", None)
-                else {}
-            ),
-            phases=tuple(args.phases or phases_for(claims) or DEFAULT_PHASES),
-            preprocess=Preprocess(**changes),
-        )
-    except ValueError as exc:
+        config = study_config(cli_values(args), phases=phases_for(claims), classes=photos.classes)
+        if getattr(args, "maps_file", None):
+            config = dataclasses.replace(config, save_maps=args.maps_file)
+    except OptionError as exc:
         raise UsageError(str(exc)) from None
     try:
         if args.model:
@@ -292,22 +238,41 @@ def _print_table(study: Any, verdicts: Sequence[Any]) -> None:
         print(printable(f"  skipped {s['file']}: {s['reason']}"))
 
 
+def _maps_file(out: Path) -> Path:
+    """Where ``--save-maps`` writes while the study runs: beside the report folder (the
+    report moves it in, so the folder is only ever whole)."""
+    from xai_checks.report.writer import report_folder
+
+    folder = report_folder(out)
+    return folder.parent / f".{folder.name}.maps-{os.getpid()}.npz"
+
+
 def _cmd_study(args: argparse.Namespace) -> int:
     from xai_checks.report import ReportExistsError, write_report
+    from xai_checks.saved_maps import MAPS_FILE
 
     out = Path(args.out) if args.out else Path(time.strftime("xai-checks-report-%Y%m%d-%H%M%S"))
     start = time.time()
     from xai_checks.distributed import distributed_from_env
 
+    maps = _maps_file(out) if getattr(args, "save_maps", False) else None
+    args.maps_file = None if maps is None else str(maps)
     with distributed_from_env(_device(args.device)) as (shard, device):
-        study, verdicts, _ = _run(args, device, shard)
-        if not shard.is_main:
-            return EXIT_OK  # rank 0 writes the report, once
-        extra = {"command": shlex.join(sys.argv), "wall_seconds": time.time() - start}
         try:
-            path = write_report(study, verdicts, out, overwrite=args.overwrite, extra=extra)
-        except ReportExistsError as exc:
-            raise UsageError(str(exc)) from None
+            study, verdicts, _ = _run(args, device, shard)
+            if not shard.is_main:
+                return EXIT_OK  # rank 0 writes the report, once
+            extra = {"command": shlex.join(sys.argv), "wall_seconds": time.time() - start}
+            files = {} if maps is None else {MAPS_FILE: maps}
+            try:
+                path = write_report(
+                    study, verdicts, out, overwrite=args.overwrite, extra=extra, files=files
+                )
+            except ReportExistsError as exc:
+                raise UsageError(str(exc)) from None
+        finally:
+            if maps is not None:
+                maps.unlink(missing_ok=True)  # moved into the report unless the run failed
         _print_table(study, verdicts)
         print(f"\nreport: {Path(path) / 'report.html'}")
         from xai_checks.report.naming import see_more

@@ -14,12 +14,19 @@ Validation happens in two steps, both before any model is loaded:
    runs every row's check and raises :class:`OptionError`; the CLI exits 2, the plugin raises
    :class:`pytest.UsageError`.
 
-Add an option by appending a row to :data:`OPTIONS` (keep the name unique).
+Each row also says where its value lands in :class:`~xai_checks.study.StudyConfig`
+(``study``): a field, a field of a field (``preprocess.mean``), or ``None`` when the value
+chooses photos, models, output or gating but no study number. :func:`study_config` turns the
+values of either front end into the study's config through those rows alone.
+
+Add an option by appending a row to :data:`OPTIONS` (keep the name unique, and give
+``study``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -27,12 +34,17 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from xai_checks.cam.methods import METHODS
 from xai_checks.defaults import AUTO_LIMIT
 from xai_checks.gridpg_targets import GRIDPG_TARGETS
 from xai_checks.phases.registry import phase_names
+from xai_checks.targets import TargetError, check_target, resolve_target, target_choice
+
+if TYPE_CHECKING:
+    from xai_checks.data.classes import ClassList
+    from xai_checks.study import StudyConfig
 
 __all__ = [
     "ALL",
@@ -40,6 +52,7 @@ __all__ = [
     "OPTIONS",
     "Option",
     "OptionError",
+    "StudyInputs",
     "add_cli_options",
     "add_plugin_options",
     "auto_photos_note",
@@ -48,6 +61,8 @@ __all__ = [
     "plugin_values",
     "preflight",
     "resolve_source",
+    "study_assignments",
+    "study_config",
 ]
 
 #: how ``--limit`` / ``--xai-limit`` spell "every photo"
@@ -55,6 +70,8 @@ ALL = "all"
 
 
 _SAME: Any = object()
+#: a row that has not said whether its value reaches the study (a test rejects it)
+UNDECLARED: Any = object()
 
 
 class OptionError(ValueError):
@@ -76,6 +93,12 @@ class Option:
     (raise :class:`OptionError`); it must not load a model. ``plugin_default`` (if given)
     replaces ``default`` in the plugin; ``env`` names an environment variable that overrides
     the plugin's default.
+
+    ``study`` is where the value lands in :class:`~xai_checks.study.StudyConfig`: a field
+    name, a dotted path into a field (``preprocess.mean``, ``phase_options.faithfulness.images``)
+    or ``None`` (the value never reaches the study). ``to_study(value, inputs)`` converts the
+    parsed value for the study, reading :class:`StudyInputs` (default: unchanged); a ``None``
+    result leaves the field at its default.
     """
 
     name: str
@@ -93,6 +116,8 @@ class Option:
     check: Check | None = None
     plugin_default: Any = field(default=_SAME)
     env: str | None = None
+    study: str | None = UNDECLARED
+    to_study: Callable[[Any, StudyInputs], Any] | None = None
 
     def default_for(self, front: Literal["cli", "plugin"]) -> Any:
         if front == "plugin":
@@ -471,6 +496,49 @@ def _check_out(value: str | None, values: Mapping[str, Any]) -> None:
         raise OptionError(f"--out {value}: cannot write in {probe} ({exc.strerror})") from None
 
 
+# --------------------------------------------------------------------------- values for the study
+
+
+@dataclass(frozen=True)
+class StudyInputs:
+    """What a row's ``to_study`` may read besides its own value: every option's value, and
+    the class list of the photo set the study runs on (``None``: ImageNet-1k's), which class
+    names resolve against."""
+
+    values: Mapping[str, Any]
+    classes: ClassList | None = None
+
+
+def _study_layers(value: Sequence[str] | None, inputs: StudyInputs) -> tuple[str, ...]:
+    """The layers asked for; unnamed: ResNet-50's stages for the default model, ``()`` (picked
+    when the study runs) for a ``model`` of the user's. An empty sequence also means picked."""
+    if value is not None:
+        return tuple(value)
+    if inputs.values.get("model"):
+        return ()
+    from xai_checks.cam import DEFAULT_LAYERS
+
+    return tuple(DEFAULT_LAYERS)
+
+
+def _study_target(value: str | int, inputs: StudyInputs) -> str | int:
+    """``true``, ``predicted``, a class index, or a class name of the photo set's class list
+    (ImageNet-1k's names without one): :func:`xai_checks.targets.resolve_target`."""
+    try:
+        return resolve_target(value, inputs)
+    except TargetError as exc:
+        raise OptionError(f"--target {value!r}: {exc}") from None
+
+
+def _true_or_none(value: bool, inputs: StudyInputs) -> bool | None:
+    """A switch whose off is the field's default."""
+    return True if value else None
+
+
+def _tuple_or_none(value: Sequence[str] | None, inputs: StudyInputs) -> tuple[str, ...] | None:
+    return tuple(value) if value else None
+
+
 # --------------------------------------------------------------------------- the rows
 
 
@@ -488,6 +556,13 @@ class _RegisteredPhases(Sequence[str]):
         return value in phase_names()
 
 
+def _check_target(value: str | int, values: Mapping[str, Any]) -> None:
+    try:
+        check_target(value, classes_file=values.get("classes"))
+    except TargetError as exc:
+        raise OptionError(f"--target {value!r}: {exc}") from None
+
+
 OPTIONS: list[Option] = [
     Option(
         "data",
@@ -502,6 +577,7 @@ OPTIONS: list[Option] = [
         commands=("study", "check"),
         group="photos",
         check=_check_data,
+        study=None,
     ),
     Option(
         "layout",
@@ -512,6 +588,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-layout",
         commands=("study", "check", "data info"),
         group="photos",
+        study=None,
     ),
     Option(
         "label",
@@ -523,6 +600,7 @@ OPTIONS: list[Option] = [
         commands=("study", "check", "data info"),
         group="photos",
         check=_check_labels,
+        study=None,
     ),
     Option(
         "limit",
@@ -534,6 +612,7 @@ OPTIONS: list[Option] = [
         cli="--limit",
         plugin="--xai-limit",
         group="photos",
+        study=None,
     ),
     Option(
         "weights",
@@ -544,6 +623,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-weights",
         group="model and method",
         check=_check_weights,
+        study=None,
     ),
     Option(
         "control",
@@ -554,6 +634,24 @@ OPTIONS: list[Option] = [
         cli="--control",
         plugin="--xai-control",
         group="model and method",
+        study=None,
+    ),
+    Option(
+        "control_seeds",
+        "R: the untrained control and each sanity-cascade step are R seeded networks, not "
+        "one draw; effects against them bootstrap over photos and networks together "
+        "(docs/control-seeds.md). To keep the study's time, the first network runs on every "
+        "photo and the other R - 1 only on seeded samples (50 photos, 50 GridPG targets, 16 "
+        "sanity photos): they measure the spread between networks, the first gives the "
+        "photo-level precision; a photo set smaller than that sample keeps one network. "
+        "1: one network",
+        default=5,
+        type=positive_int,
+        metavar="R",
+        cli="--control-seeds",
+        plugin="--xai-control-seeds",
+        group="model and method",
+        study="control_seeds",
     ),
     Option(
         "layers",
@@ -564,6 +662,8 @@ OPTIONS: list[Option] = [
         cli="--layers",
         plugin="--xai-layers",
         group="model and method",
+        study="layers",
+        to_study=_study_layers,
     ),
     Option(
         "model",
@@ -576,6 +676,7 @@ OPTIONS: list[Option] = [
         cli="--model",
         plugin="--xai-model",
         group="model and method",
+        study=None,
     ),
     Option(
         "control_model",
@@ -587,6 +688,7 @@ OPTIONS: list[Option] = [
         cli="--control-model",
         plugin="--xai-control-model",
         group="model and method",
+        study=None,
     ),
     Option(
         "method",
@@ -598,6 +700,7 @@ OPTIONS: list[Option] = [
         cli="--method",
         plugin="--xai-method",
         group="model and method",
+        study="method",
     ),
     Option(
         "channels_last",
@@ -608,6 +711,7 @@ OPTIONS: list[Option] = [
         cli="--channels-last",
         plugin="--xai-channels-last",
         group="model and method",
+        study="channels_last",
     ),
     Option(
         "tf32",
@@ -618,6 +722,7 @@ OPTIONS: list[Option] = [
         cli="--tf32",
         plugin="--xai-tf32",
         group="model and method",
+        study="tf32",
     ),
     Option(
         "cuda_graphs",
@@ -627,6 +732,7 @@ OPTIONS: list[Option] = [
         action="store_true",
         cli="--cuda-graphs",
         group="model and method",
+        study="cuda_graphs",
     ),
     Option(
         "device_decode",
@@ -636,6 +742,7 @@ OPTIONS: list[Option] = [
         action="store_true",
         cli="--device-decode",
         group="photos",
+        study="device_decode",
     ),
     Option(
         "classes",
@@ -647,6 +754,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-classes",
         group="photos",
         check=_check_classes,
+        study=None,
     ),
     Option(
         "input_size",
@@ -658,6 +766,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-input-size",
         group="photos",
         check=_check_input_size,
+        study="preprocess.input_size",
     ),
     Option(
         "allow_large_input",
@@ -667,6 +776,8 @@ OPTIONS: list[Option] = [
         cli="--allow-large-input",
         plugin="--xai-allow-large-input",
         group="photos",
+        study="preprocess.allow_large",
+        to_study=_true_or_none,
     ),
     Option(
         "mean",
@@ -678,6 +789,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-mean",
         group="photos",
         check=_check_preprocess,
+        study="preprocess.mean",
     ),
     Option(
         "std",
@@ -688,6 +800,7 @@ OPTIONS: list[Option] = [
         cli="--std",
         plugin="--xai-std",
         group="photos",
+        study="preprocess.std",
     ),
     Option(
         "transform",
@@ -698,6 +811,7 @@ OPTIONS: list[Option] = [
         cli="--transform",
         plugin="--xai-transform",
         group="photos",
+        study="preprocess.transform",
     ),
     Option(
         "backend",
@@ -706,15 +820,21 @@ OPTIONS: list[Option] = [
         choices=("native", "captum"),
         cli="--backend",
         group="model and method",
+        study="backend",
     ),
     Option(
         "target",
         "explain the true label, the predicted class, or one class for every photo (its "
         "index, or its name in the class list)",
         default="true",
+        type=target_choice,
         metavar="true|predicted|CLASS",
         cli="--target",
+        plugin="--xai-target",
+        check=_check_target,
         group="model and method",
+        study="target",
+        to_study=_study_target,
     ),
     Option(
         "device",
@@ -725,6 +845,7 @@ OPTIONS: list[Option] = [
         plugin="--xai-device",
         group="model and method",
         check=_check_device,
+        study=None,
     ),
     Option(
         "batch_size",
@@ -734,6 +855,7 @@ OPTIONS: list[Option] = [
         cli="--batch-size",
         plugin="--xai-batch-size",
         group="model and method",
+        study="batch_size",
     ),
     Option(
         "threshold",
@@ -742,6 +864,7 @@ OPTIONS: list[Option] = [
         type=unit_interval_open_top,
         cli="--threshold",
         group="statistics",
+        study="threshold",
     ),
     Option(
         "alpha",
@@ -751,6 +874,7 @@ OPTIONS: list[Option] = [
         cli="--alpha",
         plugin="--xai-alpha",
         group="statistics",
+        study=None,
     ),
     Option(
         "seed",
@@ -760,6 +884,7 @@ OPTIONS: list[Option] = [
         cli="--seed",
         plugin="--xai-seed",
         group="statistics",
+        study="seed",
     ),
     Option(
         "mosaics",
@@ -769,6 +894,7 @@ OPTIONS: list[Option] = [
         type=positive_int,
         cli="--mosaics",
         group="statistics",
+        study="gridpg_mosaics",
     ),
     Option(
         "gridpg_targets",
@@ -780,6 +906,7 @@ OPTIONS: list[Option] = [
         cli="--gridpg-targets",
         plugin="--xai-gridpg-targets",
         group="statistics",
+        study="gridpg_targets",
     ),
     Option(
         "claim",
@@ -790,6 +917,7 @@ OPTIONS: list[Option] = [
         metavar="ID",
         cli="--claim",
         group="statistics",
+        study=None,
     ),
     Option(
         "phases",
@@ -800,6 +928,8 @@ OPTIONS: list[Option] = [
         choices=_RegisteredPhases(),
         cli="--phases",
         group="statistics",
+        study="phases",
+        to_study=_tuple_or_none,
     ),
     Option(
         "faithfulness_photos",
@@ -808,7 +938,9 @@ OPTIONS: list[Option] = [
         default=None,
         type=positive_int,
         cli="--faithfulness-photos",
+        plugin="--xai-faithfulness-photos",
         group="statistics",
+        study="phase_options.faithfulness.images",
     ),
     Option(
         "quiet",
@@ -817,6 +949,7 @@ OPTIONS: list[Option] = [
         default=False,
         cli="--quiet",
         commands=("study", "check"),
+        study=None,
     ),
     Option(
         "out",
@@ -826,6 +959,19 @@ OPTIONS: list[Option] = [
         commands=("study",),
         group="output",
         check=_check_out,
+        study=None,
+    ),
+    Option(
+        "save_maps",
+        "also write every layer's maps of every photo to maps.npz in the report folder: raw "
+        "(the layer's resolution, float32) and canonical (input size, [0, 1], float16), with "
+        "the photos' files; read it with xai_checks.saved_maps.load_maps",
+        default=False,
+        action="store_true",
+        cli="--save-maps",
+        commands=("study",),
+        group="output",
+        study=None,  # where results go, not how they are made: the CLI sets the study's file
     ),
     Option(
         "overwrite",
@@ -835,6 +981,7 @@ OPTIONS: list[Option] = [
         cli="--overwrite",
         commands=("study",),
         group="output",
+        study=None,
     ),
     # ------------------------------------------------------------------ plugin only
     Option(
@@ -844,6 +991,7 @@ OPTIONS: list[Option] = [
         default=None,
         plugin="--xai-json",
         commands=(),
+        study=None,
     ),
     Option(
         "baseline",
@@ -853,6 +1001,18 @@ OPTIONS: list[Option] = [
         default=None,
         plugin="--xai-baseline",
         commands=(),
+        study=None,
+    ),
+    Option(
+        "study_cache",
+        "folder (relative to the rootdir) that keeps each study between runs, keyed by a hash of "
+        "everything its numbers depend on: the settings, the models' weights, the photos' "
+        "names, sizes and times, the package's code and the versions of torch, numpy and scipy; "
+        "a run on an unchanged tree loads the study instead of computing it ('none': off)",
+        default=".xai-checks/studies",
+        plugin="--xai-study-cache",
+        commands=(),
+        study=None,
     ),
     Option(
         "update_baseline",
@@ -861,6 +1021,7 @@ OPTIONS: list[Option] = [
         default=False,
         plugin="--xai-update-baseline",
         commands=(),
+        study=None,
     ),
     Option(
         "baseline_optional",
@@ -869,6 +1030,7 @@ OPTIONS: list[Option] = [
         default=False,
         plugin="--xai-baseline-optional",
         commands=(),
+        study=None,
     ),
     Option(
         "tolerance",
@@ -877,6 +1039,7 @@ OPTIONS: list[Option] = [
         type=non_negative_float,
         plugin="--xai-tolerance",
         commands=(),
+        study=None,
     ),
     Option(
         "strict",
@@ -887,6 +1050,7 @@ OPTIONS: list[Option] = [
         metavar="all|data,boxes,cuda",
         plugin="--xai-strict",
         commands=(),
+        study=None,
     ),
 ]
 
@@ -972,3 +1136,70 @@ def preflight(
             if front == "plugin" and row.cli and row.plugin:
                 message = message.replace(row.cli + " ", row.plugin + " ")
             raise OptionError(message) from None
+
+
+def study_assignments(
+    values: Mapping[str, Any], *, classes: ClassList | None = None
+) -> dict[str, Any]:
+    """What ``values`` set in the study: ``{row.study: value}`` for every row in ``values`` that
+    reaches it, converted by its ``to_study``; rows whose value is ``None`` are left out."""
+    out: dict[str, Any] = {}
+    inputs = StudyInputs(values=values, classes=classes)
+    for row in OPTIONS:
+        if row.study is None or row.study is UNDECLARED or row.name not in values:
+            continue
+        value = values[row.name]
+        if row.to_study is not None:
+            value = row.to_study(value, inputs)
+        if value is not None:
+            out[row.study] = value
+    return out
+
+
+def study_config(
+    values: Mapping[str, Any],
+    *,
+    phases: Sequence[str] | None = None,
+    classes: ClassList | None = None,
+) -> StudyConfig:
+    """The :class:`~xai_checks.study.StudyConfig` that option ``values`` ask for, for the CLI
+    (:func:`cli_values`) and the plugin (:func:`plugin_values`) alike; a bad value raises
+    :class:`OptionError`.
+
+    ``phases``: the phases the judged claims need, used when ``values`` name none.
+    ``classes``: the photo set's class list (``photos.classes``), which ``--target`` names
+    resolve against.
+    """
+    from xai_checks.study import StudyConfig
+
+    defaults = {f.name: f for f in dataclasses.fields(StudyConfig)}
+    flat: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for path, value in study_assignments(values, classes=classes).items():
+        name, _, rest = path.partition(".")
+        if not rest:
+            flat[name] = value
+            continue
+        inner = nested.setdefault(name, {})
+        *parents, leaf = rest.split(".")
+        for parent in parents:
+            inner = inner.setdefault(parent, {})
+        inner[leaf] = value
+    if phases and "phases" not in flat:
+        flat["phases"] = tuple(phases)
+    try:
+        for name, changes in nested.items():
+            spec = defaults[name]
+            default: Any = (
+                spec.default_factory() if callable(spec.default_factory) else spec.default
+            )
+            # a dataclass field (Preprocess) is rebuilt, so its own checks run; a mapping is
+            # merged
+            flat[name] = (
+                dataclasses.replace(default, **changes)
+                if dataclasses.is_dataclass(default) and not isinstance(default, type)
+                else {**default, **changes}
+            )
+        return StudyConfig(**flat)
+    except (TypeError, ValueError) as exc:
+        raise OptionError(str(exc)) from None

@@ -9,12 +9,16 @@ rows as the CLI's, checked when pytest starts (a bad value is a usage error befo
 loads).
 
 Fixtures (session-scoped except ``claim_verdict`` and ``xai_verdict``; override ``xai_model``,
-``xai_layers``, ``xai_control_model`` or ``xai_photoset`` in your ``conftest.py``):
+``xai_layers``, ``xai_control_model``, ``xai_preprocess`` or ``xai_photoset`` in your
+``conftest.py``):
 
 ``xai_settings``       the options, resolved
 ``xai_model``          the model under test (default: the ImageNet ResNet-50, ``--xai-weights``)
 ``xai_layers``         the layers to explain (``--xai-layers``; ``None``: the study's default)
 ``xai_control_model``  the null control (seeded, untrained); ``None`` to run without
+``xai_preprocess``     how photos become model input: a ``Preprocess``, a mapping of its
+                       fields, or a callable transform (``--xai-input-size``, ``--xai-mean``,
+                       ``--xai-std``, ``--xai-transform``; default ImageNet's at 224 px)
 ``xai_photoset``       the photo set (``--xai-data``)
 ``xai_study``          hands out studies: one per settings for the whole run, also under xdist
 ``xai_verdict``        ``xai_verdict("seed-depth-ratio", alpha=0.01)`` -> Verdict, recorded in
@@ -42,6 +46,7 @@ from xai_checks.session import (
     XaiSession,
     compare_with_baseline,
     model_fingerprint,
+    photo_files,
     photoset_fingerprint,
     settings_from_values,
     write_err,
@@ -67,7 +72,7 @@ _JUNIT_ROW = (
 )
 
 #: marker keywords that change the study rather than the claim's evaluation
-_STUDY_KEYS = ("method", "channels_last")
+_STUDY_KEYS = ("method", "channels_last", "target")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -260,6 +265,21 @@ def xai_layers(xai_settings: Settings, xai_model: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
+def xai_preprocess(xai_settings: Settings) -> Any:
+    """How photos become the model's input: ``--xai-input-size``, ``--xai-mean``, ``--xai-std``
+    or ``--xai-transform`` (default: ImageNet's eval transform at 224 px). Override in your
+    conftest.py beside ``xai_model``, returning a :class:`~xai_checks.data.classes.Preprocess`,
+    a mapping of its fields (``{"input_size": 64, "mean": (0.5,) * 3, "std": (0.5,) * 3}``) or
+    a callable transform (PIL image -> tensor)."""
+    from xai_checks.data.classes import Preprocess
+
+    try:
+        return Preprocess(**xai_settings.preprocess)
+    except ValueError as exc:
+        raise pytest.UsageError(f"xai-checks: {exc}") from None
+
+
+@pytest.fixture(scope="session")
 def xai_photoset(pytestconfig: pytest.Config, xai_settings: Settings) -> Any:
     """The photo set claims run on."""
     from xai_checks.data import DataNotFoundError, open_photoset
@@ -295,6 +315,7 @@ class StudyRunner:
         controls: dict[str, Any],
         photoset: Any,
         layers: tuple[str, ...] | None,
+        preprocess: Any = None,
     ) -> None:
         self._config = config
         self.session = _session(config)
@@ -303,34 +324,30 @@ class StudyRunner:
         self.controls = controls
         self.photoset = photoset
         self.layers = layers
+        self.preprocess = preprocess
 
     def _study_config(self, overrides: Mapping[str, Any]) -> Any:
-        from xai_checks.data.classes import Preprocess
-        from xai_checks.study import StudyConfig
-
-        fields = {f.name for f in dataclasses.fields(StudyConfig)}
-        settings = self.settings
-        layers = overrides.get("layers") or self.layers
-        kwargs: dict[str, Any] = {
-            "batch_size": settings.batch_size,
-            "seed": settings.seed,
-            "layers": () if layers is None else tuple(layers),
-            "method": overrides.get("method") or settings.method,
-            "preprocess": Preprocess(**settings.preprocess),
-        }
-        if self.session.phases:
-            kwargs["phases"] = self.session.phases
-        for key in ("channels_last", "memory_format", "tf32", "gridpg_targets"):
-            value = overrides.get(key, settings.extra.get(key))
-            if value is None:
-                continue
-            if key not in fields:
-                raise pytest.UsageError(f"xai-checks: this version's study has no {key!r}")
-            kwargs[key] = value
         try:
-            return StudyConfig(**kwargs)
-        except (TypeError, ValueError) as exc:
+            config = self.settings.study_config(
+                layers=self.layers,
+                phases=self.session.phases,
+                overrides=overrides,
+                classes=getattr(self.photoset, "classes", None),
+            )
+        except OptionError as exc:
             raise pytest.UsageError(f"xai-checks: {exc}") from None
+        if self.preprocess is None:
+            return config
+        return dataclasses.replace(config, preprocess=self._preprocess())
+
+    def _preprocess(self) -> Any:
+        """The ``xai_preprocess`` fixture's value as a ``Preprocess``."""
+        from xai_checks.data.classes import as_preprocess
+
+        try:
+            return as_preprocess(self.preprocess)
+        except (TypeError, ValueError) as exc:
+            raise pytest.UsageError(f"xai-checks: xai_preprocess: {exc}") from None
 
     def result(self, **overrides: Any) -> Any:
         """The study with these study-level overrides (``layers``, ``method``)."""
@@ -362,7 +379,9 @@ class StudyRunner:
                 claims=self.session.claims,
             )
 
-        result = self.session.study(description, compute, announce=self._say)
+        result = self.session.study(
+            description, compute, announce=self._say, files=photo_files(self.photoset)
+        )
         if result.photoset.get("n_used", 0) == 0:
             raise pytest.UsageError(
                 f"xai-checks: no usable photos in {self.photoset.name}: all "
@@ -476,10 +495,14 @@ def xai_study(
     xai_control_model: Any,
     xai_photoset: Any,
     xai_layers: Any,
+    xai_preprocess: Any,
 ) -> StudyRunner:
-    """The study on ``xai_model`` (and the control) over ``xai_photoset``, run once."""
+    """The study on ``xai_model`` (and the control) over ``xai_photoset``, run once, with the
+    photos prepared by ``xai_preprocess``."""
     controls = {} if xai_control_model is None else {"untrained": xai_control_model}
-    return StudyRunner(pytestconfig, xai_model, controls, xai_photoset, xai_layers)
+    return StudyRunner(
+        pytestconfig, xai_model, controls, xai_photoset, xai_layers, preprocess=xai_preprocess
+    )
 
 
 @pytest.fixture

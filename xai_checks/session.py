@@ -16,6 +16,7 @@ Under pytest-xdist the run is the same as serial:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import pickle
@@ -23,8 +24,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,12 @@ _KEY_DEFAULTS: dict[str, Any] = {
 
 @dataclass
 class Settings:
-    """The plugin's options, resolved (see :mod:`xai_checks.options`)."""
+    """The plugin's options, resolved (see :mod:`xai_checks.options`).
+
+    Each field is named after its option row (``labels``: ``label``, ``json_path``: ``json``);
+    ``values`` holds every plugin option's value, from which :meth:`study_config` makes the
+    study's config through the rows alone.
+    """
 
     data: str
     labels: list[str]
@@ -82,10 +88,61 @@ class Settings:
     control_model: str | None = None
     method: str = "gradcam"
     classes: str | None = None
-    preprocess: dict[str, Any] = field(default_factory=dict)
-    #: option rows added later that Settings does not name
-    extra: dict[str, Any] = field(default_factory=dict)
+    #: every plugin option's value, keyed by row name (:func:`~xai_checks.options.plugin_values`)
+    values: dict[str, Any] = field(default_factory=dict)
     data_note: str = ""
+
+    def __post_init__(self) -> None:
+        self.labels = list(self.labels or [])
+        self.layout = self.layout or "auto"
+        self.layers = tuple(self.layers) if self.layers else None
+        self.json_path = Path(self.json_path) if self.json_path else None
+        self.baseline = Path(self.baseline) if self.baseline else None
+        self.update_baseline = bool(self.update_baseline)
+        self.baseline_optional = bool(self.baseline_optional)
+        self.strict = tuple(self.strict or ())
+        self.method = self.method or "gradcam"
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        """The preprocessing options given (``Preprocess`` field -> value)."""
+        from xai_checks.options import study_assignments
+
+        return {
+            path.partition(".")[2]: value
+            for path, value in study_assignments(self.values).items()
+            if path.startswith("preprocess.")
+        }
+
+    def study_config(
+        self,
+        *,
+        layers: Sequence[str] | None,
+        phases: Sequence[str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        classes: Any = None,
+    ) -> Any:
+        """The study's config: these settings with the study ``overrides`` of a test (option
+        names that reach the study: ``method``, ``channels_last``...) and the ``layers`` the
+        ``xai_layers`` fixture chose (``None``: picked when the study runs); ``classes``: the
+        photo set's class list.
+
+        Raises :class:`~xai_checks.options.OptionError` for an override that is no study
+        option, or a value the study rejects.
+        """
+        from xai_checks.options import OPTIONS, OptionError, study_config
+
+        overrides = dict(overrides or {})
+        known = {row.name for row in OPTIONS if isinstance(row.study, str)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise OptionError(
+                f"{', '.join(map(repr, unknown))}: not a study option; the study takes "
+                + ", ".join(sorted(known))
+            )
+        values = {**self.values, **{k: v for k, v in overrides.items() if v is not None}}
+        values["layers"] = tuple(overrides.get("layers") or layers or ())
+        return study_config(values, phases=phases, classes=classes)
 
     def key(self) -> dict[str, Any]:
         """What a baseline must match to be comparable."""
@@ -106,6 +163,8 @@ class Settings:
                 out[name] = value
         if self.preprocess:
             out["preprocess"] = self.preprocess
+        if self.values.get("target", "true") != "true":
+            out["target"] = self.values["target"]
         return out
 
 
@@ -140,6 +199,67 @@ def photoset_fingerprint(photoset: Any) -> str:
     return fingerprint(
         sorted((Path(str(getattr(s, "path", s))).name, getattr(s, "label", None)) for s in samples)
     )
+
+
+def photo_files(photoset: Any) -> list[tuple[str, int, int]]:
+    """Each photo file's name, size and modification time: what says a photo changed on disk
+    (the study fingerprint names photos; a study kept between runs also needs their bytes)."""
+    out = []
+    for s in getattr(photoset, "samples", ()):
+        path = Path(str(getattr(s, "path", s)))
+        try:
+            st = path.stat()
+        except OSError:
+            out.append((path.name, -1, -1))
+            continue
+        out.append((path.name, st.st_size, st.st_mtime_ns))
+    return sorted(out)
+
+
+@functools.cache
+def package_digest() -> str:
+    """A sha256 of every file of the installed ``xai_checks`` package (code, templates,
+    schema): a study kept between runs is reused only by the code that computed it."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import scipy
+    import torch
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        # float summation order, and so the last digits of some numbers, follow the threads
+        "threads": str(torch.get_num_threads()),
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+def _read_study(path: Path) -> Any:
+    """A kept study, or None when there is none or it cannot be read (then it is recomputed)."""
+    try:
+        return pickle.loads(path.read_bytes())
+    except Exception:  # none yet, or a truncated or foreign file: recompute and overwrite it
+        return None
+
+
+def _write_study(path: Path, result: Any) -> None:
+    from xai_checks.cache import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path) as f:
+            f.write(pickle.dumps(result))
+    except OSError:  # a read-only tree: the run is only slower next time
+        pass
 
 
 class XaiSession:
@@ -208,13 +328,29 @@ class XaiSession:
         compute: Callable[[], Any],
         *,
         announce: Callable[[str], None] | None = None,
+        files: Sequence[tuple[str, int, int]] = (),
     ) -> Any:
-        """The study ``description`` names: computed once per run (across xdist workers)."""
+        """The study ``description`` names: computed once per run (across xdist workers), and
+        kept between runs (``--xai-study-cache``) under a key that adds the photo ``files``
+        (:func:`photo_files`), the package's code and the libraries' versions."""
         key = fingerprint(description)
         if key in self._results:
             return self._results[key]
-        if self.cache_dir is None:
+        durable = self._durable_path(description, files)
+
+        def produce() -> Any:
+            if durable is not None:
+                kept = _read_study(durable)
+                if kept is not None:
+                    self._note_loaded(key, description, kept, durable, announce)
+                    return kept
             result = self._compute(key, description, compute, announce)
+            if durable is not None:
+                _write_study(durable, result)
+            return result
+
+        if self.cache_dir is None:
+            result = produce()
         else:
             from filelock import FileLock
 
@@ -223,12 +359,53 @@ class XaiSession:
                 if path.exists():
                     result = pickle.loads(path.read_bytes())
                 else:
-                    result = self._compute(key, description, compute, announce)
+                    result = produce()
                     tmp = path.with_suffix(".tmp")
                     tmp.write_bytes(pickle.dumps(result))
                     tmp.replace(path)
         self._results[key] = result
         return result
+
+    def _durable_path(
+        self, description: Mapping[str, Any], files: Sequence[tuple[str, int, int]]
+    ) -> Path | None:
+        """Where this study is kept between runs (``--xai-study-cache``), or None when off."""
+        folder = self.settings.values.get("study_cache")
+        if not folder or str(folder).lower() == "none":
+            return None
+        root = Path(str(getattr(self.config, "rootpath", ".")))
+        key = fingerprint(
+            {
+                "study": fingerprint(description),
+                "code": package_digest(),
+                "versions": library_versions(),
+                "photo_files": [list(f) for f in files],
+            }
+        )
+        return (root / str(folder)).resolve() / f"{key}.pickle"
+
+    def _note_loaded(
+        self,
+        key: str,
+        description: Mapping[str, Any],
+        result: Any,
+        path: Path,
+        announce: Callable[[str], None] | None,
+    ) -> None:
+        self.studies[key] = {
+            "key": key,
+            "seconds": 0.0,
+            "loaded_from": str(path),
+            "photoset": dict(result.photoset) | {"fingerprint": description.get("photos")},
+            "timings": dict(result.timings),
+            "computed_by": "an earlier run",
+            "description": dict(description),
+        }
+        if announce is not None:
+            announce(
+                f"xai-checks: study {key} loaded from {path} (an earlier run on the same photos, "
+                "weights, code and settings; --xai-study-cache none recomputes it)"
+            )
 
     def _compute(
         self,
@@ -409,43 +586,16 @@ def _bottom_line(verdicts: list[Any]) -> dict[str, Any] | None:
     return {**bottom_line(verdicts), "multiplicity": multiplicity_note(verdicts)}
 
 
-_PREPROCESS = ("input_size", "mean", "std", "transform")
+#: Settings fields named otherwise than their option rows
+_SETTING_OF_ROW = {"label": "labels", "json": "json_path"}
 
 
 def settings_from_values(values: Mapping[str, Any]) -> Settings:
-    """:class:`Settings` from :func:`xai_checks.options.plugin_values`."""
-    named = {
-        "data", "label", "layout", "weights", "control", "alpha", "device", "limit", "seed",
-        "batch_size", "layers", "json", "baseline", "update_baseline", "baseline_optional",
-        "tolerance", "strict", "model", "control_model", "method", "classes", *_PREPROCESS,
-        "allow_large_input",
-    }  # fmt: skip
-    return Settings(
-        data=values["data"],
-        labels=list(values.get("label") or []),
-        layout=values.get("layout") or "auto",
-        weights=values["weights"],
-        control=values["control"],
-        alpha=values["alpha"],
-        device=values["device"],
-        limit=values["limit"],
-        seed=values["seed"],
-        batch_size=values["batch_size"],
-        layers=tuple(values["layers"]) if values.get("layers") else None,
-        json_path=Path(values["json"]) if values.get("json") else None,
-        baseline=Path(values["baseline"]) if values.get("baseline") else None,
-        update_baseline=bool(values.get("update_baseline")),
-        baseline_optional=bool(values.get("baseline_optional")),
-        tolerance=values["tolerance"],
-        strict=tuple(values.get("strict") or ()),
-        model=values.get("model"),
-        control_model=values.get("control_model"),
-        method=values.get("method") or "gradcam",
-        classes=values.get("classes"),
-        preprocess={k: values[k] for k in _PREPROCESS if values.get(k) is not None}
-        | ({"allow_large": True} if values.get("allow_large_input") else {}),
-        extra={k: v for k, v in values.items() if k not in named},
-    )
+    """:class:`Settings` from :func:`xai_checks.options.plugin_values`: each field takes the
+    value of the row of its name."""
+    names = {f.name for f in fields(Settings)} - {"values", "data_note"}
+    given = {_SETTING_OF_ROW.get(k, k): v for k, v in values.items()}
+    return Settings(**{k: v for k, v in given.items() if k in names}, values=dict(values))
 
 
 def write_err(line: str) -> None:

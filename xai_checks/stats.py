@@ -11,6 +11,7 @@ with ``pvalue`` NaN and ``details["error"]`` saying why. Wrong shapes or bad arg
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -31,6 +32,7 @@ __all__ = [
     "PairResult",
     "TestResult",
     "bootstrap_median_ci",
+    "clustered_effect",
     "depth_rise",
     "describe_layers",
     "detectable_effect",
@@ -636,6 +638,9 @@ class EffectEstimate:
     pvalue_sesoi: float = math.nan
     #: the upper bound the ``absent`` decision reads (``ci_high``, or the wider one)
     absent_bound: float = math.nan
+    #: for an effect against a control drawn as R seeded networks (:func:`clustered_effect`):
+    #: how many seeds, on how many photos, and the effect per seed with its min and max
+    seeds: dict[str, Any] | None = None
 
     @property
     def p_present(self) -> float:
@@ -670,7 +675,17 @@ class EffectEstimate:
             "p_present": jsonable(self.p_present),
             "absent_bound": jsonable(self.absent_bound),
             "ci_method": "union of the BCa bootstrap and Student's t intervals of the mean",
+            **(_seed_fields(self.seeds) if self.seeds is not None else {}),
         }
+
+
+def _seed_fields(seeds: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "test": "two-level (seeds, then photos) bootstrap and t test of the mean, one-sided (> 0)",
+        "test_sesoi": "minimal-effect test of mean > SESOI (two-level BCa inverted, and t)",
+        "ci_method": "union of the two-level BCa bootstrap (seeds, then photos) and t intervals",
+        "seeds": jsonable(seeds),
+    }
 
 
 def _bca_constants(estimate: float, boot: FloatArray, jack: FloatArray) -> tuple[float, float]:
@@ -846,7 +861,6 @@ def paired_effect(
         p, stat = float(res.pvalue), float(res.statistic)
     else:
         p, stat = 1.0, 0.0
-    decision: Decision
     eq_alpha = alpha if equivalence_alpha is None else equivalence_alpha
     eq_high = high
     if math.isfinite(high) and eq_alpha < alpha:
@@ -856,12 +870,7 @@ def paired_effect(
             _bca_interval(mean, boot, jack, confidence=eq_conf)[1],
             _t_interval(d, confidence=eq_conf)[1],
         )
-    if math.isfinite(eq_high) and eq_high < sesoi:
-        decision = "absent"
-    elif p < alpha and math.isfinite(low) and low >= sesoi and low > 0:
-        decision = "present"
-    else:
-        decision = "unclear"
+    decision = _decide(p=p, low=low, eq_high=eq_high, sesoi=sesoi, alpha=alpha)
     return EffectEstimate(
         name=name,
         estimate=estimate,
@@ -880,6 +889,208 @@ def paired_effect(
         mde=sesoi + detectable_effect(sd, n, alpha=alpha),
         pvalue_sesoi=p_sesoi,
         absent_bound=eq_high,
+    )
+
+
+def _decide(*, p: float, low: float, eq_high: float, sesoi: float, alpha: float) -> Decision:
+    """The rule of :class:`EffectEstimate`: ``absent``, ``present`` or ``unclear``."""
+    if math.isfinite(eq_high) and eq_high < sesoi:
+        return "absent"
+    if p < alpha and math.isfinite(low) and low >= sesoi and low > 0:
+        return "present"
+    return "unclear"
+
+
+def _seed_resample(
+    d: FloatArray, common: npt.NDArray[np.bool_], *, n_resamples: int, seed: int
+) -> tuple[FloatArray, FloatArray]:
+    """Two-level bootstrap distribution and photo jackknife of :func:`clustered_effect`'s
+    estimate (see there). Vectorised: a resample's per-seed sums over the common photos are
+    its photo counts times the differences, one matrix product."""
+    n, r = d.shape
+    photos = _resample_indices(n, n_resamples, seed)
+    seeds = np.random.default_rng([seed, r]).integers(0, r, size=(n_resamples, r))
+    first = d[:, 0]
+    flat = (np.arange(n_resamples)[:, None] * n + photos).ravel()
+    counts = np.bincount(flat, minlength=n_resamples * n).reshape(n_resamples, n).astype(float)
+    on_common = np.where(common[:, None], d, 0.0)
+    drawn = counts @ common.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_seed = (counts @ on_common) / drawn[:, None]
+    boot = (
+        first[photos].mean(axis=1)
+        - per_seed[:, 0]
+        + np.take_along_axis(per_seed, seeds, axis=1).mean(axis=1)
+    )
+    k = int(common.sum())
+    sums = on_common.sum(axis=0)
+    left_out = np.broadcast_to(sums / k, (n, r)).copy()
+    left_out[common] = (sums - d[common]) / (k - 1)
+    jack = (first.sum() - first) / (n - 1) - left_out[:, 0] + left_out.mean(axis=1)
+    return boot, jack
+
+
+def clustered_effect(
+    differences: ArrayLike,
+    *,
+    sesoi: float,
+    alpha: float,
+    name: str = "",
+    n_resamples: int = 2000,
+    seed: int = 0,
+    equivalence_alpha: float | None = None,
+) -> EffectEstimate:
+    """Judge model-minus-control differences against ``sesoi`` when the control is a *sample*
+    of R seeded networks, not one draw: the effect over photos and over control networks.
+
+    ``differences`` is ``(n_photos, R)``: column ``r`` the per-photo difference with the
+    control of seed ``r``. Column 0 (the first seed) covers every photo; the other seeds may
+    cover only a subsample (NaN elsewhere), the *common* photos, those with every seed. A
+    photo without a first-seed value is dropped and counted.
+
+    The estimand is the mean over photos and over control networks. With ``d0`` the first
+    seed's differences on all n photos and ``m_r`` seed r's mean on the k common photos, the
+    estimate is ``mean(d0) + (mean_r m_r - m_0)``: the first seed's effect on every photo,
+    corrected by how far the average network sits from the first one on the common photos
+    (two-phase sampling with a difference estimator; with k = n it is the plain mean over
+    photos and seeds). The first seed is itself a random network, so ``mean(d0)`` alone is
+    unbiased for the same mean, with the whole between-network variance (not 1/R of it) but
+    without the later draws' photo-by-network noise on only k photos; where its estimated
+    variance is the smaller, it is the estimate, its interval the union of its photo BCa
+    interval and a t interval with the between-network variance added (``seeds["estimator"]``
+    says which).
+
+    Inference resamples both levels: each bootstrap replicate draws R seeds with replacement,
+    then n photos with replacement (one photo draw shared by every seed: photos and seeds are
+    crossed, the "pigeonhole" bootstrap of Owen 2007, which counts the photo-by-seed
+    interaction twice and so errs wide). The interval is the union of that distribution's BCa
+    interval (acceleration from the closed-form photo jackknife) and a t interval whose
+    squared standard error is the photo jackknife variance plus the between-network variance
+    component over R (the variance of the R per-seed means less what photo-by-seed noise puts
+    there: two-way ANOVA moments on the common photos, truncated at zero), with
+    Welch-Satterthwaite degrees of freedom: with R = 5 the seed term has 4, so a real spread
+    between networks widens the interval as it should. Where networks disagree photo by
+    photo but not on average, the bootstrap's double count makes the union err wide: a
+    false ``present`` is then rarer than alpha, never more common. ``pvalue``
+    (against zero) and ``pvalue_sesoi`` are both tests inverted (the larger p of the two);
+    the decision rule is :class:`EffectEstimate`'s. ``seeds`` reports each seed's effect on
+    the common photos, their min and max, and the first seed's on every photo.
+
+    With R = 1 this *is* :func:`paired_effect` (the Wilcoxon test included); with every seed
+    giving the same differences, its interval is :func:`paired_effect`'s.
+    """
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5); got {alpha}")
+    d = np.asarray(differences, dtype=np.float64)
+    if d.ndim == 1:
+        d = d[:, None]
+    if d.ndim != 2 or d.shape[1] < 1:
+        raise ValueError(f"differences must be (n_photos, R seeds); got shape {d.shape}")
+    r = d.shape[1]
+    kwargs: dict[str, Any] = {
+        "sesoi": sesoi, "alpha": alpha, "name": name, "n_resamples": n_resamples,
+        "seed": seed, "equivalence_alpha": equivalence_alpha,
+    }  # fmt: skip
+    if r == 1:
+        return paired_effect(d[:, 0], **kwargs)
+    keep = ~np.isnan(d[:, 0])
+    dropped = int((~keep).sum())
+    d = d[keep]
+    common = np.all(np.isfinite(d), axis=1)
+    n, k = int(d.shape[0]), int(common.sum())
+    first_all = float(d[:, 0].mean()) if n else math.nan
+    spread: dict[str, Any] = {
+        "count": r,
+        "photos_every_seed": k,
+        "first_seed_all_photos": first_all,
+    }
+    if n < 2 or k < 2:
+        spread["note"] = (
+            f"{k} photo(s) carry every seed: the spread between networks is not estimated, "
+            "the effect is the first seed's"
+        )
+        return dataclasses.replace(
+            paired_effect(d[:, 0], **kwargs), seeds=spread, n_dropped=dropped
+        )
+    per_seed = d[common].mean(axis=0)
+    spread.update(
+        per_seed=[float(v) for v in per_seed],
+        min=float(per_seed.min()),
+        max=float(per_seed.max()),
+        sd_between_seeds=float(per_seed.std(ddof=1)),
+    )
+    estimate = first_all + float(per_seed.mean() - per_seed[0])
+    confidence = 1.0 - 2.0 * alpha
+    boot, jack = _seed_resample(d, common, n_resamples=n_resamples, seed=seed)
+    var_photos = float((n - 1) / n * np.sum((jack - jack.mean()) ** 2))
+    # the spread between networks beyond what photo-by-seed noise alone puts between the
+    # per-seed means (two-way ANOVA moments on the common photos, truncated at zero): the
+    # photo jackknife already carries that noise
+    on_common = d[common]
+    resid = on_common - on_common.mean(axis=1, keepdims=True) - per_seed + per_seed.mean()
+    noise = float(np.sum(resid**2)) / ((k - 1) * (r - 1))
+    component = max(0.0, float(per_seed.var(ddof=1)) - noise / k)
+    var_seeds = component / r
+    # Draw 0 is itself a random network, so its effect on every photo is unbiased for the
+    # mean over networks too, with the whole between-network variance instead of 1/R of it
+    # but without the later draws' photo-by-network noise: the smaller variance decides.
+    first = d[:, 0]
+    var_first = float(first.var(ddof=1)) / n
+    if var_first + component < var_photos + var_seeds:
+        spread["estimator"] = "first network on every photo, between-network variance added"
+        estimate, boot, jack = _bootstrap_mean_dist(first, n_resamples=n_resamples, seed=seed)
+        var_photos, var_seeds = var_first, component
+    else:
+        spread["estimator"] = "every network (difference estimator)"
+    se = math.sqrt(var_photos + var_seeds)
+    rows = np.where(common[:, None], d, d[:, :1]).mean(axis=1)
+    if se == 0.0:
+        return EffectEstimate(
+            name, estimate, estimate, estimate, confidence, 1.0, 0.0, rank_biserial(rows),
+            0.0, n, dropped, sesoi, alpha, "unclear", math.nan, 1.0, math.nan, spread,
+        )  # fmt: skip
+    denom = var_photos**2 / (n - 1) + var_seeds**2 / (r - 1)
+    df = (var_photos + var_seeds) ** 2 / denom
+
+    def t_bounds(conf: float) -> tuple[float, float]:
+        half = float(sps.t.ppf(0.5 + conf / 2.0, df)) * se
+        return estimate - half, estimate + half
+
+    def p_above(threshold: float) -> float:
+        p_t = float(sps.t.sf((estimate - threshold) / se, df))
+        return max(_bca_pvalue(estimate, boot, jack, threshold=threshold), p_t)
+
+    b_low, b_high = _bca_interval(estimate, boot, jack, confidence=confidence)
+    t_low, t_high = t_bounds(confidence)
+    low, high = min(b_low, t_low), max(b_high, t_high)
+    eq_alpha = alpha if equivalence_alpha is None else equivalence_alpha
+    eq_high = high
+    if math.isfinite(high) and eq_alpha < alpha:
+        eq_conf = 1.0 - 2.0 * eq_alpha
+        eq_high = max(
+            _bca_interval(estimate, boot, jack, confidence=eq_conf)[1], t_bounds(eq_conf)[1]
+        )
+    p = p_above(0.0)
+    sd = se * math.sqrt(n)
+    return EffectEstimate(
+        name=name,
+        estimate=estimate,
+        ci_low=low,
+        ci_high=high,
+        confidence=confidence,
+        pvalue=p,
+        statistic=estimate / se,
+        rank_biserial=rank_biserial(rows),
+        sd=sd,
+        n=n,
+        n_dropped=dropped,
+        sesoi=sesoi,
+        alpha=alpha,
+        decision=_decide(p=p, low=low, eq_high=eq_high, sesoi=sesoi, alpha=alpha),
+        mde=sesoi + detectable_effect(sd, n, alpha=alpha),
+        pvalue_sesoi=p_above(sesoi),
+        absent_bound=eq_high,
+        seeds=spread,
     )
 
 

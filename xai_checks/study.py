@@ -98,6 +98,7 @@ from xai_checks.phases.registry import BUILTIN_ENTRY_POINTS, OPT_IN_PHASES
 __all__ = [
     "DEFAULT_PHASES",
     "PHASES",
+    "ControlSeeds",
     "GridPGRun",
     "ModelChangedError",
     "ModelRun",
@@ -105,7 +106,9 @@ __all__ = [
     "StudyConfig",
     "StudyResult",
     "StudyUsageError",
+    "control_seed",
     "run_study",
+    "sanity_seed",
 ]
 
 #: the built-in phases, in run order (third-party phases register in ``xai_checks.phases``)
@@ -163,6 +166,15 @@ class StudyConfig:
     #: per-photo spread of the margin near 0.24, 200 photos give a 90% CI of about +-0.03,
     #: narrow enough to place a margin 0.03 from the claim's SESOI of 0.1 on one side of it
     sanity_images: int = 200
+    #: the untrained control is a sample of this many seeded networks, not one draw: the first
+    #: (seed ``seed``) on every photo, the others on ``control_seed_photos`` of them
+    control_seeds: int = 5
+    #: photos (a seeded, class-stratified sample of the usable ones; GridPG target mosaics
+    #: likewise) on which each control seed after the first runs
+    control_seed_photos: int = 50
+    #: sanity photos (the first of the sanity sample) on which each later draw of the
+    #: cascade runs: a draw costs a pass per cascade step, so fewer
+    control_seed_sanity: int = 16
     agreement_images: int = 8
     phases: tuple[str, ...] = DEFAULT_PHASES
     #: per phase, options that override the phase's declared defaults (``Phase.options``)
@@ -180,6 +192,10 @@ class StudyConfig:
     #: (xai_checks.data.device_decode); other formats on the CPU, counted in provenance
     device_decode: bool = False
     workers: int | None = field(default=None, compare=False)
+    #: write every run's raw and canonical maps to this ``.npz`` file
+    #: (:mod:`xai_checks.saved_maps`); where a result goes, not how it is made: no study
+    #: setting, left out of :meth:`to_dict`
+    save_maps: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         known = phase_names()
@@ -206,6 +222,10 @@ class StudyConfig:
         methods = _known_methods()
         if self.method not in methods:
             raise ValueError(f"unknown method {self.method!r}; choose from {', '.join(methods)}")
+        if self.control_seeds < 1:
+            raise ValueError(f"control_seeds must be >= 1; got {self.control_seeds}")
+        if min(self.control_seed_photos, self.control_seed_sanity) < 2:
+            raise ValueError("control_seed_photos and control_seed_sanity must be >= 2")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"workers must be >= 0; got {self.workers}")
 
@@ -218,6 +238,7 @@ class StudyConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("workers", None)
+        d.pop("save_maps", None)
         if not self.phase_options:  # the phases' JSON records the options they ran with
             d.pop("phase_options", None)
         else:
@@ -289,7 +310,11 @@ class SanityRun:
 
     ``modules[step]`` lists the model's own modules randomised at that step (cumulatively);
     ``files[j]`` is the photo behind ``rho[step][j]`` (a seeded, class-stratified sample of
-    the usable photos, at most ``StudyConfig.sanity_images``).
+    the usable photos, at most ``StudyConfig.sanity_images``). ``reference[j]`` is the
+    empirical reference on the same photo: Spearman rho between the maps of two independently
+    re-initialised copies of the model (the cascade's last step, every module re-initialised,
+    and a second copy with its own seed): how alike two maps are that share the photo and the
+    architecture but no learned parameter.
     """
 
     layer: str
@@ -298,6 +323,70 @@ class SanityRun:
     files: list[str] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     modules: dict[str, list[str]] = field(default_factory=dict)
+    reference: list[float] = field(default_factory=list)
+
+
+def control_seed(seed: int, draw: int) -> int:
+    """The seed of control network ``draw`` (0, 1, ...) for a study seeded with ``seed``.
+
+    Draw 0 is the study seed itself (the control every claim has always compared with, still
+    ``StudyResult.controls["untrained"]``); later draws are derived from it, so a study's R
+    networks are the first R of one fixed sequence."""
+    return seed if draw == 0 else derived_seed(seed, f"control/{draw}")
+
+
+def sanity_seed(seed: int, step: str, draw: int) -> int:
+    """The seed that re-initialises cascade ``step`` in draw ``draw`` of the cascade."""
+    return derived_seed(seed, f"sanity/{step}" if draw == 0 else f"sanity/{step}/{draw}")
+
+
+@dataclass
+class ControlSeeds:
+    """The random networks drawn again under more seeds: a sample of networks, not one draw.
+
+    ``seeds`` are the seeds of draws 1..R-1 (:func:`control_seed`); draw 0 is the study's own
+    control and cascade, on every photo. The later draws run on seeded, class-stratified
+    samples of at most ``StudyConfig.control_seed_photos`` photos:
+
+    * ``runs[r - 1]``: the untrained control ``control`` of draw r, ratio records (by
+      ``file``); empty when the study has no re-initialised control;
+    * ``gridpg[r - 1]``: its GridPG scores on the mosaics ``gridpg_rows`` (rows of
+      ``GridPGRun.scores``);
+    * ``sanity[r - 1]``: the cascade redrawn (each step re-initialised under
+      :func:`sanity_seed`), Spearman rho per step on the photos ``sanity_rows`` (indices into
+      ``SanityRun.files``).
+    """
+
+    seeds: list[int]
+    control: str | None = None
+    runs: list[ModelRun] = field(default_factory=list)
+    gridpg_rows: list[int] = field(default_factory=list)
+    gridpg: list[np.ndarray] = field(default_factory=list)
+    sanity_rows: list[int] = field(default_factory=list)
+    sanity: list[dict[str, list[float]]] = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        """R: how many networks stand for the control, the study's own included."""
+        return len(self.seeds) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "count": self.count,
+            "seeds": list(self.seeds),
+            "control": self.control,
+            "ratio": [
+                {
+                    r["file"]: {k: r[k] for k in ("ratio", "ratio_pooled", "box_mass") if k in r}
+                    for r in run.records
+                }
+                for run in self.runs
+            ],
+            "gridpg_rows": list(self.gridpg_rows),
+            "gridpg": [np.asarray(g, dtype=float).tolist() for g in self.gridpg],
+            "sanity_rows": list(self.sanity_rows),
+            "sanity": [{k: list(v) for k, v in rho.items()} for rho in self.sanity],
+        }
 
 
 @dataclass
@@ -315,6 +404,8 @@ class StudyResult:
     gridpg: GridPGRun | None = None
     sanity: SanityRun | None = None
     agreement: dict[str, float] | None = None
+    #: the later draws of the random networks (``StudyConfig.control_seeds`` > 1)
+    control_seeds: ControlSeeds | None = None
     #: the output of every other registered phase that ran, by phase name
     phase_results: dict[str, Any] = field(default_factory=dict)
     skipped: list[dict[str, str]] = field(default_factory=list)
@@ -549,7 +640,6 @@ def ratio_phase(
         n: [] for n in models
     }
     failed: list[tuple[int, str]] = []
-    done = 0
     engine_device = model_device(first)
     loader, decoded = _loader(samples, batches, transform, kind, config, shard, engine_device), None
     if config.device_decode and supports_device_decode(transform):
@@ -559,6 +649,52 @@ def ratio_phase(
         )
     if engine_device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(engine_device)
+    writer = None
+    if config.save_maps is not None:
+        if shard.world > 1:
+            raise StudyUsageError("saving maps is not supported on several ranks yet")
+        from xai_checks.saved_maps import MapWriter
+
+        writer = MapWriter(config.save_maps, ids=[str(s.path) for s in samples])
+    try:
+        _ratio_batches(
+            loader, samples, cams, models, config, photoset, found, failed, writer, progress,
+            shard, total,
+        )  # fmt: skip
+    except BaseException:
+        if writer is not None:
+            writer.discard()
+        raise
+    if writer is not None:
+        writer.close()
+    if pipeline is not None:
+        pipeline.update(_pipeline_stats(cams, decoded, engine_device))
+    gathered = shard.run("ratio", lambda: (found, failed))
+    all_failed = sorted({f for _, fails in gathered for f in fails})
+    for name, run in runs.items():
+        merged = sorted((item for part, _ in gathered for item in part[name]), key=lambda t: t[0])
+        run.records = [record for _, record, _ in merged]
+        run.examples = [ex for _, _, ex in merged if ex is not None][: config.keep_examples]
+    return runs, all_failed
+
+
+def _ratio_batches(
+    loader: Any,
+    samples: Sequence[Sample],
+    cams: Mapping[str, Any],
+    models: Mapping[str, nn.Module],
+    config: StudyConfig,
+    photoset: PhotoSet,
+    found: dict[str, list[tuple[int, dict[str, Any], dict[str, Any] | None]]],
+    failed: list[tuple[int, str]],
+    writer: Any,
+    progress: Progress | None,
+    shard: Shard,
+    total: int,
+) -> None:
+    """The ratio phase's loop over batches: per photo, its record and (the first few) its
+    example, into ``found``; its maps to ``writer`` when one is given."""
+    done = 0
     for indices, images, boxes, bad in loader:
         failed.extend(bad)
         done += len(indices) + len(bad)
@@ -580,6 +716,8 @@ def ratio_phase(
             x = images.to(device, non_blocking=True)
             # Targets stay on the host: the engine range-checks them there, without a sync.
             result = cam(x, targets=_targets(config.target, labels))
+            if writer is not None:
+                writer.add(name, indices, raw=result.raw, canonical=result.maps)
             # The per-photo numbers are computed where the maps are (on a GPU: no copy of
             # N x layers x H x W maps to the host), then only they travel.
             grid = _coarsest(result.raw)
@@ -645,15 +783,6 @@ def ratio_phase(
                 found[name].append((indices[i], record, example))
         if progress:
             progress("ratio", min(done * shard.world, total), total)
-    if pipeline is not None:
-        pipeline.update(_pipeline_stats(cams, decoded, engine_device))
-    gathered = shard.run("ratio", lambda: (found, failed))
-    all_failed = sorted({f for _, fails in gathered for f in fails})
-    for name, run in runs.items():
-        merged = sorted((item for part, _ in gathered for item in part[name]), key=lambda t: t[0])
-        run.records = [record for _, record, _ in merged]
-        run.examples = [ex for _, _, ex in merged if ex is not None][: config.keep_examples]
-    return runs, all_failed
 
 
 def _pipeline_stats(
@@ -776,6 +905,10 @@ def gridpg_phase(
 # ----------------------------------------------------------------------------- sanity phase
 
 
+#: the key under which a shard's sanity work returns the reference rho (no step is named so)
+REFERENCE = "\x00reference"
+
+
 def sanity_phase(
     model: nn.Module,
     trace: ModelTrace,
@@ -837,7 +970,7 @@ def sanity_phase(
         for k, (step, members) in enumerate(steps):
             reinitialise_(
                 randomised,
-                seed=derived_seed(config.seed, f"sanity/{step}"),
+                seed=sanity_seed(config.seed, step, 0),
                 modules=[modules[m] for m in members],
             )
             maps = maps_of(randomised)
@@ -846,6 +979,19 @@ def sanity_phase(
                 examples.append({"step": step, "map": _small(maps[:1])[0]})
             if progress:
                 progress("sanity", k + 1, len(steps))
+        # the reference: a second, independently seeded copy with every cascaded module
+        # re-initialised, against the cascade's last step (every module re-initialised)
+        if steps:
+            other = copy.deepcopy(model)
+            other_modules = dict(other.named_modules())
+            reinitialise_(
+                other,
+                seed=derived_seed(config.seed, "sanity/reference"),
+                modules=[other_modules[m] for _, members in steps for m in members],
+            )
+            twin = maps_of(other)
+            rho[REFERENCE] = [_spearman(maps[j], twin[j]) for j in range(len(loaded))]
+            del other, twin
         if shard.is_main:
             first = batches[0][0][:1]
             examples.insert(
@@ -867,9 +1013,170 @@ def sanity_phase(
         out.steps, out.modules = [], {}
         return out
     out.rho = {step: [gathered[r][1][step][j] for _, r, j in order] for step in out.steps}
+    if all(REFERENCE in g[1] for g in gathered if g[0]):
+        out.reference = [gathered[r][1][REFERENCE][j] for _, r, j in order]
     out.files = [str(samples[i].path) for i, _, _ in order]
     out.examples = gathered[0][2]
     return out
+
+
+# ----------------------------------------------------------------------------- control seeds
+
+
+def _is_reinitialised(model: nn.Module) -> bool:
+    return str(weights_of(model).get("source")) == "reinitialised"
+
+
+def control_seeds_phase(context: PhaseContext) -> ControlSeeds:
+    """Draw the random networks R - 1 more times (``StudyConfig.control_seeds``).
+
+    The untrained control (when the study's is the re-initialised copy of the model under
+    test: a user's control model has no seed to redraw) and the sanity cascade are redrawn
+    under :func:`control_seed` / :func:`sanity_seed`, on samples of at most
+    ``control_seed_photos`` photos, GridPG target mosaics and sanity photos (see
+    :class:`ControlSeeds`). The extra networks run together, so each photo is decoded once."""
+    config, study, shard = context.config, context.result, context.shard
+    draws = range(1, config.control_seeds)
+    out = ControlSeeds(seeds=[control_seed(config.seed, r) for r in draws])
+    limit = config.control_seed_photos
+    name = next((n for n, m in context.controls.items() if _is_reinitialised(m)), None)
+    if name is not None:
+        out.control = name
+        nets = {
+            f"{name}/{r}": reinitialised_copy(context.model, seed=control_seed(config.seed, r))
+            for r in draws
+        }
+        usable = [s for s in context.photoset if str(s.path) not in context.skipped]
+        sample = stratified_subset(
+            usable, limit=limit, seed=derived_seed(config.seed, "control-seeds/photos")
+        )
+        subset = dataclasses.replace(context.photoset, samples=tuple(sample), skipped=[])
+        runs, _ = ratio_phase(
+            nets,
+            subset,
+            # the study's own maps file holds the model and its first control only
+            dataclasses.replace(config, keep_examples=0, save_maps=None),
+            {n: "control" for n in nets},
+            _relabel(context.progress, "control seeds"),
+            shard,
+        )
+        out.runs = [runs[n] for n in nets]
+        grid = study.gridpg
+        if grid is not None and grid.specs:
+            rng = np.random.default_rng(derived_seed(config.seed, "control-seeds/gridpg"))
+            rows = sorted(rng.permutation(len(grid.specs))[:limit].tolist())
+            scores = _gridpg_scores(nets, context.photoset, grid, rows, config, shard)
+            out.gridpg_rows, out.gridpg = rows, [scores[n] for n in nets]
+        del nets
+    if study.sanity is not None and study.sanity.files:
+        # the sanity sample is class-stratified in its order: its first photos are too
+        out.sanity_rows = list(range(min(config.control_seed_sanity, len(study.sanity.files))))
+        out.sanity = _sanity_redraws(context, study.sanity, out.sanity_rows, list(draws))
+    return out
+
+
+def _relabel(progress: Progress | None, phase: str) -> Progress | None:
+    if progress is None:
+        return None
+    return lambda _phase, done, total: progress(phase, done, total)
+
+
+def _gridpg_scores(
+    nets: Mapping[str, nn.Module],
+    photoset: PhotoSet,
+    grid: GridPGRun,
+    rows: Sequence[int],
+    config: StudyConfig,
+    shard: Shard,
+) -> dict[str, np.ndarray]:
+    """Each network's GridPG scores (rows, layers) on the mosaics ``grid.specs[rows]``,
+    rebuilt from their photos exactly as the GridPG phase built them."""
+    by_file = {str(s.path): s for s in photoset}
+    transform = config.preprocess.build(photoset.transform_kind)
+    cams = {n: make_cam(m, grid.layers, config) for n, m in nets.items()}
+    parts: dict[str, list[tuple[int, np.ndarray]]] = {n: [] for n in nets}
+    for chunk_index, start in enumerate(range(0, len(rows), config.batch_size)):
+        if not shard.mine(chunk_index):
+            continue
+        chunk = [grid.specs[i] for i in rows[start : start + config.batch_size]]
+        x = torch.stack(
+            [
+                make_mosaic(load_tensors([by_file[f] for f in spec["files"]], transform))
+                for spec in chunk
+            ]
+        )
+        targets = torch.tensor([spec["labels"][spec["cell"]] for spec in chunk])
+        cells = torch.tensor([spec["cell"] for spec in chunk])
+        for n, cam in cams.items():
+            device = model_device(nets[n])
+            result = cam(x.to(device), targets=targets.to(device)).cpu()
+            per = torch.stack(
+                [grid_pointing_score(result.maps[k], cells) for k in grid.layers], dim=1
+            )
+            parts[n].append((chunk_index, per.numpy()))
+    gathered = shard.run("control-seeds/gridpg", lambda: parts)
+    out: dict[str, np.ndarray] = {}
+    for n in nets:
+        merged = sorted((p for part in gathered for p in part[n]), key=lambda t: t[0])
+        out[n] = (
+            np.concatenate([a for _, a in merged]) if merged else np.empty((0, len(grid.layers)))
+        )
+    return out
+
+
+def _sanity_redraws(
+    context: PhaseContext, sanity: SanityRun, rows: Sequence[int], draws: Sequence[int]
+) -> list[dict[str, list[float]]]:
+    """The cascade redrawn under :func:`sanity_seed` for each of ``draws``: rho per step on
+    the sanity photos ``rows`` (in batches, sharded like the sanity phase; the original
+    maps are computed once for every draw)."""
+    config, shard, model = context.config, context.shard, context.model
+    by_file = {str(s.path): s for s in context.photoset}
+    transform = config.preprocess.build(context.photoset.transform_kind)
+    device = model_device(model)
+    size = config.batch_size
+    chunks = [list(rows[k : k + size]) for k in range(0, len(rows), size)]
+    mine = [(c, chunk) for c, chunk in enumerate(chunks) if shard.mine(c)]
+
+    def work() -> list[tuple[int, list[dict[str, list[float]]]]]:
+        batches = []
+        for c, chunk in mine:
+            samples = [by_file[sanity.files[j]] for j in chunk]
+            labels = torch.tensor([s.label for s in samples])
+            batches.append((c, load_tensors(samples, transform), labels))
+
+        def maps_of(net: nn.Module) -> list[Tensor]:
+            engine = make_cam(net, [sanity.layer], config)
+            return [
+                engine(x.to(device), targets=y.to(device)).maps[sanity.layer].cpu()
+                for _, x, y in batches
+            ]
+
+        original = maps_of(model) if batches else []
+        rho: dict[int, list[dict[str, list[float]]]] = {c: [] for c, _, _ in batches}
+        for draw in draws:
+            randomised = copy.deepcopy(model)
+            modules = dict(randomised.named_modules())
+            per: dict[int, dict[str, list[float]]] = {c: {} for c, _, _ in batches}
+            for step in sanity.steps:
+                reinitialise_(
+                    randomised,
+                    seed=sanity_seed(config.seed, step, draw),
+                    modules=[modules[m] for m in sanity.modules[step]],
+                )
+                after = maps_of(randomised)
+                for (c, _, _), a, b in zip(batches, original, after, strict=True):
+                    per[c][step] = [_spearman(x, y) for x, y in zip(a, b, strict=True)]
+            for c in per:
+                rho[c].append(per[c])
+            del randomised
+        return sorted(rho.items())
+
+    gathered = sorted(item for part in shard.run("control-seeds/sanity", work) for item in part)
+    return [
+        {step: [v for _, per in gathered for v in per[d][step]] for step in sanity.steps}
+        for d in range(len(draws))
+    ]
 
 
 def _targets(target: str | int, labels: Tensor) -> Tensor | int | None:
@@ -1099,6 +1406,18 @@ def _run_study(
         t0 = time.perf_counter()
         phase.attach(result, phase.run(context))
         timings[phase.name] = time.perf_counter() - t0
+    usable = len(photoset) - len(skipped_files)
+    if config.control_seeds > 1 and usable >= config.control_seed_photos:
+        t0 = time.perf_counter()
+        result.control_seeds = control_seeds_phase(context)
+        timings["control_seeds"] = time.perf_counter() - t0
+    elif config.control_seeds > 1:
+        # the spread between networks is measured on control_seed_photos photos; a set with
+        # fewer cannot estimate it, so the control is one network and the results say so
+        result.provenance["control_seeds"] = (
+            f"one control network: {usable} usable photos, fewer than the "
+            f"{config.control_seed_photos} the later networks' sample needs"
+        )
     _check_unchanged(models, digests)
     result.skipped = [{"file": str(s.path), "reason": s.reason} for s in photoset.skipped]
     result.photoset["n_used"] = len(under_test.records)

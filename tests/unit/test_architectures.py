@@ -98,6 +98,8 @@ def test_layers_maps_control_and_study(name):
         sanity_images=2,
         agreement_images=1,
         gridpg_mosaics=1,
+        # one control network: the plumbing of later draws has its own tests
+        control_seeds=1,
         preprocess=Preprocess(input_size=size),
     )
     study = run_study(model, photos, config=config)

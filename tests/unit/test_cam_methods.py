@@ -372,7 +372,7 @@ def test_method_option_choices_are_the_registry():
 def test_cli_options_reach_the_cam_engine():
     import argparse
 
-    from xai_checks.options import add_cli_options
+    from xai_checks.options import add_cli_options, cli_values, study_config
     from xai_checks.study import StudyConfig, make_cam
 
     parser = argparse.ArgumentParser()
@@ -383,7 +383,8 @@ def test_cli_options_reach_the_cam_engine():
     with pytest.raises(SystemExit) as exc:  # argparse: exit 2, naming the choices
         parser.parse_args(["--method", "gradcam+"])
     assert exc.value.code == 2
-    config = StudyConfig(layers=("stem",), method=args.method, channels_last=args.channels_last)
+    config = study_config({**cli_values(args), "layers": ["stem"]})
+    assert config.method == "layercam" and config.channels_last is True
     cam = make_cam(small_cnn(), ["stem"], config)
     assert cam.method.name == "layercam" and cam.memory_format == torch.channels_last
     # the Captum backend (the agreement phase) never gets the channels_last copy

@@ -64,9 +64,15 @@ def test_a_permuted_map_keeps_its_values_and_loses_its_places():
     assert not torch.allclose(permuted.flatten(), raw.flatten() / 48)
 
 
+def _logic_only(claim_id: str):
+    """The claim with its min_n lowered to the 60 photos these decision tests simulate (the
+    min_n rule has its own test)."""
+    return get_claim(claim_id).with_(min_n=30)
+
+
 def test_beyond_random_is_supported_when_every_layer_beats_both_controls(rng):
     study = _study(_gaps(rng, 60, model=0.3, permuted=0.05, untrained=0.1))
-    verdict = evaluate(get_claim("faithfulness-beyond-random"), study)
+    verdict = evaluate(_logic_only("faithfulness-beyond-random"), study)
     assert verdict.status is Status.SUPPORTED, verdict.reasons
     assert verdict.effect_size["estimate"] == pytest.approx(0.2, abs=0.02)
 
@@ -74,7 +80,7 @@ def test_beyond_random_is_supported_when_every_layer_beats_both_controls(rng):
 def test_beyond_random_is_refuted_when_one_layer_does_not_beat_a_control(rng):
     model = [0.05, 0.3, 0.3, 0.3]  # layer1's map is no better than the permuted map
     study = _study(_gaps(rng, 60, model=model, permuted=0.05, untrained=0.0))
-    verdict = evaluate(get_claim("faithfulness-beyond-random"), study)
+    verdict = evaluate(_logic_only("faithfulness-beyond-random"), study)
     assert verdict.status is Status.REFUTED
     assert "permuted map's at layer1" in verdict.reasons[-1]
 
@@ -87,7 +93,7 @@ def test_beyond_random_needs_its_min_n(rng):
 
 
 def test_depth_faithfulness_supported_confounded_refuted(rng):
-    claim = get_claim("depth-faithfulness")
+    claim = _logic_only("depth-faithfulness")
     rising = [0.0, 0.1, 0.2, 0.3]
     flat = [0.1, 0.1, 0.1, 0.1]
     cases = {
@@ -133,3 +139,14 @@ def test_the_phase_draws_its_curves_and_its_json_follows_its_schema(rng):
     section = phase.report_section(study)
     assert section is not None and "faithfulness_curves" in section.figures
     jsonschema.validate(phase.to_json(study), phase.schema())
+
+
+def test_the_phase_samples_enough_photos_to_decide_its_claims():
+    """The faithfulness phase's default sample is the largest min_n of the claims that read it,
+    so running it with its defaults can reach a verdict on each of them."""
+    from xai_checks.claims import registered_claims
+    from xai_checks.phases.faithfulness import FaithfulnessPhase
+
+    readers = [c for c in registered_claims() if "faithfulness" in c.needs]
+    assert {c.id for c in readers} >= {"faithfulness-beyond-random", "depth-faithfulness"}
+    assert FaithfulnessPhase.options["images"] == max(c.min_n for c in readers)

@@ -197,3 +197,41 @@ def test_average_drop_and_increase_match_torch_cam(model, photos) -> None:
     print(f"\ntorch-cam {theirs}; ours drop {float(drop.mean()):.6f}")
     assert float(drop.mean()) == pytest.approx(theirs["avg_drop"], abs=TOL)
     assert float(increase.float().mean()) == pytest.approx(theirs["conf_increase"], abs=TOL)
+
+
+def test_the_phase_reads_the_outputs_the_model_gives(model, photos, maps):
+    """The phase scores perturbed photos with a private channels_last copy of a CNN on CPU;
+    on real photos with ROAD's imputation, its target probabilities equal the model's to float32
+    rounding (far inside the peer tolerance), and the model itself is left as it was."""
+    from xai_checks.phases.faithfulness import output_reader
+
+    x, labels = photos
+    layout_before = [p.is_contiguous() for p in model.parameters()]
+    reader = output_reader(model)
+    assert reader is not model
+    assert [p.is_contiguous() for p in model.parameters()] == layout_before
+    masks = removal_masks(maps, FRACTIONS, order="morf")
+    ours = perturbation_curves_from_masks(
+        reader, x, masks, labels, fractions=FRACTIONS, removal="road", noise=0.0
+    )
+    plain = perturbation_curves_from_masks(
+        model, x, masks, labels, fractions=FRACTIONS, removal="road", noise=0.0
+    )
+    assert float((ours.prob - plain.prob).abs().max()) <= 1e-5
+
+
+def test_part_wise_imputation_agrees_with_one_solve(photos, maps):
+    """On CPU the imputer solves a few photos at a time (for the caches); each photo's system
+    is its own, so the pixels agree with one solve of the whole batch to the solver's
+    tolerance, relative to the photo's range."""
+    from xai_checks.faithfulness import SOLVER_TOL, _impute_in_parts, impute_linear
+
+    x, _ = photos
+    masks = removal_masks(maps, FRACTIONS, order="lerf")  # (2, 9, H, W)
+    images = x.repeat_interleave(len(FRACTIONS), 0)
+    flat = masks.reshape(-1, *masks.shape[-2:])
+    whole = impute_linear(images, flat)
+    parts = _impute_in_parts(images, flat)
+    scale = images.abs().amax(dim=(1, 2, 3)).max()
+    # the CG stop bounds each residual by tol x range; the error is within a modest multiple
+    assert float((whole - parts).abs().max()) <= 1e3 * SOLVER_TOL * float(scale)

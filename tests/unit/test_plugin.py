@@ -482,3 +482,59 @@ def test_strict_kind_comes_from_reason_codes_not_text():
     assert lacking(V(photos)) == "data"
     assert lacking(V(boxes)) == "boxes"
     assert lacking(V()) == "data"
+
+
+def _kept_study_project(pytester: pytest.Pytester) -> tuple[pytest.Pytester, Path]:
+    """The agreement project on a photo folder that lives across runs (its files keep their
+    sizes and times unless the test changes them), with the study cache at its default."""
+    photos = pytester.path / "photos"
+    photos.mkdir()
+    conftest = (
+        CONFTEST.replace(
+            'root = tmp_path_factory.mktemp("photos")',
+            f"root = __import__('pathlib').Path({str(photos)!r})",
+        )
+        .replace(
+            'Image.fromarray(pixels).save(root / f"{name}.JPEG")',
+            (
+                'path = root / f"{name}.JPEG"\n'
+                "        if not path.exists():\n"
+                "            Image.fromarray(pixels).save(path)"
+            ),
+        )
+        .replace('(root / "n03000134_chainlink_fence.JPEG").write_bytes(b"not a jpeg")', "pass")
+    )
+    pytester.makeconftest(conftest)
+    pytester.makepyfile(test_a=AGREE)
+    return pytester, photos
+
+
+def test_a_second_run_loads_the_study_until_a_photo_changes(pytester: pytest.Pytester):
+    """The study is kept between runs under .xai-checks/studies: an unchanged second run loads
+    it and reaches the same verdict; a photo written anew is a different input, so the study
+    is computed again; --xai-study-cache none neither reads nor writes it."""
+    project, photos = _kept_study_project(pytester)
+    first = project.runpytest_subprocess("-p", "no:cacheprovider", "--xai-json=one.json")
+    first.assert_outcomes(passed=1)
+    first.stdout.fnmatch_lines(["*xai-checks: study * done in *"])
+    kept = list((project.path / ".xai-checks" / "studies").glob("*.pickle"))
+    assert len(kept) == 1
+
+    second = project.runpytest_subprocess("-p", "no:cacheprovider", "--xai-json=two.json")
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines(["*xai-checks: study * loaded from *"])
+    one = json.loads((project.path / "one.json").read_text())["verdicts"]
+    two = json.loads((project.path / "two.json").read_text())["verdicts"]
+    assert one == two
+
+    photo = next(photos.glob("*.JPEG"))
+    photo.write_bytes(photo.read_bytes() + b"\0")  # same name, other bytes
+    third = project.runpytest_subprocess("-p", "no:cacheprovider")
+    third.assert_outcomes(passed=1)
+    third.stdout.fnmatch_lines(["*xai-checks: study * done in *"])
+    assert len(list((project.path / ".xai-checks" / "studies").glob("*.pickle"))) == 2
+
+    off = project.runpytest_subprocess("-p", "no:cacheprovider", "--xai-study-cache=none")
+    off.assert_outcomes(passed=1)
+    off.stdout.fnmatch_lines(["*xai-checks: study * done in *"])
+    assert len(list((project.path / ".xai-checks" / "studies").glob("*.pickle"))) == 2

@@ -26,7 +26,12 @@ from xai_checks.claims.base import VERDICT_LEGEND, Claim, Reason, Status, Verdic
 from xai_checks.claims.depth_localisation_boxes import DepthLocalisationBoxes
 from xai_checks.claims.depth_localisation_gridpg import DepthLocalisationGridPG
 from xai_checks.claims.native_captum_agreement import NativeCaptumAgreement
-from xai_checks.claims.registry import ENTRY_POINT_GROUP, get_claim, registered_claims
+from xai_checks.claims.registry import (
+    ENTRY_POINT_GROUP,
+    get_claim,
+    register_claim,
+    registered_claims,
+)
 from xai_checks.claims.sanity_randomisation import SanityRandomisation
 from xai_checks.claims.seed_depth_ratio import SeedDepthRatio
 
@@ -53,6 +58,7 @@ __all__ = [
     "get_claim",
     "multiplicity_note",
     "phases_for",
+    "register_claim",
     "registered_claims",
 ]
 

@@ -50,7 +50,10 @@ class LocalisationClaim(Claim):
         baseline: np.ndarray,
         baseline_name: str,
         key: str,
+        later: dict[str, list[np.ndarray]] | None = None,
     ) -> Verdict:
+        """``later[control]``: the later draws of a random control, each an array like
+        ``scores[control]`` (NaN rows where that draw did not run)."""
         layers = self.layers or ()
         main = under_test(study)
         values = scores[main.name]
@@ -85,13 +88,16 @@ class LocalisationClaim(Claim):
                 verdict.tests["last_layer_above_control"] = R.paired_greater(last, c_values[:, -1])
             else:
                 entry = verdict.controls[name] = {"ran": True}
+            draws = [stats.depth_rise(v) for v in (later or {}).get(control.name, [])]
             e = R.effect(
-                rise_m - stats.depth_rise(c_values),
+                rise_m[:, None] - R.with_draws(stats.depth_rise(c_values), draws),
                 self,
                 name=f"rise minus {name} control rise",
                 m_equivalence=m,
             )
             entry["effect"] = e.to_dict()
+            if e.seeds is not None:
+                entry["seeds"] = R.seed_spread(e)
             entry["explains_effect"] = e.decision == "absent"
             excess[name] = e
         self._decide(verdict, rise, above, excess, page, baseline_name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -126,18 +127,127 @@ def fmt_list(values: dict[str, float]) -> str:
 def effect(
     diffs: np.ndarray, claim: Claim, *, name: str, m_equivalence: int = 1
 ) -> stats.EffectEstimate:
-    """``stats.paired_effect`` with the claim's SESOI, alpha and bootstrap size.
+    """``stats.paired_effect`` with the claim's SESOI, alpha and bootstrap size; for an
+    ``(n_photos, R)`` array of differences with R random networks (:func:`with_draws`),
+    ``stats.clustered_effect``, which is ``paired_effect`` for one network.
 
     ``m_equivalence``: how many 'absent' decisions can each make the claim's verdict
     negative (REFUTED or CONFOUNDED); each is held at alpha / m (Bonferroni).
     """
-    return stats.paired_effect(
+    estimate = stats.clustered_effect(
         diffs,
         sesoi=float(claim.sesoi),
         alpha=float(claim.alpha),
         name=name,
         n_resamples=int(claim.params.get("n_boot", 2000)),
         equivalence_alpha=float(claim.alpha) / max(1, m_equivalence),
+    )
+    if estimate.n_dropped:
+        # kept (while the estimate lives) for the worst-case row of ``conclude``
+        _DROPPED_FROM[id(estimate)] = (np.asarray(diffs, dtype=np.float64), m_equivalence)
+        weakref.finalize(estimate, _DROPPED_FROM.pop, id(estimate), None)
+    return estimate
+
+
+#: per-photo differences of the effects that dropped photos, by the estimate's id
+_DROPPED_FROM: dict[int, tuple[np.ndarray, int]] = {}
+
+
+def worst_case(verdict: Verdict, effects: dict[str, stats.EffectEstimate]) -> dict[str, Any] | None:
+    """The sensitivity row for dropped photos: each effect's dropped photos scored at the
+    worst case for the verdict, and whether the verdict survives.
+
+    For SUPPORTED the worst case is against the model: every dropped photo gets the smallest
+    difference any kept photo shows, and the verdict survives if every such effect still
+    reads present. For REFUTED and CONFOUNDED it is in the model's favour: the largest
+    difference a kept photo shows, and the verdict survives if an effect still reads absent.
+    The worst case is bounded by what the kept photos show, not by the metric's range: a
+    dropped photo has no finite value to say how far outside that it could lie.
+    None when the verdict is INCONCLUSIVE or no required effect dropped a photo."""
+    status = verdict.status
+    if status not in (Status.SUPPORTED, Status.REFUTED, Status.CONFOUNDED):
+        return None
+    claim = verdict.claim
+    rows: dict[str, dict[str, Any]] = {}
+    rescored: dict[str, stats.EffectEstimate] = {}
+    for key, e in effects.items():
+        kept = _DROPPED_FROM.get(id(e))
+        if kept is None or not e.n_dropped:
+            rescored[key] = e
+            continue
+        d, m = kept
+        # with several control draws (n_photos, R), the photos dropped are those the study's
+        # own network (column 0) has no value for; later draws' NaNs are photos they skipped
+        first = d[:, 0] if d.ndim == 2 else d
+        finite = first[np.isfinite(first)]
+        if not len(finite):
+            rescored[key] = e
+            continue
+        fill = float(finite.min() if status is Status.SUPPORTED else finite.max())
+        filled = d.copy()
+        if d.ndim == 2:
+            filled[:, 0] = np.where(np.isfinite(first), first, fill)
+        else:
+            filled = np.where(np.isfinite(d), d, fill)
+        worst = effect(filled, claim, name=e.name, m_equivalence=m)
+        rescored[key] = worst
+        rows[key] = {
+            "effect": e.name,
+            "dropped": e.n_dropped,
+            "scored_at": fill,
+            "estimate": worst.estimate,
+            "ci_low": worst.ci_low,
+            "ci_high": worst.ci_high,
+            "n": worst.n,
+            "decision": worst.decision,
+            "decision_as_run": e.decision,
+        }
+    if not rows:
+        return None
+    if status is Status.SUPPORTED:
+        survives = all(w.decision == "present" for w in rescored.values())
+        rule = "dropped photos scored at the smallest difference a kept photo shows"
+    else:
+        survives = any(w.decision == "absent" for w in rescored.values())
+        rule = "dropped photos scored at the largest difference a kept photo shows"
+    return {"rule": rule, "survives": survives, "effects": rows}
+
+
+def with_draws(first: np.ndarray, later: Sequence[np.ndarray]) -> np.ndarray:
+    """``(n_photos, R)``: a per-photo number of the study's own random network (``first``,
+    every photo) beside the same number of each later draw (NaN where a draw did not run)."""
+    return np.column_stack([np.asarray(first, dtype=float), *later])
+
+
+def later_draws(
+    study: Any, control: str, key: str, layers: Sequence[str], files: Sequence[str]
+) -> list[np.ndarray]:
+    """Per later draw of the control named ``control`` (``StudyResult.control_seeds``), the
+    ``(len(files), len(layers))`` array of its per-photo metric ``key`` for ``files``; NaN for
+    a photo that draw did not run on. Empty when the study drew the control once."""
+    seeds = getattr(study, "control_seeds", None)
+    if seeds is None or seeds.control != control:
+        return []
+    out = []
+    for run in seeds.runs:
+        by_file = {r["file"]: r[key] for r in run.records if key in r}
+        out.append(
+            np.array(
+                [[by_file[f].get(layer, np.nan) if f in by_file else np.nan for layer in layers]
+                 for f in files],
+                dtype=float,
+            ).reshape(len(files), len(layers))
+        )  # fmt: skip
+    return out
+
+
+def seed_spread(e: stats.EffectEstimate) -> dict[str, Any] | None:
+    """The effect per random network, its min and max, for a verdict's control entry."""
+    if e.seeds is None:
+        return None
+    keys = ("count", "per_seed", "min", "max", "photos_every_seed", "first_seed_all_photos")
+    return {k: e.seeds[k] for k in keys if k in e.seeds} | (
+        {"note": e.seeds["note"]} if "note" in e.seeds else {}
     )
 
 
@@ -238,6 +348,25 @@ def conclude(
     for e in effects.values():
         if e.n_dropped:
             verdict.drops[f"{e.name}: no finite value"] = e.n_dropped
+    verdict.sensitivity = worst_case(verdict, effects)
+    if verdict.sensitivity is not None:
+        parts = [
+            f"{row['dropped']} dropped from {row['effect']} scored at {row['scored_at']:.3g}: "
+            f"{row['estimate']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}], "
+            f"{row['decision']}"
+            for row in verdict.sensitivity["effects"].values()
+        ]
+        verdict.add(
+            "worst-case",
+            f"worst case for the dropped photos ({verdict.sensitivity['rule']}): "
+            + "; ".join(parts)
+            + (
+                ": the verdict survives"
+                if verdict.sensitivity["survives"]
+                else ": the verdict would not survive; it rests on the dropped photos being no "
+                "worse than the kept ones"
+            ),
+        )
     lows = [e.ci_low for e in effects.values()]
     highs = [e.absent_bound for e in effects.values()]
     supported_up_to = min(lows) if all(math.isfinite(x) for x in lows) else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -29,6 +29,7 @@ __all__ = [
     "Reason",
     "Status",
     "Verdict",
+    "VerdictRow",
     "control_runs",
     "method_name",
     "model_name",
@@ -109,6 +110,58 @@ def model_name(study: StudyResult | None) -> str:
     return str(arch) if arch else "the model"
 
 
+def _about(description: str, *, minimum: int | None = None) -> dict[str, Any]:
+    return {"description": description} | ({} if minimum is None else {"minimum": minimum})
+
+
+@dataclass(frozen=True)
+class VerdictRow:
+    """Verdict.row(): the one row the terminal table, claims.json, junit properties and the
+    report show.
+
+    Defined once: ``results.schema.json``'s ``verdict_row`` is generated from these fields
+    (:func:`xai_checks.dataclass_schema.dataclass_schema`).
+    """
+
+    claim: str
+    status: Status
+    n: int = field(metadata=_about("independent photos (the unit of analysis)", minimum=0))
+    n_photos: int | None = field(
+        default=None,
+        metadata=_about(
+            "photos that reached the claim; n is the deciding effect's, at most this", minimum=0
+        ),
+    )
+    n_unit: str | None = None
+    effect_name: str | None = None
+    effect_n: int | None = field(
+        default=None,
+        metadata=_about("photos behind the deciding effect (equal to n)", minimum=0),
+    )
+    effect: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    confidence: float | None = None
+    sesoi: float | None = None
+    tipping_sesoi: float | None = field(
+        default=None,
+        metadata=_about(
+            "the SESOI at which the verdict would change (SUPPORTED: up to it; REFUTED or "
+            "CONFOUNDED: above it; null when INCONCLUSIVE)"
+        ),
+    )
+    p: float | None = None
+    p_holm: float | None = None
+    mde: float | None = None
+    power_statement: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as JSON-able values, in field order (the status as its name)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["status"] = self.status.value
+        return jsonable(out)
+
+
 @dataclass
 class Verdict:
     """The outcome of a claim on a study's numbers.
@@ -143,6 +196,9 @@ class Verdict:
     drops: dict[str, int] = field(default_factory=dict)
     #: the SESOI at which the verdict would change (see ``claims._rules.conclude``)
     tipping: dict[str, Any] | None = None
+    #: dropped photos scored at the worst case for the verdict, and whether it survives (see
+    #: ``claims._rules.worst_case``); None when no deciding effect dropped a photo
+    sensitivity: dict[str, Any] | None = None
 
     def add(self, code: str, text: str) -> None:
         """Append a structured reason."""
@@ -176,28 +232,26 @@ class Verdict:
         eff = self.effect_size or {}
         power = self.power or {}
         mult = self.multiplicity or {}
-        return jsonable(
-            {
-                "claim": self.claim.id,
-                "status": self.status.value,
-                "n": self.n,
-                "n_photos": self.n if self.n_photos is None else self.n_photos,
-                "n_unit": eff.get("unit_of_analysis", "photos"),
-                "effect_name": eff.get("name"),
-                # the photos behind the effect (fewer than n when some had no finite value)
-                "effect_n": eff.get("n"),
-                "effect": eff.get("estimate"),
-                "ci_low": eff.get("ci_low"),
-                "ci_high": eff.get("ci_high"),
-                "confidence": eff.get("confidence"),
-                "sesoi": self.claim.sesoi,
-                "tipping_sesoi": (self.tipping or {}).get("sesoi"),
-                "p": self.p_value,
-                "p_holm": mult.get("p_adjusted"),
-                "mde": power.get("mde"),
-                "power_statement": power.get("statement"),
-            }
-        )
+        return VerdictRow(
+            claim=self.claim.id,
+            status=self.status,
+            n=self.n,
+            n_photos=self.n if self.n_photos is None else self.n_photos,
+            n_unit=eff.get("unit_of_analysis", "photos"),
+            effect_name=eff.get("name"),
+            # the photos behind the effect (fewer than n when some had no finite value)
+            effect_n=eff.get("n"),
+            effect=eff.get("estimate"),
+            ci_low=eff.get("ci_low"),
+            ci_high=eff.get("ci_high"),
+            confidence=eff.get("confidence"),
+            sesoi=self.claim.sesoi,
+            tipping_sesoi=(self.tipping or {}).get("sesoi"),
+            p=self.p_value,
+            p_holm=mult.get("p_adjusted"),
+            mde=power.get("mde"),
+            power_statement=power.get("statement"),
+        ).to_dict()
 
     def to_dict(self) -> dict[str, Any]:
         claim = self.claim.to_dict()
@@ -216,6 +270,7 @@ class Verdict:
                 "n_photos": self.n if self.n_photos is None else self.n_photos,
                 "drops": self.drops,
                 "tipping": self.tipping,
+                "sensitivity": self.sensitivity,
                 "row": self.row(),
                 "effect": self.effect_size,
                 "power": self.power,

@@ -41,10 +41,10 @@ class DepthFaithfulness(Claim):
     #: between the shallowest and the deepest map. Declared before the faithfulness phase had
     #: run on any photo
     sesoi = 0.05
-    #: provisional: 30 photos give each per-photo difference's CI a half-width of about 0.3
-    #: of its spread; ``xai_checks.calibration`` holds this claim's worlds, and its min_n is to
-    #: be read from that table once the worlds' spreads are fitted to a real faithfulness run
-    min_n = 30
+    #: the n at which docs/calibration-faithfulness.md reaches 80% power for a true rise of 2x
+    #: the SESOI beyond the untrained maps', on spreads fitted to a real run (the per-photo
+    #: rise beyond the control spreads about six times the SESOI)
+    min_n = 300
 
     def hypothesis_for(self, study: StudyResult | None) -> str:
         layers = self.layers or (tuple(study.config.layers) if study is not None else ())
@@ -100,12 +100,15 @@ class DepthFaithfulness(Claim):
                 "effect": e.to_dict(),
                 "explains_effect": e.decision == "absent",
             }
-        head = excess.get("untrained") or next(iter(excess.values()), rise)
-        what = "ROAD-gap rise beyond the untrained maps' rise" if excess else "ROAD-gap rise"
-        verdict.effect_size = R.headline(head, what=what)
-        verdict.power = R.power_statement(head, what=what)
-        verdict.p_value = max(e.pvalue for e in [rise, *excess.values()])
         self._decide(verdict, rise, excess)
+        # the rise first, so a REFUTED verdict names it; then each control's excess
+        R.conclude(
+            verdict,
+            required={
+                "rise": ("ROAD-gap rise with depth", rise),
+                **{c: (f"ROAD-gap rise beyond the {c} maps' rise", e) for c, e in excess.items()},
+            },
+        )
         return verdict
 
     def _decide(
@@ -123,14 +126,15 @@ class DepthFaithfulness(Claim):
         if rise.decision == "unclear":
             verdict.add(
                 "effect-unclear",
-                f"the ROAD gap's rise with depth {R.describe_effect(rise)} (Wilcoxon p = "
-                f"{R.fmt_p(rise.pvalue)}) is not yet shown to reach {sesoi:g}, nor ruled below it",
+                f"the ROAD gap's rise with depth {R.describe_effect(rise)} (p = "
+                f"{R.fmt_p(rise.p_present)}) is not yet shown to reach {sesoi:g}, nor ruled "
+                "below it",
             )
             return
         verdict.add(
             "effect",
             f"the ROAD gap rises with depth by {R.describe_effect(rise)} "
-            f"(Wilcoxon p = {R.fmt_p(rise.pvalue)})",
+            f"(p = {R.fmt_p(rise.p_present)})",
         )
         explained = [c for c, e in excess.items() if e.decision == "absent"]
         if explained:
@@ -152,14 +156,15 @@ class DepthFaithfulness(Claim):
                 verdict.add(
                     "control-unclear",
                     f"beyond the {c} maps' rise it is {R.describe_effect(excess[c])}: too "
-                    f"uncertain to tell from the control (p = {R.fmt_p(excess[c].pvalue)})",
+                    f"uncertain to tell from the control (p = {R.fmt_p(excess[c].p_present)})",
                 )
             return
         verdict.status = Status.SUPPORTED
         for c, e in excess.items():
             verdict.add(
                 "beyond-control",
-                f"beyond the {c} maps' rise it is {R.describe_effect(e)} (p = {R.fmt_p(e.pvalue)})",
+                f"beyond the {c} maps' rise it is {R.describe_effect(e)} "
+                f"(p = {R.fmt_p(e.p_present)})",
             )
 
     def report_section(self, study: StudyResult, verdict: Verdict) -> ReportSection | None:

@@ -54,6 +54,11 @@ class DepthLocalisationBoxes(LocalisationClaim):
             run.name: R.layer_matrix(run, "box_mass", layers)[keep] for run in study.runs.values()
         }
         area = np.array([main.records[i]["box_area"] for i in rows], dtype=float)
+        files = [main.records[i]["file"] for i in rows]
+        later = {
+            run.name: R.later_draws(study, run.name, "box_mass", layers, files)
+            for run in study.controls.values()
+        }
         return self.judge(
             study,
             scores,
@@ -61,4 +66,5 @@ class DepthLocalisationBoxes(LocalisationClaim):
             baseline=area,
             baseline_name="the box's area share (a uniform map)",
             key="box_area",
+            later=later,
         )

@@ -71,6 +71,7 @@ class DepthLocalisationGridPG(LocalisationClaim):
                 raise ValueError(f"GridPG has {len(keep)} mosaics but {len(v)} scores for {name}")
             scores[name] = v[keep]
         n = int(keep.sum())
+        later = _later_draws(study, idx, keep)
         chance = float(self.params["chance"])
         if n < self.min_n:
             verdict = self.verdict(study, n)
@@ -86,6 +87,7 @@ class DepthLocalisationGridPG(LocalisationClaim):
                 baseline=np.full(n, chance),
                 baseline_name=f"chance {chance:g}",
                 key="chance",
+                later=later,
             )
         repeated = int(len(keep) - n)
         if repeated:
@@ -94,3 +96,22 @@ class DepthLocalisationGridPG(LocalisationClaim):
                 f"{repeated} mosaics repeated a target photo and were not counted again",
             )
         return verdict
+
+
+def _later_draws(
+    study: StudyResult, idx: list[int], keep: np.ndarray
+) -> dict[str, list[np.ndarray]]:
+    """The untrained control's later draws (``StudyResult.control_seeds``) as arrays like
+    its GridPG scores (the claim's layers, one row per counted target; NaN rows where a draw
+    did not score that mosaic)."""
+    seeds = study.control_seeds
+    grid = study.gridpg
+    if seeds is None or seeds.control is None or grid is None:
+        return {}
+    arrays = []
+    for scores in seeds.gridpg:
+        full = np.full((len(grid.specs), len(idx)), np.nan)
+        if len(seeds.gridpg_rows):
+            full[seeds.gridpg_rows] = np.asarray(scores, dtype=float)[:, idx]
+        arrays.append(full[keep])
+    return {seeds.control: arrays}

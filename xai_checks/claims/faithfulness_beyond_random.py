@@ -46,10 +46,10 @@ class FaithfulnessBeyondRandom(Claim):
     #: without spatial information does not tell a user which pixels the model uses. Declared
     #: before the faithfulness phase had run on any photo
     sesoi = 0.05
-    #: provisional: 30 photos give each per-photo difference's CI a half-width of about 0.3
-    #: of its spread; ``xai_checks.calibration`` holds this claim's worlds, and its min_n is to
-    #: be read from that table once the worlds' spreads are fitted to a real faithfulness run
-    min_n = 30
+    #: the n at which docs/calibration-faithfulness.md reaches 80% power for a true margin of
+    #: 2x the SESOI at every layer against both controls, on spreads fitted to a real run: the
+    #: per-photo differences spread about six times the SESOI, and SUPPORTED needs all eight
+    min_n = 600
 
     def hypothesis_for(self, study: StudyResult | None) -> str:
         layers = self.layers or (tuple(study.config.layers) if study is not None else ())
@@ -103,12 +103,10 @@ class FaithfulnessBeyondRandom(Claim):
         if not effects:
             verdict.add("control-missing", "no control maps ran")
             return verdict
-        (w_layer, w_control), worst = min(effects.items(), key=lambda kv: kv[1].estimate)
-        what = f"ROAD gap beyond the {w_control} map at the weakest layer ({w_layer})"
+        # the weakest margin (smallest lower bound) names the layer and control SUPPORTED rests
+        # on; R.conclude below sets the headline effect, p, n and tipping SESOI from it
+        (w_layer, w_control), worst = min(effects.items(), key=lambda kv: kv[1].ci_low)
         verdict.tests["primary"] = worst.to_dict()
-        verdict.effect_size = R.headline(worst, what=what)
-        verdict.power = R.power_statement(worst, what=what)
-        verdict.p_value = max(e.pvalue for e in effects.values())
         absent = [(la, c) for (la, c), e in effects.items() if e.decision == "absent"]
         unclear = [(la, c) for (la, c), e in effects.items() if e.decision == "unclear"]
         missing = [c for c in self.controls if c not in run.kinds]
@@ -140,8 +138,15 @@ class FaithfulnessBeyondRandom(Claim):
                 "beyond-controls",
                 f"at every layer the map's ROAD gap beats every control's by at least "
                 f"{self.sesoi:g}; weakest: {R.describe_effect(worst)} beyond the {w_control} "
-                f"map at {w_layer} (p = {R.fmt_p(worst.pvalue)})",
+                f"map at {w_layer} (p = {R.fmt_p(worst.p_present)})",
             )
+        R.conclude(
+            verdict,
+            required={
+                f"{la}/{c}": (f"ROAD gap beyond the {c} map at {la}", e)
+                for (la, c), e in effects.items()
+            },
+        )
         return verdict
 
     def report_section(self, study: StudyResult, verdict: Verdict) -> ReportSection | None:

@@ -237,9 +237,14 @@ class SeedDepthRatio(Claim):
             )
         c_values = c_values[keep]
         entry = self._record(verdict, name, control.name, c_values, control.name)
-        diff = rise_m - stats.depth_rise(c_values)
+        later = R.later_draws(study, control.name, "ratio", layers, _files(main, keep))
+        diff = rise_m[:, None] - R.with_draws(
+            stats.depth_rise(c_values), [stats.depth_rise(v) for v in later]
+        )
         beyond = R.effect(diff, self, name=f"model rise minus {name} control rise", m_equivalence=m)
         entry["effect"] = beyond.to_dict()
+        if beyond.seeds is not None:
+            entry["seeds"] = R.seed_spread(beyond)
         entry["explains_effect"] = beyond.decision == "absent"
         return beyond
 
@@ -263,7 +268,10 @@ class SeedDepthRatio(Claim):
         if len(c_pooled) != len(keep):
             return None
         m_pooled = R.layer_matrix(main, "ratio_pooled", layers)[keep]
-        diff = stats.depth_rise(m_pooled) - stats.depth_rise(c_pooled[keep])
+        later = R.later_draws(study, control.name, "ratio_pooled", layers, _files(main, keep))
+        diff = stats.depth_rise(m_pooled)[:, None] - R.with_draws(
+            stats.depth_rise(c_pooled[keep]), [stats.depth_rise(v) for v in later]
+        )
         joint = R.effect(
             diff, self, name="pooled model rise minus pooled untrained rise", m_equivalence=m
         )
@@ -273,6 +281,8 @@ class SeedDepthRatio(Claim):
             "effect": joint.to_dict(),
             "explains_effect": joint.decision == "absent",
         }
+        if joint.seeds is not None:
+            verdict.controls[JOINT]["seeds"] = R.seed_spread(joint)
         return joint
 
     def _decide(
@@ -358,3 +368,9 @@ class SeedDepthRatio(Claim):
                 f"beyond the {name} control the rise is {R.describe_effect(e)} "
                 f"(p = {R.fmt_p(e.pvalue)})",
             )
+
+
+def _files(run: ModelRun, keep: np.ndarray) -> list[str]:
+    """The photos behind ``R.layer_matrix(run, ...)[keep]``, in its row order."""
+    files = [r["file"] for r in run.records if "ratio" in r]
+    return [f for f, k in zip(files, keep, strict=True) if k]

@@ -5,14 +5,15 @@ means ImageNet-1k (the 1000 classes of :mod:`xai_checks.data.labels`).
 
 :class:`Preprocess` says how a photo becomes model input: the standard ImageNet eval transform
 scaled to ``input_size`` with ``mean``/``std``, or a user's ``transform`` factory
-(``FILE.py:factory`` returning a callable PIL image -> tensor).
+(``FILE.py:factory`` returning a callable PIL image -> tensor, or that callable itself).
+:func:`as_preprocess` takes any of the forms a pytest ``xai_preprocess`` fixture may return.
 """
 
 from __future__ import annotations
 
 import os
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "ClassList",
     "ClassListError",
     "Preprocess",
+    "as_preprocess",
     "probe_preprocess",
     "read_class_list",
 ]
@@ -131,8 +133,10 @@ class Preprocess:
     input_size: int = INPUT_SIZE
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
-    #: ``FILE.py:factory`` / ``package.module:factory`` of a user transform; replaces the above
-    transform: str | None = None
+    #: a user transform: ``FILE.py:factory`` / ``package.module:factory`` naming a factory that
+    #: returns it, or the callable (PIL image -> tensor) itself; replaces mean/std and resizing
+    #: (``input_size`` still sizes the trace that finds the layers: give the transform's)
+    transform: str | Callable[[Image.Image], torch.Tensor] | None = None
     #: take an ``input_size`` above :data:`MAX_INPUT_SIZE` (memory grows with its square)
     allow_large: bool = field(default=False, compare=False)
 
@@ -158,6 +162,8 @@ class Preprocess:
 
     def build(self, kind: str = "standard") -> Callable[[Image.Image], torch.Tensor]:
         """The transform for a photo set of ``kind`` (``standard``, ``precropped``, ``auto``)."""
+        if self.transform is not None and not isinstance(self.transform, str):
+            return self.transform
         if self.transform is not None:
             from xai_checks.models import load_factory
 
@@ -188,8 +194,43 @@ class Preprocess:
             "input_size": self.input_size,
             "mean": list(self.mean),
             "std": list(self.std),
-            "transform": self.transform,
+            "transform": self.transform_name,
         }
+
+    @property
+    def transform_name(self) -> str | None:
+        """The transform as text: its spec, or a callable's ``module.qualname``."""
+        if self.transform is None or isinstance(self.transform, str):
+            return self.transform
+        kind = self.transform if hasattr(self.transform, "__qualname__") else type(self.transform)
+        return f"{getattr(kind, '__module__', '?')}.{getattr(kind, '__qualname__', repr(kind))}"
+
+
+def as_preprocess(value: Any) -> Preprocess:
+    """A :class:`Preprocess` from what a pytest ``xai_preprocess`` fixture returns: a
+    :class:`Preprocess`, a mapping of its fields (``{"input_size": 64, "mean": ..., "std":
+    ...}``), or a callable transform (PIL image -> tensor; give ``input_size`` with it through
+    the mapping form when it is not 224). :class:`ValueError` names what is wrong."""
+    if isinstance(value, Preprocess):
+        return value
+    if isinstance(value, dict | Mapping):
+        unknown = set(value) - {f for f in Preprocess.__dataclass_fields__}
+        if unknown:
+            raise ValueError(
+                f"unknown preprocessing field(s) {sorted(unknown)}; use "
+                f"{', '.join(Preprocess.__dataclass_fields__)}"
+            )
+        fields = dict(value)
+        for key in ("mean", "std"):
+            if key in fields:
+                fields[key] = tuple(float(v) for v in fields[key])
+        return Preprocess(**fields)
+    if callable(value):
+        return Preprocess(transform=value)
+    raise ValueError(
+        f"expected a Preprocess, a mapping of its fields or a callable transform; got "
+        f"{type(value).__name__}"
+    )
 
 
 def _gib(size: int, channels: int = 3) -> str:
@@ -214,7 +255,9 @@ def probe_preprocess(preprocess: Preprocess, *, kind: str, channels: int) -> Non
             f"{channels} input channels; give one per channel"
         )
     made = preprocess.build(kind)
-    what = f"transform {preprocess.transform!r}" if preprocess.transform else "the preprocessing"
+    what = (
+        f"transform {preprocess.transform_name!r}" if preprocess.transform else "the preprocessing"
+    )
     try:
         out = made(_probe_image())
     except Exception as exc:

@@ -151,6 +151,7 @@ class SanityPhase(_TopLevel):
             "steps": list(sanity.steps),
             "rho": {k: list(v) for k, v in sanity.rho.items()},
             "files": list(sanity.files),
+            "reference": list(sanity.reference),
         }
 
 

@@ -14,10 +14,8 @@ after the phases it ``needs``.
 from __future__ import annotations
 
 import functools
-import importlib
-import warnings
-from importlib.metadata import EntryPoint, entry_points
 
+from xai_checks._registry import entry_points_of, load_registry
 from xai_checks.phases.base import Phase
 
 __all__ = [
@@ -52,71 +50,21 @@ class PhaseRegistrationError(TypeError):
     """An entry point in ``xai_checks.phases`` that does not give a valid phase."""
 
 
-def _instantiate(name: str, obj: object, where: str) -> Phase:
-    if isinstance(obj, type) and issubclass(obj, Phase):
-        phase = obj()
-    elif isinstance(obj, Phase):
-        phase = obj
-    else:
-        raise PhaseRegistrationError(
-            f"entry point {name!r} ({where}) gives {obj!r}, not a Phase subclass or instance"
-        )
-    if phase.name != name:
-        raise PhaseRegistrationError(
-            f"entry point {name!r} ({where}) gives a phase whose name is {phase.name!r}; "
-            "the entry-point name must equal the phase's name"
-        )
-    return phase
-
-
-def _found() -> dict[str, EntryPoint]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        seen = found.get(ep.name)
-        if seen is not None and seen.value != ep.value:
-            raise PhaseRegistrationError(
-                f"two packages register the phase {ep.name!r}: {seen.value} and {ep.value}"
-            )
-        found[ep.name] = ep
-    return found
-
-
 def phase_names() -> tuple[str, ...]:
     """Every registered phase's name, in run order, without importing any phase."""
-    found = _found()
+    found = entry_points_of(ENTRY_POINT_GROUP, kind="phase", error=PhaseRegistrationError)
     return (*BUILTIN_ENTRY_POINTS, *sorted(n for n in found if n not in BUILTIN_ENTRY_POINTS))
-
-
-def _load_builtin(target: str) -> object:
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 @functools.cache
 def _registry() -> dict[str, Phase]:
-    found = _found()
-    missing = [name for name in BUILTIN_ENTRY_POINTS if name not in found]
-    if missing:
-        warnings.warn(
-            f"the built-in phases {missing} are not registered as entry points (is xai-checks "
-            "installed? `pip install -e .`); loading them directly",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-    phases: dict[str, Phase] = {}
-    for name, target in BUILTIN_ENTRY_POINTS.items():
-        builtin = found.pop(name, None)
-        obj = builtin.load() if builtin is not None else _load_builtin(target)
-        phases[name] = _instantiate(name, obj, builtin.value if builtin is not None else target)
-    for name in sorted(found):
-        ep = found[name]
-        try:
-            obj = ep.load()
-        except Exception as exc:
-            raise PhaseRegistrationError(
-                f"entry point {name!r} ({ep.value}) failed to load: {exc}"
-            ) from exc
-        phases[name] = _instantiate(name, obj, ep.value)
+    phases = load_registry(
+        ENTRY_POINT_GROUP,
+        base=Phase,
+        builtins=BUILTIN_ENTRY_POINTS,
+        kind="phase",
+        error=PhaseRegistrationError,
+    )
     for phase in phases.values():
         unknown = [n for n in phase.needs if n not in phases]
         if unknown:

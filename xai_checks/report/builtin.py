@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
@@ -27,6 +27,10 @@ from xai_checks.report.sections import (
     register_claim_section,
     register_section,
 )
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Verdict
+    from xai_checks.study import GridPGRun, StudyResult
 
 __all__ = ["EFFECT_NAMES", "figure_section_parts"]
 
@@ -56,11 +60,11 @@ EFFECT_NAMES: dict[str, tuple[str, str]] = {
 }
 
 
-def _status(verdict: Any) -> str:
+def _status(verdict: Verdict) -> str:
     return "" if verdict is None else str(getattr(verdict.status, "value", verdict.status))
 
 
-def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
+def _verdict(verdicts: Sequence[Verdict], metric: str) -> Verdict | None:
     return next((v for v in verdicts if getattr(v.claim, "metric", None) == metric), None)
 
 
@@ -68,7 +72,7 @@ def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
 
 
 def figure_section_parts(
-    study: Any, verdicts: Sequence[Any], names: Sequence[str]
+    study: StudyResult, verdicts: Sequence[Verdict], names: Sequence[str]
 ) -> tuple[dict[str, bytes], dict[str, dict[str, Any]]]:
     """Render the named figures of :mod:`~xai_checks.report.figures` that apply.
 
@@ -90,12 +94,12 @@ def figure_section_parts(
 
 
 def _claim_context(
-    verdict: Any, *, lead: str | Markup, toc: str, note: str | Markup = "", **extra: Any
+    verdict: Verdict, *, lead: str | Markup, toc: str, note: str | Markup = "", **extra: Any
 ) -> dict[str, Any]:
     return {"verdict": verdict, "lead": lead, "toc": toc, "note": note, **extra}
 
 
-def _medians_table(verdict: Any, study: Any) -> dict[str, Any] | None:
+def _medians_table(verdict: Verdict, study: StudyResult) -> dict[str, Any] | None:
     if verdict is None or not verdict.medians:
         return None
     layers = list(verdict.claim.layers or study.config.layers)
@@ -115,7 +119,7 @@ def _medians_table(verdict: Any, study: Any) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- page sections
 
 
-def _effect_cell(verdict: Any) -> tuple[str, str, str]:
+def _effect_cell(verdict: Verdict) -> tuple[str, str, str]:
     """(value, name, glossary key) of the effect shown in the verdict table."""
     primary = verdict.tests.get("primary") or {}
     effect = primary.get("effect")
@@ -125,18 +129,20 @@ def _effect_cell(verdict: Any) -> tuple[str, str, str]:
         key = str(primary.get("effect_name") or "")
         name = EFFECT_NAMES.get(key, (key.replace("_", " ") or "effect", ""))[0]
         return fmt.number(effect), name, key
-    if metric == "randomisation" and primary.get("medians"):
-        vals = [x for x in primary["medians"].values() if x is not None and math.isfinite(x)]
+    if metric == "randomisation" and (primary.get("means") or primary.get("medians")):
+        stat = "means" if primary.get("means") else "medians"
+        vals = [x for x in primary[stat].values() if x is not None and math.isfinite(x)]
         if vals:
-            bound = fmt.number(primary.get("bound", params.get("bound")))
-            return fmt.number(max(vals), 2), f"largest median |ρ| (bound {bound})", ""
+            bound = fmt.number(primary.get("bound_mean", primary.get("bound", params.get("bound"))))
+            what = "mean" if stat == "means" else "median"
+            return fmt.number(max(vals), 2), f"largest {what} |ρ| (bound {bound})", ""
     if metric == "agreement" and primary.get("statistic") is not None:
         tol = fmt.number(primary.get("tolerance", params.get("tolerance")))
         return fmt.number(primary["statistic"]), f"max |diff| (tolerance {tol})", ""
     return fmt.MISSING, "", ""
 
 
-def _n_unit(verdict: Any, study: Any, row: Mapping[str, Any] | None = None) -> str:
+def _n_unit(verdict: Verdict, study: StudyResult, row: Mapping[str, Any] | None = None) -> str:
     """What a claim's n counts, in words."""
     # the row's unit is the claim's own statement once it records an effect size
     unit = (row or {}).get("n_unit") if getattr(verdict, "effect_size", None) else None
@@ -154,14 +160,14 @@ def _n_unit(verdict: Any, study: Any, row: Mapping[str, Any] | None = None) -> s
     return "photos"
 
 
-def _gridpg_counts_mosaics(study: Any) -> bool:
+def _gridpg_counts_mosaics(study: StudyResult) -> bool:
     grid = getattr(study, "gridpg", None)
     if grid is None or not grid.specs:
         return False
     return _distinct_targets(grid) < len(grid.specs)
 
 
-def _distinct_targets(grid: Any) -> int:
+def _distinct_targets(grid: GridPGRun) -> int:
     targets = set()
     for spec in grid.specs:
         files = spec.get("files") or []
@@ -171,7 +177,7 @@ def _distinct_targets(grid: Any) -> int:
     return len(targets)
 
 
-def verdict_row(verdict: Any, study: Any) -> dict[str, Any]:
+def verdict_row(verdict: Verdict, study: StudyResult) -> dict[str, Any]:
     """The verdict's row for the table: the claim's own ``row()`` (effect with its CI, n and
     what n counts, the decisive p, power) where it has one, else the primary test's numbers."""
     row = dict(verdict.row()) if callable(getattr(verdict, "row", None)) else {}
@@ -207,8 +213,33 @@ def verdict_row(verdict: Any, study: Any) -> dict[str, Any]:
         "effect_key": key,
         "power": row.get("power_statement") or "",
         "tipping": _tipping_text(row),
+        "seeds": seeds_text(verdict),
         "reasons": reason_texts(verdict),
     }
+
+
+def seeds_text(verdict: Any) -> str:
+    """The spread of each control effect across its random networks, in words: "untrained:
+    5 networks, effect per network 0.018 to 0.025" (empty for a control drawn once)."""
+    spreads = {
+        name: entry["seeds"]
+        for name, entry in (getattr(verdict, "controls", None) or {}).items()
+        if isinstance(entry, Mapping) and isinstance(entry.get("seeds"), Mapping)
+    }
+    spreads.update(
+        {f"step {step}": s for step, s in ((verdict.tests or {}).get("seeds") or {}).items()}
+    )
+    parts = []
+    for name, spread in spreads.items():
+        if "min" in spread and "max" in spread:
+            parts.append(
+                f"{name}: {spread.get('count')} networks, effect per network "
+                f"{fmt.number(spread['min'])} to {fmt.number(spread['max'])} "
+                f"(on {spread.get('photos_every_seed')} photos)"
+            )
+        elif spread.get("note"):
+            parts.append(f"{name}: {spread['note']}")
+    return "; ".join(parts)
 
 
 def _tipping_text(row: Mapping[str, Any]) -> str:
@@ -222,7 +253,9 @@ def _tipping_text(row: Mapping[str, Any]) -> str:
 
 
 @register_section("verdicts", order=10)
-def verdicts_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]) -> ReportSection:
+def verdicts_section(
+    study: StudyResult, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
+) -> ReportSection:
     rows = [verdict_row(v, study) for v in verdicts]
     glossary = {
         r["effect_key"]: EFFECT_NAMES[r["effect_key"]]
@@ -244,7 +277,7 @@ def verdicts_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
     )
 
 
-def _gridpg_n_text(study: Any) -> str:
+def _gridpg_n_text(study: StudyResult) -> str:
     """What GridPG's n counts on this run, in words (shown under the table)."""
     grid = getattr(study, "gridpg", None)
     if grid is None or not grid.specs:
@@ -261,7 +294,9 @@ def _gridpg_n_text(study: Any) -> str:
 
 
 @register_section("skipped", order=900)
-def skipped_section(study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]) -> ReportSection:
+def skipped_section(
+    study: StudyResult, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
+) -> ReportSection:
     items: list[str] = []
     cfg = study.config
     missing = [p for p in phase_names() if p != "ratio" and p not in cfg.phases]
@@ -297,7 +332,7 @@ _SKIPPED_ROWS = 40
 
 @register_section("provenance", order=950)
 def provenance_section(
-    study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     prov = doc["provenance"]
     versions = ", ".join(f"{k} {v}" for k, v in prov["versions"].items() if v)
@@ -387,7 +422,7 @@ def _readable(value: Any) -> str:
 
 @register_claim_section("seed-depth-ratio")
 def ratio_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     cfg = study.config
     figures, text = figure_section_parts(
@@ -418,7 +453,7 @@ def ratio_section(
 
 @register_claim_section("depth-localisation-gridpg")
 def gridpg_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     grid = study.gridpg
     figures, text = figure_section_parts(study, verdicts, ("gridpg_scores", "gridpg_examples"))
@@ -472,7 +507,7 @@ def gridpg_section(
 
 @register_claim_section("depth-localisation-boxes")
 def boxes_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     figures, text = figure_section_parts(study, verdicts, ("box_mass",))
     reasons = reason_texts(verdict)
@@ -495,7 +530,7 @@ def boxes_section(
 
 @register_claim_section("sanity-randomisation")
 def sanity_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     figures, text = figure_section_parts(study, verdicts, ("sanity_cascade", "sanity_examples"))
     return ReportSection(
@@ -522,7 +557,7 @@ def sanity_section(
 
 @register_claim_section("native-captum-agreement")
 def agreement_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     figures, text = figure_section_parts(study, verdicts, ("agreement",))
     return ReportSection(
@@ -542,7 +577,7 @@ def agreement_section(
 
 @register_claim_section("*")
 def generic_claim_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection:
     """Any claim without a section of its own: its hypothesis, verdict and reasons."""
     return ReportSection(

@@ -19,7 +19,7 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from markupsafe import escape
@@ -27,6 +27,10 @@ from markupsafe import escape
 from xai_checks.fmt import number as fmt
 from xai_checks.fmt import pvalue as fmt_p
 from xai_checks.report.naming import method_name, model_roles, reason_texts
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Verdict
+    from xai_checks.study import ModelRun, StudyResult
 
 __all__ = [
     "FIGURES",
@@ -151,22 +155,22 @@ def _e(value: Any) -> str:
     return str(escape(value))
 
 
-def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
+def _verdict(verdicts: Sequence[Verdict], metric: str) -> Verdict | None:
     return next((v for v in verdicts if v.claim.metric == metric), None)
 
 
-def _main_and_controls(study: Any) -> tuple[str | None, list[str]]:
+def _main_and_controls(study: StudyResult) -> tuple[str | None, list[str]]:
     """The model under test and the controls, by their recorded roles."""
     names = [name for name, _, _ in model_roles(study)]
     return (names[0] if names else None), names[1:]
 
 
-def _model_label(study: Any, name: str) -> str:
+def _model_label(study: StudyResult, name: str) -> str:
     source = (study.runs[name].weights or {}).get("source") if name in study.runs else None
     return f"{name} ({source})" if source and source != name else name
 
 
-def _column(run: Any, key: str) -> np.ndarray:
+def _column(run: ModelRun, key: str) -> np.ndarray:
     """(n, k) array of a per-layer record value; NaN where missing."""
     rows = [
         [float(r[key].get(layer, math.nan)) if r.get(key) else math.nan for layer in run.layers]
@@ -272,7 +276,7 @@ def _ticks(
 # --------------------------------------------------------------------------- builders
 
 
-def ratio_boxplots(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def ratio_boxplots(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     """Per-layer ratio: the model under test, each control model, and the pooled control."""
     main, controls = _main_and_controls(study)
     if main is None or not study.runs[main].records:
@@ -357,7 +361,7 @@ def ratio_boxplots(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | Non
     return fig, caption
 
 
-def _ratio_conclusion(v: Any) -> str:
+def _ratio_conclusion(v: Verdict | None) -> str:
     """The claim's own verdict and reasons (the report does not re-derive them)."""
     if v is None:
         return "no verdict was computed for this claim."
@@ -371,7 +375,7 @@ def _ratio_conclusion(v: Any) -> str:
     return f"{lead} ({status}: {reasons})." if reasons else f"{lead} ({status})."
 
 
-def threshold_sweep(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def threshold_sweep(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     """Median ratio against the threshold, per layer; the model solid, controls dashed."""
     thresholds = list(study.config.sweep)
     runs = [r for r in study.runs.values() if r.records and r.records[0].get("sweep")]
@@ -515,7 +519,9 @@ def _layer_columns(layers: Sequence[str], first: str) -> list[tuple[str, str]]:
     return [(first, "#222")] + [(lay, layer_color(lay, j)) for j, lay in enumerate(layers)]
 
 
-def _overlay_grid(study: Any, run: Any, *, title: str, rows: int | None = None) -> Any | None:
+def _overlay_grid(
+    study: StudyResult, run: ModelRun, *, title: str, rows: int | None = None
+) -> Any | None:
     examples = [e for e in run.examples if e.get("thumb") is not None][:rows]
     if not examples:
         return None
@@ -549,7 +555,7 @@ def _overlay_grid(study: Any, run: Any, *, title: str, rows: int | None = None) 
         return _photo_grid(grid_rows, _layer_columns(layers, "photo"), cell=1.75, title=title)
 
 
-def overlays(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def overlays(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     main, _ = _main_and_controls(study)
     if main is None:
         return None
@@ -578,7 +584,7 @@ def overlays(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
     return fig, caption
 
 
-def overlays_control(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def overlays_control(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     _, controls = _main_and_controls(study)
     if not controls:
         return None
@@ -606,7 +612,7 @@ def overlays_control(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | N
     return fig, caption
 
 
-def box_mass(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def box_mass(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     """Share of the map's mass inside the annotated object box (when the photos have boxes)."""
     runs = [r for r in study.runs.values() if any(rec.get("box_mass") for rec in r.records)]
     if not runs:
@@ -643,7 +649,7 @@ def box_mass(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
     return fig, caption
 
 
-def _model_legend(ax: Any, study: Any, names: Sequence[str]) -> None:
+def _model_legend(ax: Any, study: StudyResult, names: Sequence[str]) -> None:
     from matplotlib.patches import Patch
 
     handles = [
@@ -658,7 +664,7 @@ def _model_legend(ax: Any, study: Any, names: Sequence[str]) -> None:
     ax.legend(handles=handles, loc="upper left")
 
 
-def gridpg_scores(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def gridpg_scores(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     grid = study.gridpg
     if grid is None:
         return None
@@ -715,7 +721,7 @@ def gridpg_scores(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None
     return fig, caption
 
 
-def _gridpg_conclusion(v: Any) -> str:
+def _gridpg_conclusion(v: Verdict | None) -> str:
     if v is None:
         return ""
     med = v.medians
@@ -730,7 +736,7 @@ def _gridpg_conclusion(v: Any) -> str:
     return ("Here: " + "; ".join(bits) + ".") if bits else ""
 
 
-def gridpg_examples(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def gridpg_examples(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     grid = study.gridpg
     if grid is None or not grid.examples:
         return None
@@ -764,12 +770,13 @@ def gridpg_examples(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | No
     return fig, caption
 
 
-def sanity_cascade(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def sanity_cascade(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     sanity = study.sanity
     if sanity is None or not sanity.steps:
         return None
     v = _verdict(verdicts, "randomisation")
-    bound = float(v.claim.params.get("bound", 0.5)) if v is not None else 0.5
+    primary = (v.tests.get("primary") or {}) if v is not None else {}
+    bound = float(primary.get("bound_mean", 0.5))
     steps = list(sanity.steps)
     absrho = [np.abs(_finite(sanity.rho.get(s, []))) for s in steps]
     med = np.array([_median(a) for a in absrho])
@@ -828,7 +835,7 @@ def sanity_cascade(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | Non
     return fig, caption
 
 
-def _sanity_conclusion(v: Any, steps: Sequence[str], med: np.ndarray) -> str:
+def _sanity_conclusion(v: Verdict | None, steps: Sequence[str], med: np.ndarray) -> str:
     if v is None:
         return ""
     if v.status.value == "SUPPORTED":
@@ -836,7 +843,7 @@ def _sanity_conclusion(v: Any, steps: Sequence[str], med: np.ndarray) -> str:
     return _e("; ".join(reason_texts(v))) + "."
 
 
-def sanity_examples(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def sanity_examples(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     sanity = study.sanity
     if sanity is None or not sanity.examples:
         return None
@@ -865,7 +872,7 @@ def sanity_examples(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | No
     return fig, caption
 
 
-def agreement(study: Any, verdicts: Sequence[Any]) -> tuple[Any, str] | None:
+def agreement(study: StudyResult, verdicts: Sequence[Verdict]) -> tuple[Any, str] | None:
     if not study.agreement:
         return None
     v = _verdict(verdicts, "agreement")
@@ -943,7 +950,7 @@ FIGURES: dict[str, str] = {
 NARROW = frozenset({"threshold_sweep", "gridpg_scores", "sanity_cascade", "agreement", "box_mass"})
 
 
-def _title(name: str, study: Any) -> str:
+def _title(name: str, study: StudyResult) -> str:
     if name == "threshold_sweep":
         return f"Does the choice of {study.config.threshold:g} matter?"
     if name == "overlays_control":
@@ -952,7 +959,9 @@ def _title(name: str, study: Any) -> str:
     return FIGURES[name]
 
 
-def render_figure(name: str, study: Any, verdicts: Sequence[Any]) -> RenderedFigure | None:
+def render_figure(
+    name: str, study: StudyResult, verdicts: Sequence[Verdict]
+) -> RenderedFigure | None:
     """The figure ``name`` rendered to PNG, or ``None`` when the study has nothing to draw."""
     builder = globals()[name]  # looked up at call time, so a test can replace a builder
     with warnings.catch_warnings():

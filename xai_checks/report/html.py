@@ -15,7 +15,7 @@ import urllib.parse
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import Markup
@@ -30,6 +30,10 @@ from xai_checks.report.naming import (
     see_more,
 )
 from xai_checks.report.sections import FigureFile, ReportSection, figure_png
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Verdict
+    from xai_checks.study import StudyResult
 
 __all__ = ["STATUS_COLORS", "environment", "render_html"]
 
@@ -68,7 +72,7 @@ def _template(source: str) -> jinja2.Template:
     return env.get_template(source)
 
 
-def _status(verdict: Any) -> str:
+def _status(verdict: Verdict) -> str:
     if verdict is None:
         return ""
     if isinstance(verdict, Mapping):
@@ -76,7 +80,7 @@ def _status(verdict: Any) -> str:
     return str(getattr(verdict.status, "value", verdict.status))
 
 
-def _verdict(verdicts: Sequence[Any], metric: str) -> Any:
+def _verdict(verdicts: Sequence[Verdict], metric: str) -> Verdict | None:
     return next((v for v in verdicts if getattr(v.claim, "metric", None) == metric), None)
 
 
@@ -109,7 +113,7 @@ _BOTTOM_CLASS = {
 }
 
 
-def _bottom_line(verdicts: Sequence[Any]) -> dict[str, Any]:
+def _bottom_line(verdicts: Sequence[Verdict]) -> dict[str, Any]:
     """The page's conclusion: :func:`xai_checks.claims.bottom_line` reconciles the verdicts
     (a supported depth claim beside a failed sanity check says the two together), then each
     claim's own verdict and reasons, then how the claims were corrected for multiplicity."""
@@ -146,7 +150,7 @@ def _bottom_line(verdicts: Sequence[Any]) -> dict[str, Any]:
     }
 
 
-def _photos_fact(doc: Mapping[str, Any], study: Any) -> Markup:
+def _photos_fact(doc: Mapping[str, Any], study: StudyResult) -> Markup:
     ps = doc["photoset"]
     counts = ps["counts"]
     classes = ps["classes"]
@@ -179,7 +183,7 @@ def _photos_fact(doc: Mapping[str, Any], study: Any) -> Markup:
     return text
 
 
-def _models_fact(study: Any) -> Markup:
+def _models_fact(study: StudyResult) -> Markup:
     lines = []
     for name, role, run in model_roles(study):
         weights = run.weights or {}
@@ -198,7 +202,7 @@ def _models_fact(study: Any) -> Markup:
     return Markup("<br>").join(lines) if lines else Markup("none")
 
 
-def _method_fact(study: Any) -> Markup:
+def _method_fact(study: StudyResult) -> Markup:
     cfg = study.config
     chips = Markup(" ").join(
         Markup('<span class="layer-chip" style="background:{}">{}</span>').format(
@@ -212,8 +216,8 @@ def _method_fact(study: Any) -> Markup:
 
 
 def render_html(
-    study: Any,
-    verdicts: Sequence[Any],
+    study: StudyResult,
+    verdicts: Sequence[Verdict],
     sections: Sequence[ReportSection],
     doc: Mapping[str, Any],
 ) -> str:

@@ -6,11 +6,15 @@ written into text that could describe another run).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from xai_checks.cam.methods import method_title
 from xai_checks.defaults import AUTO_LIMIT
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Verdict
+    from xai_checks.study import ModelRun, StudyResult
 
 __all__ = [
     "method_name",
@@ -21,12 +25,12 @@ __all__ = [
 ]
 
 
-def method_name(study: Any) -> str:
+def method_name(study: StudyResult) -> str:
     """The CAM method the study used, as a reader knows it (``Grad-CAM`` unless recorded)."""
     return method_title(str(getattr(study.config, "method", None) or "gradcam"))
 
 
-def model_roles(study: Any) -> list[tuple[str, str, Any]]:
+def model_roles(study: StudyResult) -> list[tuple[str, str, ModelRun]]:
     """``(name, role, run)`` for every model: ``under test`` first, then each control.
 
     Reads the explicit roles (``study.under_test`` / ``study.controls``) where the study records
@@ -48,7 +52,7 @@ def model_roles(study: Any) -> list[tuple[str, str, Any]]:
     ]
 
 
-def model_class(run: Any) -> str | None:
+def model_class(run: ModelRun) -> str | None:
     """The model's class name, where the study recorded it."""
     for attr in ("model_class", "class_name", "arch"):
         value = getattr(run, attr, None)
@@ -58,7 +62,7 @@ def model_class(run: Any) -> str | None:
     return weights.get("model_class") or weights.get("class_name")
 
 
-def reason_texts(verdict: Any) -> list[str]:
+def reason_texts(verdict: Verdict) -> list[str]:
     """A verdict's reasons as text: structured reasons (``{"code", "text"}``) or plain strings."""
     out = []
     for reason in getattr(verdict, "reasons", None) or []:
@@ -70,7 +74,7 @@ def reason_texts(verdict: Any) -> list[str]:
     return [r for r in out if r]
 
 
-def see_more(verdicts: Any, study: Any = None) -> list[str]:
+def see_more(verdicts: Sequence[Verdict], study: StudyResult | None = None) -> list[str]:
     """What to run to see the claims that had too little data here (empty when none did).
 
     Shown in the report's header and printed by ``xai-checks study`` after its table. The

@@ -16,12 +16,16 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema
 
 from xai_checks._util import jsonable
 from xai_checks.phases import registered_phases
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Verdict
+    from xai_checks.study import ModelRun, StudyResult
 
 __all__ = [
     "SCHEMA_FILE",
@@ -121,7 +125,7 @@ def cpu_model() -> str | None:
 _VERSION_KEYS = ("xai_checks", "python", "torch", "torchvision", "captum", "numpy", "scipy")
 
 
-def _provenance(study: Any, extra: Mapping[str, Any]) -> dict[str, Any]:
+def _provenance(study: StudyResult, extra: Mapping[str, Any]) -> dict[str, Any]:
     prov = dict(study.provenance or {})
     versions = {k: prov.get(k) for k in _VERSION_KEYS if k in prov}
     if "matplotlib" not in versions:
@@ -188,7 +192,7 @@ def _photo_row(record: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
-def _photoset(study: Any) -> dict[str, Any]:
+def _photoset(study: StudyResult) -> dict[str, Any]:
     ps = dict(study.photoset or {})
     records = study.under_test.records
     classes = Counter(str(r.get("label_name", r.get("label"))) for r in records)
@@ -210,7 +214,7 @@ def _photoset(study: Any) -> dict[str, Any]:
     }
 
 
-def _model(run: Any) -> dict[str, Any]:
+def _model(run: ModelRun) -> dict[str, Any]:
     return {
         "role": run.role,
         "class": run.model_class,
@@ -222,7 +226,7 @@ def _model(run: Any) -> dict[str, Any]:
     }
 
 
-def _tests(verdicts: Sequence[Any]) -> list[dict[str, Any]]:
+def _tests(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for verdict in verdicts:
         d = verdict.to_dict()
@@ -244,12 +248,12 @@ def _tests(verdicts: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
-def models_json(study: Any) -> dict[str, Any]:
+def models_json(study: StudyResult) -> dict[str, Any]:
     """The ratio phase's JSON form: per model, its weights, layers and one row per photo."""
     return {name: _model(run) for name, run in study.runs.items()}
 
 
-def _phases(study: Any) -> dict[str, Any]:
+def _phases(study: StudyResult) -> dict[str, Any]:
     """Every registered phase's JSON form: built-ins at their top-level keys, the others under
     ``phases`` (only those that ran)."""
     out: dict[str, Any] = {"phases": {}}
@@ -263,7 +267,7 @@ def _phases(study: Any) -> dict[str, Any]:
 
 
 def build_results(
-    study: Any, verdicts: Sequence[Any], *, extra: Mapping[str, Any] | None = None
+    study: StudyResult, verdicts: Sequence[Verdict], *, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The ``results.json`` document (JSON-safe) for a study and its verdicts."""
     extra = dict(extra or {})
@@ -275,6 +279,9 @@ def build_results(
         "config": study.config.to_dict(),
         "photoset": _photoset(study),
         **_phases(study),
+        "control_seeds": (
+            study.control_seeds.to_dict() if study.control_seeds is not None else None
+        ),
         "tests": _tests(verdicts),
         "verdicts": [v.to_dict() for v in verdicts],
         "extra": extra,

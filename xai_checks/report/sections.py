@@ -26,9 +26,13 @@ import io
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from xai_checks.phases import registered_phases
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Claim, Verdict
+    from xai_checks.study import StudyResult
 
 __all__ = [
     "FigureFile",
@@ -59,9 +63,13 @@ class ReportSection:
 
 
 #: ``builder(study, verdicts, doc) -> ReportSection | None`` for a page section
-SectionBuilder = Callable[[Any, Sequence[Any], Mapping[str, Any]], "ReportSection | None"]
+SectionBuilder: TypeAlias = (
+    "Callable[[StudyResult, Sequence[Verdict], Mapping[str, Any]], ReportSection | None]"
+)
 #: ``builder(study, verdict, verdicts, doc) -> ReportSection | None`` for a claim's section
-ClaimSectionBuilder = Callable[[Any, Any, Sequence[Any], Mapping[str, Any]], "ReportSection | None"]
+ClaimSectionBuilder: TypeAlias = (
+    "Callable[[StudyResult, Verdict, Sequence[Verdict], Mapping[str, Any]], ReportSection | None]"
+)
 
 _PAGE: dict[str, tuple[float, SectionBuilder]] = {}
 _CLAIM: dict[str, ClaimSectionBuilder] = {}
@@ -97,7 +105,7 @@ def register_claim_section(
     return wrap
 
 
-def default_claim_section(claim: Any, study: Any, verdict: Any) -> ReportSection:
+def default_claim_section(claim: Claim, study: StudyResult, verdict: Verdict) -> ReportSection:
     """The section of a claim that neither defines its own nor has one registered for its id:
     its hypothesis, verdict row and reasons (template ``claim.html.j2``)."""
     return ReportSection(
@@ -114,7 +122,7 @@ def default_claim_section(claim: Any, study: Any, verdict: Any) -> ReportSection
 
 
 def _claim_section(
-    study: Any, verdict: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdict: Verdict, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> ReportSection | None:
     """The claim's own section; else the built-in one for its id; else the claim's default."""
     from xai_checks.claims.base import Claim
@@ -132,7 +140,7 @@ def _claim_section(
 
 
 def collect_sections(
-    study: Any, verdicts: Sequence[Any], doc: Mapping[str, Any]
+    study: StudyResult, verdicts: Sequence[Verdict], doc: Mapping[str, Any]
 ) -> list[ReportSection]:
     """Every section of the page, in page order."""
     page = sorted(_PAGE.items(), key=lambda item: item[1][0])

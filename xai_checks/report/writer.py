@@ -10,12 +10,16 @@ import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from xai_checks.report import builtin  # noqa: F401  (registers the built-in sections)
 from xai_checks.report.html import render_html
 from xai_checks.report.schema import build_results, validate_results
 from xai_checks.report.sections import FigureFile, collect_sections, figure_png
+
+if TYPE_CHECKING:
+    from xai_checks.claims.base import Verdict
+    from xai_checks.study import StudyResult
 
 __all__ = [
     "REPORT_FILES",
@@ -163,14 +167,16 @@ def _swap_in(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def write_report(
-    study: Any,
-    verdicts: Sequence[Any],
+    study: StudyResult,
+    verdicts: Sequence[Verdict],
     out_dir: str | os.PathLike[str],
     *,
     overwrite: bool = False,
     extra: Mapping[str, Any] | None = None,
+    files: Mapping[str, str | os.PathLike[str]] | None = None,
 ) -> Path:
     """Write ``report.html``, ``results.json`` and one PNG per figure into ``out_dir``.
+    ``files`` (name -> path) are moved in beside them (``maps.npz`` of ``--save-maps``).
 
     Everything is built in a hidden temporary folder beside ``out_dir`` and renamed into place
     only when complete, so an interrupted or failing run leaves no half-written report (and no
@@ -202,8 +208,12 @@ def write_report(
         _write(tmp / "results.json", (text + "\n").encode("utf-8"))
         page = render_html(study, verdicts, sections, doc)
         _write(tmp / "report.html", page.encode("utf-8"))
-        files = sorted(entry.name for entry in os.scandir(tmp))
-        marker = {"schema": "xai-checks/report-folder", "files": files}
+        for name, source in (files or {}).items():
+            if Path(name).name != name or (tmp / name).exists():
+                raise ValueError(f"cannot add {name!r} to the report folder")
+            shutil.move(source, tmp / name)
+        listed = sorted(entry.name for entry in os.scandir(tmp))
+        marker = {"schema": "xai-checks/report-folder", "files": listed}
         _write(tmp / REPORT_MARKER, json.dumps(marker, indent=1).encode("utf-8"))
         os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
         _fsync_dir(tmp)

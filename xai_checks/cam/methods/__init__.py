@@ -25,11 +25,12 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
-import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import EntryPoint
 from typing import TYPE_CHECKING, Literal, TypeAlias, TypeVar
+
+from xai_checks._registry import entry_points_of, load_registry
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -148,63 +149,33 @@ class MethodRegistrationError(TypeError):
     """An entry point in ``xai_checks.methods`` that does not give a valid method."""
 
 
-def _check(name: str, obj: object, where: str) -> CAMMethod:
-    if not isinstance(obj, CAMMethod):
-        raise MethodRegistrationError(
-            f"entry point {name!r} ({where}) gives {obj!r}, not a CAMMethod"
-        )
-    if obj.name != name:
-        raise MethodRegistrationError(
-            f"entry point {name!r} ({where}) gives the method {obj.name!r}; the entry-point "
-            "name must equal the method's name"
-        )
-    return obj
-
-
-def _built_in_modules() -> list[tuple[str, str]]:
-    """``(module, attr)`` of every method file here: the uninstalled-checkout fallback."""
-    return [
-        (f"{__name__}.{info.name}", "METHOD")
-        for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name)
-        if not info.name.startswith("_")
-    ]
+def _builtins(found: Mapping[str, EntryPoint]) -> dict[str, str]:
+    """The method files here, by name: as registered, or (an uninstalled checkout, where none
+    is) read from the files themselves."""
+    registered = {
+        name: ep.value for name, ep in found.items() if ep.value.startswith(f"{__name__}.")
+    }
+    if not registered:
+        for info in pkgutil.iter_modules(__path__):
+            if not info.name.startswith("_"):
+                target = f"{__name__}.{info.name}:METHOD"
+                registered[importlib.import_module(f"{__name__}.{info.name}").METHOD.name] = target
+    return dict(sorted(registered.items()))
 
 
 @functools.cache
 def _registry() -> dict[str, CAMMethod]:
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        seen = found.get(ep.name)
-        if seen is not None and seen.value != ep.value:
-            raise MethodRegistrationError(
-                f"two packages register the CAM method {ep.name!r}: {seen.value} and {ep.value}"
-            )
-        found[ep.name] = ep
-    built_in = sorted(
-        (ep for ep in found.values() if ep.value.startswith(f"{__name__}.")), key=lambda e: e.name
-    )
-    methods: dict[str, CAMMethod] = {}
-    if not built_in:
-        warnings.warn(
-            f"no CAM method is registered in {ENTRY_POINT_GROUP!r} (is xai-checks installed? "
-            "`pip install -e .`); loading the built-in method files directly",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        for module, attr in _built_in_modules():
-            method = getattr(importlib.import_module(module), attr)
-            methods[method.name] = _check(method.name, method, f"{module}:{attr}")
+    found = entry_points_of(ENTRY_POINT_GROUP, kind="CAM method", error=MethodRegistrationError)
     # the built-ins first, then other packages' methods, each by name (not the installer's order)
-    others = sorted((ep for ep in found.values() if ep not in built_in), key=lambda e: e.name)
-    for ep in [*built_in, *others]:
-        try:
-            obj = ep.load()
-        except Exception as exc:
-            raise MethodRegistrationError(
-                f"entry point {ep.name!r} ({ep.value}) failed to load: {exc}"
-            ) from exc
-        methods[ep.name] = _check(ep.name, obj, ep.value)
-    return methods
+    return load_registry(
+        ENTRY_POINT_GROUP,
+        base=CAMMethod,
+        builtins=_builtins(found),
+        kind="CAM method",
+        classes=False,
+        error=MethodRegistrationError,
+        found=found,
+    )
 
 
 def registered_methods(*, refresh: bool = False) -> tuple[CAMMethod, ...]:
