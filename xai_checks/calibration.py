@@ -836,16 +836,20 @@ def check_targets_dict(table: dict[str, Any]) -> dict[str, list[str]]:
 def check_targets(claim_id: str, entry: dict[str, Any]) -> list[str]:
     """The targets for one claim's rows.
 
-    False SUPPORTED (null, confound, trivial and boundary worlds): the one-sided Clopper-Pearson 95%
-    upper bound of the rate at most alpha + ``TARGET_SLACK``, so the table's reps must be
-    enough to carry the claim. Power and CONFOUNDED: 99.9 % binomial bounds around 0.8 and
-    0.9."""
+    False SUPPORTED (null, confound, trivial and boundary worlds, at n >= the claim's declared
+    ``min_n``, where it can say SUPPORTED): the one-sided Clopper-Pearson 95% upper bound of the
+    rate at most alpha + ``TARGET_SLACK``, so the table's reps must be enough to carry the claim.
+    Power and CONFOUNDED: 99.9 % binomial bounds around 0.8 and 0.9."""
     alpha = float(entry["alpha"])
     failures = []
     rows = entry["rows"]
+    min_n = entry.get("declared_min_n")
     for row in rows:
         reps = int(row["reps"])
-        if is_false_supported_world(row["world"]):
+        # below min_n the claim reads INCONCLUSIVE whatever the data: the table shows the rate
+        # the rule alone would give there, but no user can get that SUPPORTED
+        judged = not min_n or int(row["n"]) >= int(min_n)
+        if judged and is_false_supported_world(row["world"]):
             upper = cp_upper(round(row["SUPPORTED"] * reps), reps)
             if upper > alpha + TARGET_SLACK:
                 failures.append(
@@ -858,7 +862,6 @@ def check_targets(claim_id: str, entry: dict[str, Any]) -> list[str]:
                 failures.append(
                     f"CONFOUNDED {row['CONFOUNDED']:.3f} < {limit:.3f} (confound, n={row['n']})"
                 )
-    min_n = entry.get("declared_min_n")
     for world in ("effect", "effect+confound"):
         rate = _rate(entry, world, int(min_n), "SUPPORTED") if min_n else None
         if rate is not None:

@@ -395,6 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             preflight(cli_values(args), front="cli", command=command)
             if args.command in ("study", "check"):
                 check_env()
+                workers = _workers(args)
+                if workers > 1:
+                    from xai_checks.workers import launch_workers
+
+                    return launch_workers(sys.argv[1:] if argv is None else list(argv), workers)
             return _COMMANDS[args.command](args)
         except (UsageError, OptionError, DistributedEnvError) as exc:
             _error(f"error: {exc}")
@@ -416,6 +421,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BaseException as exc:  # SystemExit and the like, from user code
             _error(_user_exit(exc))
             return EXIT_CLAIMS
+
+
+def _workers(args: argparse.Namespace) -> int:
+    """How many one-thread worker processes run this study: 1 under torchrun (this process is
+    already a rank), on CUDA, or when ``--save-maps`` writes from this process."""
+    from xai_checks.distributed import env_world_size
+    from xai_checks.options import MAX_AUTO_WORKERS
+
+    if env_world_size() > 1 or str(args.device).startswith("cuda"):
+        return 1
+    if args.workers != "auto":
+        return int(args.workers)
+    if getattr(args, "save_maps", False):
+        return 1
+    from xai_checks.workers import auto_workers
+
+    return auto_workers(MAX_AUTO_WORKERS)
 
 
 def _user_exit(exc: BaseException) -> str:

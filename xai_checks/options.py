@@ -228,6 +228,19 @@ def photo_limit(text: str | int | None) -> int | None:
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
+#: the most one-thread worker processes ``--workers auto`` starts: each holds its own models and
+#: batch (about 2 GB for the ResNet-50 study at the default batch), so the default stays within
+#: a workstation's memory on many-core machines; ``--workers N`` asks for more
+MAX_AUTO_WORKERS = 8
+
+
+def workers_value(text: str) -> int | str:
+    """``auto`` or a whole number >= 1."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    return positive_int(text)
+
+
 def device_name(text: str) -> str:
     """``cpu``, ``cuda`` or ``cuda:N``."""
     text = text.strip()
@@ -421,6 +434,18 @@ def _check_labels(value: Sequence[str], values: Mapping[str, Any]) -> None:
             f"no photos of {', '.join(repr(m) for m in missing)} in {photos.name}"
             f" ({len(photos.samples)} photos of {len(present)} classes)"
         )
+
+
+def _check_workers(value: int | str, values: Mapping[str, Any]) -> None:
+    if value == "auto" or value == 1:
+        return
+    if str(values.get("device", "cpu")).startswith("cuda"):
+        raise OptionError(
+            f"--workers {value} spreads a CPU study over processes; on CUDA launch one process "
+            "per GPU with torchrun instead"
+        )
+    if values.get("save_maps"):
+        raise OptionError(f"--save-maps writes from one process: use --workers 1, not {value}")
 
 
 def _check_device(value: str, values: Mapping[str, Any]) -> None:
@@ -845,6 +870,19 @@ OPTIONS: list[Option] = [
         plugin="--xai-device",
         group="model and method",
         check=_check_device,
+        study=None,
+    ),
+    Option(
+        "workers",
+        "CPU worker processes, each with one thread: 'auto' starts one per core torch would "
+        f"use (at most {MAX_AUTO_WORKERS}), so the per-photo numbers are those of a one-thread "
+        "run on any machine; 1 runs in this process on torch's own threads",
+        default="auto",
+        type=workers_value,
+        cli="--workers",
+        metavar="N",
+        group="model and method",
+        check=_check_workers,
         study=None,
     ),
     Option(

@@ -370,24 +370,6 @@ class ControlSeeds:
         """R: how many networks stand for the control, the study's own included."""
         return len(self.seeds) + 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "count": self.count,
-            "seeds": list(self.seeds),
-            "control": self.control,
-            "ratio": [
-                {
-                    r["file"]: {k: r[k] for k in ("ratio", "ratio_pooled", "box_mass") if k in r}
-                    for r in run.records
-                }
-                for run in self.runs
-            ],
-            "gridpg_rows": list(self.gridpg_rows),
-            "gridpg": [np.asarray(g, dtype=float).tolist() for g in self.gridpg],
-            "sanity_rows": list(self.sanity_rows),
-            "sanity": [{k: list(v) for k, v in rho.items()} for rho in self.sanity],
-        }
-
 
 @dataclass
 class StudyResult:

@@ -149,3 +149,11 @@ def unprivileged() -> Iterator[Unprivileged]:
             if path.is_dir() and not path.is_symlink():
                 os.chmod(path, 0o755)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _cli_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``xai-checks study`` / ``check`` called in-process stay in the test process whatever the
+    thread count the suite runs with (``--workers auto`` would start one-thread worker
+    processes); the workers have their own tests, which ask for them by number."""
+    monkeypatch.setattr("xai_checks.workers.auto_workers", lambda cap: 1)

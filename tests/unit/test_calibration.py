@@ -144,3 +144,16 @@ def test_the_target_bound_is_the_one_sided_clopper_pearson_upper_bound():
         assert cp_upper(count, reps) == pytest.approx(
             sps.beta.ppf(0.95, count + 1, reps - count), rel=1e-9
         )
+
+
+def test_false_supported_targets_apply_where_the_claim_can_say_supported():
+    """Below its min_n a claim reads INCONCLUSIVE whatever the data: a rule's rate there is
+    shown, not held to the target; at min_n the same rate misses it."""
+
+    def row(n: int) -> dict:
+        return {"world": "null", "n": n, "reps": 100, "SUPPORTED": 0.06, "CONFOUNDED": 0.0}
+
+    entry = {"alpha": 0.05, "declared_min_n": 100, "rows": [row(10)]}
+    assert check_targets("seed-depth-ratio", entry) == []
+    missed = check_targets("seed-depth-ratio", entry | {"rows": [row(100)]})
+    assert len(missed) == 1 and missed[0].startswith("false SUPPORTED 0.060")

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from xai_checks import stats
-from xai_checks.claims.base import VERDICT_LEGEND, Claim, Reason, Status, Verdict
+from xai_checks.claims.base import VERDICT_LEGEND, Claim, PowerRecord, Reason, Status, Verdict
 from xai_checks.claims.depth_localisation_boxes import DepthLocalisationBoxes
 from xai_checks.claims.depth_localisation_gridpg import DepthLocalisationGridPG
 from xai_checks.claims.native_captum_agreement import NativeCaptumAgreement
@@ -97,7 +97,7 @@ def evaluate(claim: Claim | str, study: StudyResult) -> Verdict:
     return verdict
 
 
-def _no_power_statement(verdict: Verdict) -> dict[str, object]:
+def _no_power_statement(verdict: Verdict) -> PowerRecord:
     claim = verdict.claim
     if claim.metric == "agreement":
         text = (

@@ -13,7 +13,7 @@ import numpy as np
 from scipy import stats as sps
 
 from xai_checks import stats
-from xai_checks.claims.base import Status
+from xai_checks.claims.base import PowerRecord, Status
 from xai_checks.fmt import pvalue
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ def headline(e: stats.EffectEstimate, *, what: str) -> dict[str, Any]:
     return {**e.to_dict(), "what": what, "unit_of_analysis": "photos"}
 
 
-def power_statement(e: stats.EffectEstimate, *, what: str) -> dict[str, Any]:
+def power_statement(e: stats.EffectEstimate, *, what: str) -> PowerRecord:
     """How large a true effect this n shows to reach the SESOI (80 % power).
 
     SUPPORTED rests on a minimal-effect test (the lower bound at or above the SESOI), so the

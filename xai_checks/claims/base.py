@@ -11,13 +11,14 @@ unknown names are a ``TypeError``, so every field a claim declares is one it rea
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypedDict, cast
 
-from xai_checks._util import jsonable
 from xai_checks.cam.methods import method_title
+from xai_checks.dataclass_schema import JSONRecord, about, keywords
 
 if TYPE_CHECKING:
     from xai_checks.report.sections import ReportSection
@@ -26,9 +27,16 @@ if TYPE_CHECKING:
 __all__ = [
     "VERDICT_LEGEND",
     "Claim",
+    "ClaimRecord",
+    "EffectRecord",
+    "MultiplicityRecord",
+    "PowerRecord",
     "Reason",
+    "ReasonRecord",
     "Status",
+    "TippingRecord",
     "Verdict",
+    "VerdictRecord",
     "VerdictRow",
     "control_runs",
     "method_name",
@@ -78,7 +86,7 @@ class Reason(str):
     def text(self) -> str:
         return str.__str__(self)
 
-    def to_dict(self) -> dict[str, str]:
+    def to_dict(self) -> ReasonRecord:
         return {"code": self.code, "text": self.text}
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -110,25 +118,24 @@ def model_name(study: StudyResult | None) -> str:
     return str(arch) if arch else "the model"
 
 
-def _about(description: str, *, minimum: int | None = None) -> dict[str, Any]:
-    return {"description": description} | ({} if minimum is None else {"minimum": minimum})
+#: a count: an integer at or above zero
+Count = Annotated[int, keywords(minimum=0)]
 
 
 @dataclass(frozen=True)
-class VerdictRow:
+class VerdictRow(JSONRecord):
     """Verdict.row(): the one row the terminal table, claims.json, junit properties and the
     report show.
-
-    Defined once: ``results.schema.json``'s ``verdict_row`` is generated from these fields
-    (:func:`xai_checks.dataclass_schema.dataclass_schema`).
     """
+
+    SCHEMA_DEF: ClassVar[str] = "verdict_row"
 
     claim: str
     status: Status
-    n: int = field(metadata=_about("independent photos (the unit of analysis)", minimum=0))
+    n: int = field(metadata=about("independent photos (the unit of analysis)", minimum=0))
     n_photos: int | None = field(
         default=None,
-        metadata=_about(
+        metadata=about(
             "photos that reached the claim; n is the deciding effect's, at most this", minimum=0
         ),
     )
@@ -136,7 +143,7 @@ class VerdictRow:
     effect_name: str | None = None
     effect_n: int | None = field(
         default=None,
-        metadata=_about("photos behind the deciding effect (equal to n)", minimum=0),
+        metadata=about("photos behind the deciding effect (equal to n)", minimum=0),
     )
     effect: float | None = None
     ci_low: float | None = None
@@ -145,7 +152,7 @@ class VerdictRow:
     sesoi: float | None = None
     tipping_sesoi: float | None = field(
         default=None,
-        metadata=_about(
+        metadata=about(
             "the SESOI at which the verdict would change (SUPPORTED: up to it; REFUTED or "
             "CONFOUNDED: above it; null when INCONCLUSIVE)"
         ),
@@ -155,11 +162,124 @@ class VerdictRow:
     mde: float | None = None
     power_statement: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        """The row as JSON-able values, in field order (the status as its name)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["status"] = self.status.value
-        return jsonable(out)
+
+class ReasonRecord(TypedDict):
+    """One reason for a verdict: a stable code a program can match, and its text."""
+
+    code: str
+    text: str
+
+
+class EffectRecord(TypedDict, total=False):
+    """The headline effect: estimate with its bootstrap CI (null bounds where no sampling CI
+    applies), n of independent photos, the test.
+
+    The keys the schema names; the writer adds the estimate's other figures
+    (``stats.EffectEstimate.to_dict``) and which effect decided."""
+
+    name: str | None
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    confidence: float | None
+    n: Annotated[int | None, keywords(minimum=0)]
+    unit_of_analysis: str
+
+
+class PowerRecord(TypedDict, total=False):
+    """The smallest true effect this n shows to reach the claim's SESOI with 80% power (mde =
+    SESOI + the detection margin), against the size the calibration is powered for
+    (powered_for, 2x the SESOI), and a sentence saying so."""
+
+    mde: float | None
+    powered_for: float | None
+    power: float | None
+    n: Annotated[int | None, keywords(minimum=0)]
+    sesoi: float | None
+    statement: str
+
+
+class MultiplicityRecord(TypedDict, total=False):
+    """How the run's claims were corrected together: method holm (family, m, p, p_adjusted) or
+    none (note)."""
+
+    method: Literal["holm", "none"]
+    family: list[str]
+    m: Count
+    p: float | None
+    p_adjusted: float | None
+    note: str
+
+
+class TippingRecord(TypedDict, total=False):
+    """The SESOI at which the verdict would change: sesoi (for this verdict), supported_up_to,
+    negative_above."""
+
+    sesoi: float | None
+    supported_up_to: float | None
+    negative_above: float | None
+    note: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimRecord(JSONRecord):
+    """Claim.to_dict(): the claim as it was evaluated, with its fields and params."""
+
+    id: str = field(metadata=about(schema={"minLength": 1}))
+    title: str = ""
+    hypothesis: str
+    metric: str = ""
+    test: str = ""
+    direction: str = ""
+    needs: list[str] = field(default_factory=list)
+    layers: list[str] | None = None
+    alpha: float = field(
+        default=0.05, metadata=about(schema={"exclusiveMinimum": 0, "exclusiveMaximum": 1})
+    )
+    min_n: Count = 1
+    sesoi: float = 0.0
+    controls: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerdictRecord(JSONRecord):
+    """Verdict.to_dict(): one claim's verdict with every figure behind it."""
+
+    SCHEMA_DEF: ClassVar[str] = "verdict"
+
+    claim: ClaimRecord
+    status: Status
+    reasons: list[str] = field(metadata=about(schema={"items": {"$ref": "#/$defs/reason"}}))
+    reasons_structured: list[ReasonRecord] = field(default_factory=list)
+    n: Count
+    n_photos: Count | None = None
+    drops: dict[str, Count] = field(
+        default_factory=dict, metadata=about("photos left out of n, by cause")
+    )
+    tipping: TippingRecord | None = None
+    sensitivity: dict[str, Any] | None = field(
+        default=None,
+        metadata=about(
+            "dropped photos scored at the worst case for the verdict (rule), each affected "
+            "effect rescored (effects), and whether the verdict survives"
+        ),
+    )
+    row: VerdictRow | None = field(default=None, metadata=about(omit_none=True))
+    effect: EffectRecord | None = None
+    power: PowerRecord | None = None
+    multiplicity: MultiplicityRecord | None = None
+    p_value: float | None = field(
+        default=None,
+        metadata=about(
+            "the claim-level p-value SUPPORTED rests on (the largest p of the tests that must "
+            "all pass: each effect's minimal-effect test against the SESOI); Holm adjusts it"
+        ),
+    )
+    tests: dict[str, Any]
+    medians: dict[str, Any] = field(default_factory=dict)
+    controls: dict[str, Any] = field(default_factory=dict)
+    insufficient: bool = False
 
 
 @dataclass
@@ -184,8 +304,8 @@ class Verdict:
     insufficient: bool = False
     hypothesis: str = ""
     effect_size: dict[str, Any] | None = None
-    power: dict[str, Any] | None = None
-    multiplicity: dict[str, Any] | None = None
+    power: PowerRecord | None = None
+    multiplicity: MultiplicityRecord | None = None
     #: the claim-level p-value SUPPORTED rests on (the largest p of the tests that must all
     #: pass, an intersection-union test: each effect's minimal-effect test against the SESOI);
     #: Holm across a run's claims adjusts this one
@@ -195,7 +315,7 @@ class Verdict:
     #: photos left out of ``n``, by cause
     drops: dict[str, int] = field(default_factory=dict)
     #: the SESOI at which the verdict would change (see ``claims._rules.conclude``)
-    tipping: dict[str, Any] | None = None
+    tipping: TippingRecord | None = None
     #: dropped photos scored at the worst case for the verdict, and whether it survives (see
     #: ``claims._rules.worst_case``); None when no deciding effect dropped a photo
     sensitivity: dict[str, Any] | None = None
@@ -229,6 +349,9 @@ class Verdict:
 
     def row(self) -> dict[str, Any]:
         """One flat row: the same figures in the terminal table, claims.json, junit, report."""
+        return self._row().to_dict()
+
+    def _row(self) -> VerdictRow:
         eff = self.effect_size or {}
         power = self.power or {}
         mult = self.multiplicity or {}
@@ -251,37 +374,39 @@ class Verdict:
             p_holm=mult.get("p_adjusted"),
             mde=power.get("mde"),
             power_statement=power.get("statement"),
-        ).to_dict()
+        )
+
+    def record(self) -> VerdictRecord:
+        """The verdict as written to ``results.json`` and ``claims.json``."""
+        claim = self.claim.record()
+        if self.hypothesis:
+            claim = dataclasses.replace(claim, hypothesis=self.hypothesis)
+        return VerdictRecord(
+            claim=claim,
+            status=self.status,
+            reasons=[str(r) for r in self.reasons],
+            reasons_structured=[
+                r.to_dict() if isinstance(r, Reason) else {"code": "", "text": str(r)}
+                for r in self.reasons
+            ],
+            n=self.n,
+            n_photos=self.n if self.n_photos is None else self.n_photos,
+            drops=self.drops,
+            tipping=self.tipping,
+            sensitivity=self.sensitivity,
+            row=self._row(),
+            effect=cast(EffectRecord | None, self.effect_size),
+            power=self.power,
+            multiplicity=self.multiplicity,
+            p_value=self.p_value,
+            tests=self.tests,
+            medians=self.medians,
+            controls=self.controls,
+            insufficient=self.insufficient,
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        claim = self.claim.to_dict()
-        if self.hypothesis:
-            claim["hypothesis"] = self.hypothesis
-        return jsonable(
-            {
-                "claim": claim,
-                "status": self.status.value,
-                "reasons": [str(r) for r in self.reasons],
-                "reasons_structured": [
-                    r.to_dict() if isinstance(r, Reason) else {"code": "", "text": str(r)}
-                    for r in self.reasons
-                ],
-                "n": self.n,
-                "n_photos": self.n if self.n_photos is None else self.n_photos,
-                "drops": self.drops,
-                "tipping": self.tipping,
-                "sensitivity": self.sensitivity,
-                "row": self.row(),
-                "effect": self.effect_size,
-                "power": self.power,
-                "multiplicity": self.multiplicity,
-                "p_value": self.p_value,
-                "tests": self.tests,
-                "medians": self.medians,
-                "controls": self.controls,
-                "insufficient": self.insufficient,
-            }
-        )
+        return self.record().to_dict()
 
     def summary(self) -> str:
         return f"{self.claim.id}: {self.status.value} ({'; '.join(self.reasons)})"
@@ -376,24 +501,26 @@ class Claim:
         """The hypothesis in words for this study (method, model and layers as used)."""
         return self.title
 
-    def to_dict(self) -> dict[str, Any]:
-        return jsonable(
-            {
-                "id": self.id,
-                "title": self.title,
-                "hypothesis": self.hypothesis,
-                "metric": self.metric,
-                "test": self.test,
-                "direction": self.direction,
-                "needs": list(self.needs),
-                "layers": list(self.layers) if self.layers is not None else None,
-                "alpha": self.alpha,
-                "min_n": self.min_n,
-                "sesoi": self.sesoi,
-                "controls": list(self.controls),
-                "params": self.params,
-            }
+    def record(self) -> ClaimRecord:
+        """The claim as written to JSON."""
+        return ClaimRecord(
+            id=self.id,
+            title=self.title,
+            hypothesis=self.hypothesis,
+            metric=self.metric,
+            test=self.test,
+            direction=self.direction,
+            needs=list(self.needs),
+            layers=list(self.layers) if self.layers is not None else None,
+            alpha=self.alpha,
+            min_n=self.min_n,
+            sesoi=self.sesoi,
+            controls=list(self.controls),
+            params=self.params,
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.record().to_dict()
 
     def __eq__(self, other: object) -> bool:
         return (

@@ -104,7 +104,8 @@ class Phase:
         return study.phase_results.get(self.name)
 
     def to_json(self, study: StudyResult) -> Any:
-        """The JSON form of this phase's output (plain lists, dicts, numbers; ``None``: none)."""
+        """The JSON form of this phase's output (plain lists, dicts, numbers, or result records
+        whose ``to_dict()`` writes them; ``None``: none)."""
         out = self.output(study)
         if out is None:
             return None

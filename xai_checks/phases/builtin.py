@@ -11,10 +11,11 @@ keep their places at the top of ``results.json`` (``models``, ``gridpg``, ``sani
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from xai_checks import study as _study
 from xai_checks.phases.base import Phase, PhaseContext
+from xai_checks.result_records import GridPGRecord, MosaicSpec, SanityRecord, model_records
 
 if TYPE_CHECKING:
     from xai_checks.study import StudyResult
@@ -79,9 +80,7 @@ class RatioPhase(Phase):
         return _static_fragment("models")
 
     def to_json(self, study: StudyResult) -> Any:
-        from xai_checks.report.schema import models_json
-
-        return models_json(study)
+        return model_records(study)
 
 
 class GridPGPhase(_TopLevel):
@@ -113,15 +112,15 @@ class GridPGPhase(_TopLevel):
         }
         n = max((len(s) for s in scores.values()), default=len(grid.specs))
         targets = {str(spec["files"][spec["cell"]]) for spec in grid.specs}
-        return {
-            "layers": list(grid.layers),
-            "n_candidates": int(grid.n_candidates),
-            "n_mosaics": int(n),
-            "n_targets": len(targets),
-            "note": str(grid.note or ""),
-            "specs": list(grid.specs),
-            "scores": scores,
-        }
+        return GridPGRecord(
+            layers=list(grid.layers),
+            n_candidates=int(grid.n_candidates),
+            n_mosaics=int(n),
+            n_targets=len(targets),
+            note=str(grid.note or ""),
+            specs=cast(list[MosaicSpec], list(grid.specs)),
+            scores={name: s.tolist() for name, s in scores.items()},
+        )
 
 
 class SanityPhase(_TopLevel):
@@ -146,13 +145,13 @@ class SanityPhase(_TopLevel):
         sanity = study.sanity
         if sanity is None:
             return None
-        return {
-            "layer": sanity.layer,
-            "steps": list(sanity.steps),
-            "rho": {k: list(v) for k, v in sanity.rho.items()},
-            "files": list(sanity.files),
-            "reference": list(sanity.reference),
-        }
+        return SanityRecord(
+            layer=sanity.layer,
+            steps=list(sanity.steps),
+            rho={k: list(v) for k, v in sanity.rho.items()},
+            files=list(sanity.files),
+            reference=list(sanity.reference),
+        )
 
 
 class AgreementPhase(_TopLevel):

@@ -218,7 +218,7 @@ def verdict_row(verdict: Verdict, study: StudyResult) -> dict[str, Any]:
     }
 
 
-def seeds_text(verdict: Any) -> str:
+def seeds_text(verdict: Verdict) -> str:
     """The spread of each control effect across its random networks, in words: "untrained:
     5 networks, effect per network 0.018 to 0.025" (empty for a control drawn once)."""
     spreads = {

@@ -33,6 +33,8 @@ from xai_checks.report.sections import FigureFile, ReportSection, figure_png
 
 if TYPE_CHECKING:
     from xai_checks.claims.base import Verdict
+    from xai_checks.report.schema import ResultsDocument
+    from xai_checks.result_records import PhotosetRecord
     from xai_checks.study import StudyResult
 
 __all__ = ["STATUS_COLORS", "environment", "render_html"]
@@ -150,10 +152,8 @@ def _bottom_line(verdicts: Sequence[Verdict]) -> dict[str, Any]:
     }
 
 
-def _photos_fact(doc: Mapping[str, Any], study: StudyResult) -> Markup:
-    ps = doc["photoset"]
-    counts = ps["counts"]
-    classes = ps["classes"]
+def _photos_fact(photoset: PhotosetRecord, study: StudyResult) -> Markup:
+    classes = photoset.classes
     if len(classes) == 1:
         what = Markup("all of class <b>{}</b>").format(next(iter(classes)))
     elif classes:
@@ -163,9 +163,9 @@ def _photos_fact(doc: Mapping[str, Any], study: StudyResult) -> Markup:
         )
     else:
         what = Markup("no photos were used")
-    skipped = counts["skipped"]
+    skipped = photoset.counts.skipped
     text = Markup("<b>{}</b> photos from <b>{}</b> &mdash; {}").format(
-        counts["used"], ps["name"], what
+        photoset.counts.used, photoset.name, what
     )
     text += (
         Markup('; <a href="#skipped">{} skipped</a>').format(skipped)
@@ -219,7 +219,7 @@ def render_html(
     study: StudyResult,
     verdicts: Sequence[Verdict],
     sections: Sequence[ReportSection],
-    doc: Mapping[str, Any],
+    results: ResultsDocument,
 ) -> str:
     """The whole page as a string."""
     env = environment()
@@ -238,15 +238,15 @@ def render_html(
         title=title,
         css=Markup(css),
         version=study.provenance.get("xai_checks", ""),
-        generated=doc["generated"],
+        generated=results.generated,
         hypothesis=hypothesis,
         facts=[
-            ("Photos", _photos_fact(doc, study)),
+            ("Photos", _photos_fact(results.photoset, study)),
             ("Models", _models_fact(study)),
             ("Method", _method_fact(study)),
         ],
         bottom=_bottom_line(verdicts),
         next_steps=see_more(verdicts, study),
         sections=[_render_section(s) for s in sections],
-        schema=f"{doc['schema']} v{doc['schema_version']}",
+        schema=f"{results.schema} v{results.schema_version}",
     )

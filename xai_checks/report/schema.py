@@ -14,29 +14,47 @@ import json
 import platform
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict, cast
 
 import jsonschema
 
 from xai_checks._util import jsonable
+from xai_checks.claims.base import VerdictRecord
+from xai_checks.dataclass_schema import JSONRecord, about
 from xai_checks.phases import registered_phases
+from xai_checks.result_records import (
+    ControlSeedsRecord,
+    GridPGRecord,
+    LayerNumbers,
+    ModelRecord,
+    PhotoCounts,
+    PhotosetRecord,
+    ProvenanceRecord,
+    SanityRecord,
+    SkippedPhoto,
+    StatisticalTestRecord,
+    WeightsRecord,
+)
 
 if TYPE_CHECKING:
     from xai_checks.claims.base import Verdict
-    from xai_checks.study import ModelRun, StudyResult
+    from xai_checks.study import StudyResult
 
 __all__ = [
     "SCHEMA_FILE",
     "SCHEMA_ID",
     "SCHEMA_VERSION",
+    "BottomLineRecord",
+    "ResultsDocument",
     "SchemaError",
     "build_results",
     "cpu_model",
     "jsonable",
-    "models_json",
     "packaged_schema",
+    "results_document",
     "results_schema",
     "validate_results",
 ]
@@ -125,7 +143,7 @@ def cpu_model() -> str | None:
 _VERSION_KEYS = ("xai_checks", "python", "torch", "torchvision", "captum", "numpy", "scipy")
 
 
-def _provenance(study: StudyResult, extra: Mapping[str, Any]) -> dict[str, Any]:
+def _provenance(study: StudyResult, extra: Mapping[str, Any]) -> ProvenanceRecord:
     prov = dict(study.provenance or {})
     versions = {k: prov.get(k) for k in _VERSION_KEYS if k in prov}
     if "matplotlib" not in versions:
@@ -137,120 +155,68 @@ def _provenance(study: StudyResult, extra: Mapping[str, Any]) -> dict[str, Any]:
         import shlex
 
         command = shlex.join(str(c) for c in command)
-    timings = dict(study.timings or {})
-    return {
-        "versions": {k: None if v is None else str(v) for k, v in versions.items()},
-        "platform": prov.get("platform"),
-        "processor": prov.get("processor"),
-        "cpu": prov.get("cpu") or cpu_model(),
-        "device": prov.get("device"),
-        "gpu": prov.get("gpu"),
-        "cuda": prov.get("cuda"),
-        "threads": prov.get("threads"),
-        "seed": study.config.seed,
-        "run_time_s": timings.get("total"),
-        "timings_s": timings,
-        "command": None if command is None else str(command),
-        "models": {name: _weights(run.weights) for name, run in study.runs.items()},
-        # CUDA-graph replays and eager calls, photos decoded on the device / CPU, peak memory
-        "gpu_pipeline": prov.get("gpu_pipeline"),
-    }
+    timings: dict[str, float | None] = dict(study.timings or {})
+    return ProvenanceRecord(
+        versions={k: None if v is None else str(v) for k, v in versions.items()},
+        platform=prov.get("platform"),
+        processor=prov.get("processor"),
+        cpu=prov.get("cpu") or cpu_model(),
+        device=prov.get("device"),
+        gpu=prov.get("gpu"),
+        cuda=prov.get("cuda"),
+        threads=prov.get("threads"),
+        seed=study.config.seed,
+        run_time_s=timings.get("total"),
+        timings_s=timings,
+        command=None if command is None else str(command),
+        models={name: WeightsRecord.of(run.weights) for name, run in study.runs.items()},
+        gpu_pipeline=prov.get("gpu_pipeline"),
+    )
 
 
-def _weights(weights: Mapping[str, Any] | None) -> dict[str, Any]:
-    w = dict(weights or {})
-    w.setdefault("source", "unknown")
-    for key in ("arch", "path", "sha256", "seed", "detail"):
-        w.setdefault(key, None)
-    return w
-
-
-def _photo_row(record: Mapping[str, Any]) -> dict[str, Any]:
-    row = {
-        key: record.get(key)
-        for key in (
-            "file",
-            "label",
-            "label_name",
-            "pred",
-            "pred_name",
-            "confidence",
-            "true_confidence",
-            "true_rank",
-            "correct",
-            "target",
-            "ratio",
-            "ratio_pooled",
-            "sweep",
-        )
-    }
-    row["box"] = record.get("box")
-    row["box_mass"] = record.get("box_mass")
-    row["ratio"] = row["ratio"] or {}
-    row["ratio_pooled"] = row["ratio_pooled"] or {}
-    row["sweep"] = row["sweep"] or {}
-    return row
-
-
-def _photoset(study: StudyResult) -> dict[str, Any]:
+def _photoset(study: StudyResult) -> PhotosetRecord:
     ps = dict(study.photoset or {})
     records = study.under_test.records
     classes = Counter(str(r.get("label_name", r.get("label"))) for r in records)
-    return {
-        "name": str(ps.get("name", "unknown")),
-        "layout": ps.get("layout"),
-        "root": ps.get("root"),
-        "counts": {
-            "listed": ps.get("n_listed"),
-            "used": int(ps.get("n_used", len(records))),
-            "skipped": len(study.skipped or []),
-            "classes": len(classes),
-        },
-        "classes": dict(sorted(classes.items())),
-        "skipped": [
-            {"file": str(s.get("file", "")), "reason": str(s.get("reason", ""))}
+    return PhotosetRecord(
+        name=str(ps.get("name", "unknown")),
+        layout=ps.get("layout"),
+        root=ps.get("root"),
+        counts=PhotoCounts(
+            listed=ps.get("n_listed"),
+            used=int(ps.get("n_used", len(records))),
+            skipped=len(study.skipped or []),
+            classes=len(classes),
+        ),
+        classes=dict(sorted(classes.items())),
+        skipped=[
+            SkippedPhoto(file=str(s.get("file", "")), reason=str(s.get("reason", "")))
             for s in (study.skipped or [])
         ],
-    }
+    )
 
 
-def _model(run: ModelRun) -> dict[str, Any]:
-    return {
-        "role": run.role,
-        "class": run.model_class,
-        "weights": _weights(run.weights),
-        "layers": list(run.layers),
-        "n_images": len(run.records),
-        "accuracy": run.accuracy,
-        "photos": [_photo_row(r) for r in run.records],
-    }
-
-
-def _tests(verdicts: Sequence[Verdict]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+def _tests(verdicts: Sequence[Verdict]) -> list[StatisticalTestRecord]:
+    out: list[StatisticalTestRecord] = []
     for verdict in verdicts:
-        d = verdict.to_dict()
-        claim = d["claim"]["id"]
-        models = list(d.get("medians", {}))
+        claim = verdict.claim.id
+        models = list(verdict.medians)
         main = models[0] if models else None
-        for name, result in d.get("tests", {}).items():
-            out.append({"claim": claim, "name": name, "model": main, "result": result or {}})
-        for name, control in d.get("controls", {}).items():
+        for name, result in verdict.tests.items():
+            out.append(
+                StatisticalTestRecord(claim=claim, name=name, model=main, result=result or {})
+            )
+        for name, control in verdict.controls.items():
             if isinstance(control, dict) and isinstance(control.get("test"), dict):
                 out.append(
-                    {
-                        "claim": claim,
-                        "name": f"control:{name}",
-                        "model": control.get("model"),
-                        "result": control["test"],
-                    }
+                    StatisticalTestRecord(
+                        claim=claim,
+                        name=f"control:{name}",
+                        model=control.get("model"),
+                        result=control["test"],
+                    )
                 )
     return out
-
-
-def models_json(study: StudyResult) -> dict[str, Any]:
-    """The ratio phase's JSON form: per model, its weights, layers and one row per photo."""
-    return {name: _model(run) for name, run in study.runs.items()}
 
 
 def _phases(study: StudyResult) -> dict[str, Any]:
@@ -266,28 +232,102 @@ def _phases(study: StudyResult) -> dict[str, Any]:
     return out
 
 
+class BottomLineRecord(TypedDict):
+    """claims.bottom_line(verdicts): one reconciled conclusion of the run's verdicts (optional:
+    absent when no claim was evaluated)."""
+
+    status: Literal["holds", "does not hold", "undermined", "mixed", "not judged"]
+    text: str
+    points: list[str]
+    multiplicity: NotRequired[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResultsDocument(JSONRecord):
+    """The machine-readable twin of report.html. UTF-8 JSON, no NaN or infinity: a missing or
+    non-finite number is null. Version bumps: adding an optional field keeps schema_version;
+    renaming, removing or changing the meaning of a field bumps it. Sub-objects allow extra
+    keys, so a newer writer's additions do not break older readers; the top level and the
+    core fields are strict.
+
+    Fields typed ``Any`` have hand-kept schemas (``scripts/results_schema_hand_kept.json``).
+    """
+
+    schema: str = field(metadata=about(schema={"const": SCHEMA_ID}))
+    schema_version: int = field(metadata=about(schema={"const": SCHEMA_VERSION}))
+    generated: str = field(
+        metadata=about(
+            "when the report was written (UTC, ISO 8601)", schema={"format": "date-time"}
+        )
+    )
+    provenance: ProvenanceRecord
+    config: Any
+    photoset: PhotosetRecord
+    phases: dict[str, dict[str, Any] | None] = field(
+        default_factory=dict,
+        metadata=about(
+            "phase name -> the JSON form of a registered phase that has no top-level key "
+            "(Phase.to_json; its schema fragment, Phase.schema(), is merged in here when the "
+            "document is validated)"
+        ),
+    )
+    models: dict[str, ModelRecord] = field(
+        metadata=about("model name -> its weights, layers and one row per photo, in study order")
+    )
+    gridpg: GridPGRecord | None = field(
+        metadata=about("The grid pointing game; null when the phase did not run.")
+    )
+    sanity: SanityRecord | None
+    agreement: LayerNumbers | None = field(metadata=about("layer -> max |native - captum|"))
+    control_seeds: ControlSeedsRecord | None = None
+    tests: list[StatisticalTestRecord] = field(
+        metadata=about(
+            "every statistical test that was run; name is the key in the verdict's tests, or "
+            "control:<name>"
+        )
+    )
+    verdicts: list[VerdictRecord]
+    extra: dict[str, Any] = field(
+        metadata=about(
+            "whatever the caller passed as extra (its 'command' is shown as the command line)"
+        )
+    )
+    bottom_line: BottomLineRecord | None = field(default=None, metadata=about(omit_none=True))
+
+
+def results_document(
+    study: StudyResult, verdicts: Sequence[Verdict], *, extra: Mapping[str, Any] | None = None
+) -> ResultsDocument:
+    """The typed ``results.json`` document for a study and its verdicts."""
+    extra = dict(extra or {})
+    bottom: BottomLineRecord | None = None
+    if verdicts:
+        from xai_checks.claims import bottom_line, multiplicity_note
+
+        bottom = cast(
+            BottomLineRecord,
+            {**bottom_line(verdicts), "multiplicity": multiplicity_note(verdicts)},
+        )
+    return ResultsDocument(
+        schema=SCHEMA_ID,
+        schema_version=SCHEMA_VERSION,
+        generated=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        provenance=_provenance(study, extra),
+        config=study.config.to_dict(),
+        photoset=_photoset(study),
+        **_phases(study),
+        control_seeds=(
+            None if study.control_seeds is None else ControlSeedsRecord.of(study.control_seeds)
+        ),
+        tests=_tests(verdicts),
+        verdicts=[v.record() for v in verdicts],
+        extra=extra,
+        bottom_line=bottom,
+    )
+
+
 def build_results(
     study: StudyResult, verdicts: Sequence[Verdict], *, extra: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The ``results.json`` document (JSON-safe) for a study and its verdicts."""
-    extra = dict(extra or {})
-    doc = {
-        "schema": SCHEMA_ID,
-        "schema_version": SCHEMA_VERSION,
-        "generated": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "provenance": _provenance(study, extra),
-        "config": study.config.to_dict(),
-        "photoset": _photoset(study),
-        **_phases(study),
-        "control_seeds": (
-            study.control_seeds.to_dict() if study.control_seeds is not None else None
-        ),
-        "tests": _tests(verdicts),
-        "verdicts": [v.to_dict() for v in verdicts],
-        "extra": extra,
-    }
-    if verdicts and all(hasattr(v, "claim") for v in verdicts):
-        from xai_checks.claims import bottom_line, multiplicity_note
-
-        doc["bottom_line"] = {**bottom_line(verdicts), "multiplicity": multiplicity_note(verdicts)}
-    return jsonable(doc)
+    return results_document(study, verdicts, extra=extra).to_dict()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from xai_checks.report import builtin  # noqa: F401  (registers the built-in sections)
 from xai_checks.report.html import render_html
-from xai_checks.report.schema import build_results, validate_results
+from xai_checks.report.schema import results_document, validate_results
 from xai_checks.report.sections import FigureFile, collect_sections, figure_png
 
 if TYPE_CHECKING:
@@ -196,7 +196,8 @@ def write_report(
     remove_stale_temporaries(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
-        doc = build_results(study, verdicts, extra=extra)
+        results = results_document(study, verdicts, extra=extra)
+        doc = results.to_dict()
         validate_results(doc)
         sections = collect_sections(study, verdicts, doc)
         for section in sections:
@@ -206,7 +207,7 @@ def write_report(
                 section.figures[stem] = FigureFile(f"{stem}.png")
         text = json.dumps(doc, indent=1, allow_nan=False, ensure_ascii=False)
         _write(tmp / "results.json", (text + "\n").encode("utf-8"))
-        page = render_html(study, verdicts, sections, doc)
+        page = render_html(study, verdicts, sections, results)
         _write(tmp / "report.html", page.encode("utf-8"))
         for name, source in (files or {}).items():
             if Path(name).name != name or (tmp / name).exists():
