@@ -9,9 +9,11 @@ as ``oldest`` pins itself) from a donor interpreter into ``.tox/.shared-torch`` 
 folder to the env with a ``.pth`` file. pip then sees torch as installed and leaves it be.
 
 The donor is ``$XAI_CHECKS_TORCH_PYTHON``, else the project's ``.venv/bin/python`` (``make
-install``). Without a donor that imports torch, nothing is shared and pip installs torch as
-usual. Installs use the pins in ``constraints.txt`` unless ``$XAI_CHECKS_CONSTRAINTS`` is set
-(empty: no constraints, as the ``oldest`` env needs).
+install``). Set to an empty string, nothing is shared: an env that pins its own torch
+(``oldest``, ``newest``) installs it. Without a donor that imports torch, nothing is shared
+and pip installs torch as usual. Installs use the pins in ``constraints.txt`` unless
+``$XAI_CHECKS_CONSTRAINTS`` names another file (``oldest``: ``constraints-oldest.txt``) or is
+empty (no constraints, as ``newest`` needs).
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ print(json.dumps(out))
 
 def _donor() -> str | None:
     env = os.environ.get("XAI_CHECKS_TORCH_PYTHON")
+    if env == "":
+        return None
     candidate = Path(env) if env else ROOT / ".venv" / "bin" / "python"
     return str(candidate) if candidate.exists() else None
 

@@ -17,6 +17,14 @@ The geometry is the CPU path's: the output size, the resize edge, the centre cro
 are computed by the same torchvision v2 functions; only the pixel arithmetic differs
 (antialiased bilinear resampling of a uint8 tensor against PIL's, and nvJPEG's IDCT against
 libjpeg-turbo's), by a tolerance ``tests/unit/test_device_decode.py`` measures on real photos.
+
+One version-dependent path is taken out of torchvision's hands (:func:`resize_uint8_on_cpu`):
+on the CPU, torchvision's ``resize`` of a uint8 tensor uses torch's uint8 kernel, whose
+fixed-point sums round as PIL's do, only where its CPU check says so; torchvision 0.19, among
+others, tests ``"AVX2" in get_cpu_capability()``, which is false on an AVX-512 CPU
+(``"AVX512"``, https://github.com/pytorch/vision/issues/8374), and then resamples in float32
+and rounds, one 8-bit level away from PIL on about a sixth of the values. Calling torch's
+kernel directly gives every torchvision version PIL's rounding.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from PIL import Image
 from torch import Tensor
 from torchvision import tv_tensors
 from torchvision.io import ImageReadMode, decode_jpeg
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
 from xai_checks.data.loading import (
@@ -50,6 +59,7 @@ __all__ = [
     "EncodedPhoto",
     "PhotoBytes",
     "device_batches",
+    "resize_uint8_on_cpu",
     "supports_device_decode",
 ]
 
@@ -96,6 +106,39 @@ def _pick(transform: PhotoTransform | AutoTransform, image: Image.Image) -> Phot
             else (transform.standard)
         )
     return transform
+
+
+def _leading_resize(geometry: v2.Transform) -> v2.Resize:
+    """The antialiased bilinear ``Resize`` a built-in transform's geometry starts with."""
+    first = geometry.transforms[0] if isinstance(geometry, v2.Compose) else geometry
+    if (
+        not isinstance(first, v2.Resize)
+        # an InterpolationMode, or its value on torchvision versions that store the string
+        or InterpolationMode(first.interpolation) is not InterpolationMode.BILINEAR
+        or not first.antialias
+    ):
+        raise TypeError(f"no device decoding for the geometry {geometry!r}")
+    return first
+
+
+def resize_uint8_on_cpu(image: Tensor, resize: v2.Resize) -> Tensor:
+    """uint8 ``image`` (3, H, W) on the CPU resized as ``resize`` sizes it, by torch's uint8
+    antialiased bilinear kernel, whatever torchvision version and CPU (the module's note).
+
+    The output size is ``resize``'s own, read off a box canvas it moves; applying ``resize``
+    to the result is then the identity, so the geometry that follows only crops.
+    """
+    height, width = image.shape[-2:]
+    canvas = tv_tensors.BoundingBoxes(
+        torch.zeros(1, 4), format=tv_tensors.BoundingBoxFormat.XYXY, canvas_size=(height, width)
+    )
+    size = list(resize(canvas).canvas_size)
+    if size == [height, width]:
+        return image
+    resized = torch.nn.functional.interpolate(
+        image.unsqueeze(0), size=size, mode="bilinear", align_corners=False, antialias=True
+    )
+    return resized.squeeze(0)
 
 
 def _moved_box(pick: PhotoTransform, size_hw: tuple[int, int], box: Sequence[float]) -> Any:
@@ -208,6 +251,7 @@ class DeviceDecoder:
         self._geometry: dict[str, Callable[[Tensor], Tensor]] = {
             kind: pick.geometry for kind, pick in picks.items()
         }
+        self._resize = {kind: _leading_resize(pick.geometry) for kind, pick in picks.items()}
         normalize = next(iter(picks.values())).normalize
         self._mean = [float(m) for m in normalize.mean]
         self._std = [float(s) for s in normalize.std]
@@ -229,7 +273,12 @@ class DeviceDecoder:
 
     def _prepare(self, image: Tensor, kind: str) -> Tensor:
         """uint8 (3, H, W) -> the model input (3, S, S): the CPU path's geometry on a tensor,
-        then ToTensor's ``/ 255`` and Normalize, in float32 as torchvision computes them."""
+        then ToTensor's ``/ 255`` and Normalize, in float32 as torchvision computes them.
+
+        On the CPU the resize is torch's uint8 kernel (:func:`resize_uint8_on_cpu`); elsewhere
+        torch has no uint8 kernel and torchvision resamples in float32 on every version."""
+        if image.device.type == "cpu":
+            image = resize_uint8_on_cpu(image, self._resize[kind])
         moved = self._geometry[kind](image)
         return TF.normalize(moved.to(torch.float32).div(255), mean=self._mean, std=self._std)
 
