@@ -18,10 +18,13 @@ STRICT ?= data
 
 .PHONY: install study test claims lint type bench clean
 
+# PYTHONWARNINGS: setuptools notes on every editable install of a flat layout that a folder
+# named like the package may shadow it on import; here that folder is the package itself
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	PYTHONWARNINGS="ignore:Editable installation" \
+		$(BIN)/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
