@@ -4,8 +4,9 @@ Why one thread each: oneDNN picks its convolution blocking (and PyTorch its conv
 algorithm) by the number of intra-op threads, so the same photo run with 1 and with 2 threads
 gives activations that differ in the last bits, and a map value a hair from a threshold lands on
 either side of it. Ranks of one thread compute every photo the one-thread way, whatever the
-machine's core count, and they are as fast as one process with as many threads (its threads
-synchronise at every operator; the ranks only at the end of each phase).
+machine's core count, at about the speed of one process with as many threads (its threads
+synchronise at every operator; the ranks only at the end of each phase; docs/distributed.md has
+the measured ratio).
 
 The workers are the ranks :mod:`xai_checks.distributed` already shards a study over (the same
 environment ``torchrun`` sets, on the loopback interface); this module only starts them, waits,
