@@ -469,6 +469,9 @@ def test_msra_imagenet_accuracy(
             transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]
     )
+    # channels_last: oneDNN's faster CPU layout for inference (about 0.7x the time on one
+    # thread); the logits move by float32 rounding (~1e-5), far below what ranks classes
+    model = model.to(memory_format=torch.channels_last)
     top1 = top5 = 0
     started = time.perf_counter()
     with torch.inference_mode():
@@ -481,7 +484,8 @@ def test_msra_imagenet_accuracy(
                 with Image.open(io.BytesIO(data)) as img:
                     images.append(transform(img.convert("RGB")))  # greyscale -> RGB
             labels = torch.tensor([int(r["class_index"]) for r in batch])
-            best5 = model(torch.stack(images)).topk(5, dim=1).indices
+            x = torch.stack(images).contiguous(memory_format=torch.channels_last)
+            best5 = model(x).topk(5, dim=1).indices
             top1 += int((best5[:, 0] == labels).sum())
             top5 += int((best5 == labels[:, None]).any(dim=1).sum())
     n = len(rows)
