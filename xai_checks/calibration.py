@@ -53,10 +53,13 @@ is judged alone (a family of one, no Holm) except in the run-level world.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import functools
 import itertools
 import json
 import math
+import multiprocessing
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -91,6 +94,11 @@ __all__ = [
 
 #: ``gaussian``: the spreads of ``SCENARIOS``; ``fitted``: drawn from the fit to a real study
 SIMULATORS = ("gaussian", "fitted")
+#: studies per boundary world in the committed table. A rule whose true rate at the boundary
+#: is exactly alpha (0.05) fails the target (one-sided 95% Clopper-Pearson upper bound <=
+#: alpha + 0.01) with probability 0.39 at 2000 studies and 0.07 at 5000 (scipy.stats.binom):
+#: 2000 cannot tell a rule at its nominal rate from one above it
+TABLE_BOUNDARY_REPS = 5000
 WORLDS = ("null", "confound", "effect", "effect+confound", "trivial+confound")
 #: the sanity claim has no confound: its worlds
 SANITY_WORLDS = ("null", "effect", "trivial")
@@ -703,6 +711,40 @@ def _calibration_claim(claim_id: str, n_boot: int) -> Any:
     return claim
 
 
+class _Deferred:
+    """A task run when its result is asked for (the one-process pool)."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self._call = call
+
+    def result(self) -> Any:
+        return self._call()
+
+
+class _InProcess(contextlib.AbstractContextManager["_InProcess"]):
+    """The pool of ``jobs=1``: each cell runs in this process, in table order, as it is read."""
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> _Deferred:
+        return _Deferred(functools.partial(fn, *args))
+
+
+def _pool(jobs: int) -> Any:
+    if jobs <= 1:
+        return _InProcess()
+    # spawn: a forked child would inherit the parent's torch and BLAS thread pools
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=jobs, mp_context=multiprocessing.get_context("spawn")
+    )
+
+
+def _timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    return call(), time.perf_counter() - t0
+
+
 def calibrate(
     *,
     claims: Sequence[str] = CALIBRATED_CLAIMS,
@@ -710,65 +752,104 @@ def calibrate(
     reps: int = 300,
     boundary_ns: Sequence[int] = (100, 300),
     boundary_reps: int = 2000,
+    false_supported_reps: int = 1000,
     run_n: int | None = 100,
     n_boot: int = 500,
     seed: int = 0,
     simulator: str = "gaussian",
+    jobs: int = 1,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The calibration table: verdict rates per claim, world and n, with the targets.
 
     ``reps`` studies per cell in the null, confound, effect and trivial worlds;
     ``boundary_reps`` in the boundary worlds (at ``boundary_ns``) and the run-level one (at
-    ``run_n``; None: skip), where a rate is compared with alpha."""
+    ``run_n``; None: skip), where a rate is compared with alpha; ``false_supported_reps`` in
+    the null, confound and trivial worlds at n >= the claim's min_n, where the false SUPPORTED
+    target holds too (a rate well below alpha: 1000 studies carry it, where 100 fail the
+    target on two SUPPORTED). ``jobs`` processes compute
+    the cells (the table does not depend on it)."""
     start = time.perf_counter()
-    table: dict[str, Any] = {}
+    cells: dict[str, list[tuple[str, int, int]]] = {}
     for claim_id in claims:
-        claim = get_claim(claim_id)
-        rows = []
         # every world where a rate is compared with alpha at the SESOI: the boundary:<part>
         # worlds, and the faithfulness claims' single boundary world
         at_sesoi = [w for w in worlds_for(claim_id) if w == "boundary" or w.startswith("boundary:")]
-        cells = [(w, n, reps) for w in worlds_for(claim_id) if w not in at_sesoi for n in ns]
-        cells += [(w, n, boundary_reps) for w in at_sesoi for n in boundary_ns]
-        for world, n, k in cells:
-            t0 = time.perf_counter()
-            rates = verdict_rates(
-                claim_id, world, n, reps=k, seed=seed, n_boot=n_boot, simulator=simulator
+        min_n = get_claim(claim_id).min_n
+        cells[claim_id] = [
+            (w, n, false_supported_reps if is_false_supported_world(w) and n >= min_n else reps)
+            for w in worlds_for(claim_id)
+            if w not in at_sesoi
+            for n in ns
+        ]
+        cells[claim_id] += [(w, n, boundary_reps) for w in at_sesoi for n in boundary_ns]
+    run_claims = [c for c in claims if c in RUN_BOUNDARY]
+    # each cell draws from its own seeded stream, so the cells are independent and a pool of
+    # processes gives the table that one process gives
+    with _pool(jobs) as pool:
+        # the run-level world is the longest task: first, so that it does not run alone at the end
+        run_future = None
+        if run_n is not None:
+            run_future = pool.submit(
+                _timed,
+                functools.partial(
+                    run_boundary_rate,
+                    n=run_n,
+                    reps=boundary_reps,
+                    seed=seed,
+                    n_boot=n_boot,
+                    claims=run_claims,
+                    simulator=simulator,
+                ),
             )
-            rows.append(_row(world, n, k, rates))
+        pending = {
+            (claim_id, world, n): pool.submit(
+                _timed,
+                functools.partial(
+                    verdict_rates,
+                    claim_id,
+                    world,
+                    n,
+                    reps=k,
+                    seed=seed,
+                    n_boot=n_boot,
+                    simulator=simulator,
+                ),
+            )
+            for claim_id, rows in cells.items()
+            for world, n, k in rows
+        }
+        table: dict[str, Any] = {}
+        for claim_id, claim_cells in cells.items():
+            claim = get_claim(claim_id)
+            rows = []
+            for world, n, k in claim_cells:
+                rates, seconds = pending[(claim_id, world, n)].result()
+                rows.append(_row(world, n, k, rates))
+                if progress:
+                    progress(
+                        f"{claim_id} {world:18s} n={n:<5d} reps={k:<5d} "
+                        + " ".join(f"{s[:4]} {rates[s]:.3f}" for s in STATUSES)
+                        + f"  ({seconds:.1f} s)"
+                    )
+            table[claim_id] = {
+                "alpha": claim.alpha,
+                "sesoi": claim.sesoi,
+                "declared_min_n": claim.min_n,
+                "scenario": asdict(SCENARIOS.get(claim_id) or FAITHFULNESS_SCENARIOS[claim_id]),
+                "rows": rows,
+            }
+            table[claim_id]["min_n_from_table"] = min_n_from(table[claim_id])
+        run = None
+        if run_future is not None:
+            run, seconds = run_future.result()
             if progress:
                 progress(
-                    f"{claim_id} {world:18s} n={n:<5d} reps={k:<5d} "
-                    + " ".join(f"{s[:4]} {rates[s]:.3f}" for s in STATUSES)
-                    + f"  ({time.perf_counter() - t0:.1f} s)"
+                    f"run-boundary n={run_n} reps={boundary_reps}: family-wise false SUPPORTED "
+                    f"{run['familywise_false_supported_holm']:.3f} with Holm, "
+                    f"{run['familywise_false_supported_without_holm']:.3f} without "
+                    f"({seconds:.1f} s)"
                 )
-        table[claim_id] = {
-            "alpha": claim.alpha,
-            "sesoi": claim.sesoi,
-            "declared_min_n": claim.min_n,
-            "scenario": asdict(SCENARIOS.get(claim_id) or FAITHFULNESS_SCENARIOS[claim_id]),
-            "rows": rows,
-        }
-        table[claim_id]["min_n_from_table"] = min_n_from(table[claim_id])
-    run = None
-    if run_n is not None:
-        t0 = time.perf_counter()
-        run = run_boundary_rate(
-            n=run_n,
-            reps=boundary_reps,
-            seed=seed,
-            n_boot=n_boot,
-            claims=[c for c in claims if c in RUN_BOUNDARY],
-            simulator=simulator,
-        )
-        if progress:
-            progress(
-                f"run-boundary n={run_n} reps={boundary_reps}: family-wise false SUPPORTED "
-                f"{run['familywise_false_supported_holm']:.3f} with Holm, "
-                f"{run['familywise_false_supported_without_holm']:.3f} without "
-                f"({time.perf_counter() - t0:.1f} s)"
-            )
     alpha = min((e["alpha"] for e in table.values()), default=0.05)
     targets = check_targets_dict(table)
     if run is not None and run["familywise_cp_upper_holm"] > alpha + TARGET_SLACK:
@@ -784,6 +865,7 @@ def calibrate(
         "reps": reps,
         "boundary_ns": list(boundary_ns),
         "boundary_reps": boundary_reps,
+        "false_supported_reps": false_supported_reps,
         "n_boot": n_boot,
         "seed": seed,
         "simulator": simulator,
@@ -891,10 +973,12 @@ def to_markdown(doc: dict[str, Any]) -> str:
         f"Generated by `tox -e calibrate` (`python -m xai_checks.calibration`): "
         f"{doc['boundary_reps']} simulated studies per boundary world (n = "
         f"{', '.join(map(str, doc['boundary_ns']))}) and for the run-level boundary world, "
-        f"{doc['reps']} per cell of the other worlds; each study judged by the claim's real "
-        f"evaluator (n_boot = {doc['n_boot']}, min_n lowered to 2 so rates below the minimum "
-        f"show, each claim alone except in the run-level world); seed {doc['seed']}; "
-        f"{doc['seconds']:.0f} s.",
+        f"{doc.get('false_supported_reps', doc['reps'])} per null, confound and trivial cell "
+        f"at n >= the claim's min_n, {doc['reps']} per other cell; each study judged by the "
+        f"claim's real evaluator (n_boot = {doc['n_boot']}, min_n lowered to 2 so rates below "
+        f"the minimum show, each claim alone except in the run-level world); the "
+        f"`{doc.get('simulator', 'gaussian')}` simulator ([simulator.md](simulator.md)); seed "
+        f"{doc['seed']}; {doc['seconds']:.0f} s.",
         "",
         "Worlds: **null** (no depth effect, no confound), **confound** (the same rise in model "
         "and control, removed by pooling), **effect** (a rise beyond the control of "
@@ -1021,8 +1105,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m xai_checks.calibration", description=__doc__)
     parser.add_argument("--reps", type=_at_least(1), default=100)
     parser.add_argument("--n", type=_at_least(2), nargs="+", default=[10, 30, 50, 100, 300])
-    parser.add_argument("--boundary-reps", type=_at_least(1), default=2000)
+    parser.add_argument("--boundary-reps", type=_at_least(1), default=TABLE_BOUNDARY_REPS)
     parser.add_argument("--boundary-n", type=_at_least(2), nargs="+", default=[100])
+    parser.add_argument(
+        "--false-supported-reps",
+        type=_at_least(1),
+        default=1000,
+        help="studies per null, confound and trivial cell at n >= the claim's min_n",
+    )
     parser.add_argument("--run-n", type=_at_least(2), default=100)
     parser.add_argument(
         "--n-boot",
@@ -1032,7 +1122,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "fewer rests on the two or three most extreme resamples of each tail)",
     )
     parser.add_argument(
-        "--claims", nargs="+", choices=list(CALIBRATED_CLAIMS), default=list(CALIBRATED_CLAIMS)
+        "--claims",
+        nargs="+",
+        choices=list(CALIBRATED_CLAIMS),
+        default=list(SCENARIOS),
+        help="default: the claims of docs/calibration.md (the faithfulness claims' provisional "
+        "table is docs/calibration-faithfulness.md)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
@@ -1042,6 +1137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="gaussian: the spreads of SCENARIOS; fitted: bounded, zero-inflated values with "
         "a real study's dependence and missing photos (xai_checks/data/simulator_fit.json)",
     )
+    parser.add_argument(
+        "--jobs",
+        type=_at_least(1),
+        default=1,
+        help="processes that compute the cells (each cell has its own seeded stream, so the "
+        "table is the same for any number)",
+    )
     parser.add_argument("--out", type=Path, default=Path("docs/calibration"))
     args = parser.parse_args(argv)
     doc = calibrate(
@@ -1050,10 +1152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         reps=args.reps,
         boundary_ns=args.boundary_n,
         boundary_reps=args.boundary_reps,
+        false_supported_reps=args.false_supported_reps,
         run_n=args.run_n,
         n_boot=args.n_boot,
         seed=args.seed,
         simulator=args.simulator,
+        jobs=args.jobs,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -72,6 +72,8 @@ def test_a_study_of_another_model_is_exit_2_naming_the_runs_and_the_fix(
         (["--n-boot", "0"], "--n-boot: must be at least 100, not 0"),
         (["--boundary-reps", "x"], "expected a whole number, not 'x'"),
         (["--claims", "nope"], "invalid choice: 'nope'"),
+        (["--false-supported-reps", "0"], "--false-supported-reps: must be at least 1, not 0"),
+        (["--jobs", "0"], "--jobs: must be at least 1, not 0"),
     ],
 )
 def test_calibration_sizes_that_cannot_calibrate_are_exit_2_before_any_work(
