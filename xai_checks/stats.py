@@ -23,6 +23,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as sps
+from scipy.stats import mstats
 
 from xai_checks._util import jsonable
 
@@ -590,7 +591,8 @@ def detectable_effect(sd: float, n: int, *, alpha: float, power: float = 0.8) ->
 class EffectEstimate:
     """A per-photo difference judged against a smallest effect size of interest (SESOI).
 
-    ``estimate`` is the mean difference and ``[ci_low, ci_high]`` its two-sided
+    ``estimate`` is the mean difference (the trimmed mean where ``trim`` > 0, with the
+    Tukey-McLaughlin t interval in place of Student's) and ``[ci_low, ci_high]`` its two-sided
     ``confidence`` = 1 - 2 alpha interval (so each bound is a one-sided 1 - alpha bound): the
     union of the BCa bootstrap interval and Student's t interval, so that each bound is the
     more cautious of the two (the BCa interval corrects skew but runs a little narrow at small
@@ -615,7 +617,8 @@ class EffectEstimate:
     worlds measure it).
 
     ``mde`` is the smallest true mean difference that this n shows to be ``present`` with
-    80 % power: the SESOI plus :func:`detectable_effect` of the observed standard deviation.
+    80 % power: the SESOI plus :func:`detectable_effect` of the spread that the estimate's
+    standard error implies (the observed standard deviation, for a mean).
     """
 
     name: str
@@ -641,6 +644,8 @@ class EffectEstimate:
     #: for an effect against a control drawn as R seeded networks (:func:`clustered_effect`):
     #: how many seeds, on how many photos, and the effect per seed with its min and max
     seeds: dict[str, Any] | None = None
+    #: the share cut from each end: 0 judges the mean, more the trimmed mean (``paired_effect``)
+    trim: float = 0.0
 
     @property
     def p_present(self) -> float:
@@ -649,13 +654,19 @@ class EffectEstimate:
         ps = [self.pvalue_sesoi, self.pvalue]
         return max(ps) if all(math.isfinite(p) for p in ps) else math.nan
 
+    @property
+    def estimand(self) -> str:
+        """What ``estimate`` is: "mean", or "20% trimmed mean"."""
+        return f"{self.trim:.0%} trimmed mean" if self.trim else "mean"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "method": "mean per-photo difference vs SESOI",
+            "method": f"{self.estimand} per-photo difference vs SESOI",
             "estimate": jsonable(self.estimate),
             "effect": jsonable(self.estimate),
-            "effect_name": "mean difference",
+            "effect_name": f"{self.estimand} difference",
+            "trim": self.trim,
             "ci_low": jsonable(self.ci_low),
             "ci_high": jsonable(self.ci_high),
             "confidence": self.confidence,
@@ -671,10 +682,13 @@ class EffectEstimate:
             "decision": self.decision,
             "mde": jsonable(self.mde),
             "pvalue_sesoi": jsonable(self.pvalue_sesoi),
-            "test_sesoi": "minimal-effect test of mean > SESOI (BCa inverted, and Student's t)",
+            "test_sesoi": f"minimal-effect test of {self.estimand} > SESOI (BCa inverted, and "
+            + ("Tukey-McLaughlin t)" if self.trim else "Student's t)"),
             "p_present": jsonable(self.p_present),
             "absent_bound": jsonable(self.absent_bound),
-            "ci_method": "union of the BCa bootstrap and Student's t intervals of the mean",
+            "ci_method": "union of the BCa bootstrap and "
+            + ("Tukey-McLaughlin t" if self.trim else "Student's t")
+            + f" intervals of the {self.estimand}",
             **(_seed_fields(self.seeds) if self.seeds is not None else {}),
         }
 
@@ -782,17 +796,50 @@ def _bootstrap_mean(
     return _bca_interval(mean, boot, jack, confidence=confidence)
 
 
-def _t_interval(d: FloatArray, *, confidence: float) -> tuple[float, float]:
-    """Student's t interval of the mean of ``d``."""
-    half = float(sps.t.ppf(0.5 + confidence / 2.0, d.size - 1)) * float(d.std(ddof=1))
-    half /= math.sqrt(d.size)
-    return float(d.mean()) - half, float(d.mean()) + half
+def _trimmed_mean_dist(
+    d: FloatArray, *, trim: float, n_resamples: int, seed: int
+) -> tuple[float, FloatArray, FloatArray]:
+    """:func:`_bootstrap_mean_dist` for the ``trim`` trimmed mean (``scipy.stats.trim_mean``:
+    ``int(trim * n)`` values cut from each end), with the same resamples."""
+    n = d.size
+    boot = np.asarray(sps.trim_mean(d[_resample_indices(n, n_resamples, seed)], trim, axis=1))
+    return float(sps.trim_mean(d, trim)), boot, _trimmed_jackknife(d, trim)
 
 
-def _t_pvalue(d: FloatArray, *, threshold: float) -> float:
-    """One-sided Student's t p of ``mean <= threshold``."""
-    se = float(d.std(ddof=1)) / math.sqrt(d.size)
-    return float(sps.t.sf((float(d.mean()) - threshold) / se, d.size - 1))
+def _trimmed_jackknife(d: FloatArray, trim: float) -> FloatArray:
+    """The trimmed mean of ``d`` without each value in turn (in sorted order; BCa's
+    acceleration reads them as a set). Closed form from prefix sums: leaving out the value at
+    sorted position i, the kept positions of the n - 1 left are [g, h) with g = int(trim *
+    (n - 1)) and h = n - 1 - g, which are the original positions [g, h] less i, shifted by
+    one from i on."""
+    s = np.sort(d)
+    n = s.size
+    g = int(trim * (n - 1))
+    h = n - 1 - g
+    c = np.concatenate([[0.0], np.cumsum(s)])
+    i = np.arange(n)
+    below = c[np.clip(i, g, h)] - c[g]
+    above = c[h + 1] - c[np.clip(i, g, h) + 1]
+    return np.asarray((below + above) / (h - g), dtype=np.float64)
+
+
+def _location_se(d: FloatArray, trim: float) -> tuple[float, float]:
+    """(standard error, degrees of freedom) of the mean (Student's t) or, with ``trim`` > 0, of
+    the trimmed mean (Tukey and McLaughlin 1963: the winsorized standard deviation over
+    (1 - 2 trim) sqrt(n), with n - 2g - 1 degrees of freedom, g the values cut at each end;
+    ``scipy.stats.mstats.trimmed_stde``)."""
+    n = d.size
+    if not trim:
+        return float(d.std(ddof=1)) / math.sqrt(n), float(n - 1)
+    g = int(trim * n)
+    se = float(mstats.trimmed_stde(d, limits=(trim, trim)))
+    return se, float(max(n - 2 * g - 1, 1))
+
+
+def _t_bounds(estimate: float, se: float, df: float, *, confidence: float) -> tuple[float, float]:
+    """The t interval ``estimate +- t * se``."""
+    half = float(sps.t.ppf(0.5 + confidence / 2.0, df)) * se
+    return estimate - half, estimate + half
 
 
 def _bootstrap_ratio_of_means(
@@ -817,6 +864,7 @@ def paired_effect(
     n_resamples: int = 2000,
     seed: int = 0,
     equivalence_alpha: float | None = None,
+    trim: float = 0.0,
 ) -> EffectEstimate:
     """Judge per-photo differences (model minus control, or a rise) against ``sesoi``.
 
@@ -826,9 +874,17 @@ def paired_effect(
     negative verdict is wrong at most ``alpha`` of the time when every effect sits at the
     SESOI. The reported CI stays the 1 - 2 alpha one. NaN differences are dropped and
     counted. Fewer than 2 values, or values all equal, give ``unclear``.
+
+    ``trim`` > 0 judges the ``trim`` trimmed mean instead of the mean: the BCa bootstrap of
+    the trimmed mean and the Tukey-McLaughlin t interval. Its estimand is the typical photo's
+    difference; a mean cannot be bounded from a sample when a rare photo lies far out in one
+    tail (a sample without it has a higher mean and a smaller spread at once), a trimmed mean
+    can.
     """
     if not 0.0 < alpha < 0.5:
         raise ValueError(f"alpha must be in (0, 0.5); got {alpha}")
+    if not 0.0 <= trim < 0.5:
+        raise ValueError(f"trim must be in [0, 0.5); got {trim}")
     d = np.asarray(differences, dtype=np.float64).ravel()
     keep = ~np.isnan(d)
     dropped = int((~keep).sum())
@@ -838,22 +894,29 @@ def paired_effect(
     if n < 2:
         return EffectEstimate(
             name, math.nan, math.nan, math.nan, confidence, math.nan, math.nan, math.nan,
-            math.nan, n, dropped, sesoi, alpha, "unclear", math.nan,
+            math.nan, n, dropped, sesoi, alpha, "unclear", math.nan, trim=trim,
         )  # fmt: skip
-    estimate = float(d.mean())
     sd = float(d.std(ddof=1))
     if np.all(d == d[0]):
         # No spread, no interval: n copies of one value say nothing about how far the mean
         # could be from it, so the effect is judged neither present nor absent.
+        value = float(d[0])
         return EffectEstimate(
-            name, estimate, estimate, estimate, confidence, 1.0, 0.0, rank_biserial(d),
-            0.0, n, dropped, sesoi, alpha, "unclear", math.nan, 1.0, math.nan,
+            name, value, value, value, confidence, 1.0, 0.0, rank_biserial(d),
+            0.0, n, dropped, sesoi, alpha, "unclear", math.nan, 1.0, math.nan, trim=trim,
         )  # fmt: skip
-    mean, boot, jack = _bootstrap_mean_dist(d, n_resamples=n_resamples, seed=seed)
-    b_low, b_high = _bca_interval(mean, boot, jack, confidence=confidence)
-    t_low, t_high = _t_interval(d, confidence=confidence)
+    if trim:
+        estimate, boot, jack = _trimmed_mean_dist(d, trim=trim, n_resamples=n_resamples, seed=seed)
+    else:
+        estimate, boot, jack = _bootstrap_mean_dist(d, n_resamples=n_resamples, seed=seed)
+    se, df = _location_se(d, trim)
+    b_low, b_high = _bca_interval(estimate, boot, jack, confidence=confidence)
+    t_low, t_high = _t_bounds(estimate, se, df, confidence=confidence)
     low, high = min(b_low, t_low), max(b_high, t_high)
-    p_sesoi = max(_bca_pvalue(mean, boot, jack, threshold=sesoi), _t_pvalue(d, threshold=sesoi))
+    p_sesoi = max(
+        _bca_pvalue(estimate, boot, jack, threshold=sesoi),
+        float(sps.t.sf((estimate - sesoi) / se, df)) if se > 0 else math.nan,
+    )
     if np.any(d != 0):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -867,8 +930,8 @@ def paired_effect(
         # the 'absent' decision reads the wider 1 - 2 eq_alpha interval
         eq_conf = 1.0 - 2.0 * eq_alpha
         eq_high = max(
-            _bca_interval(mean, boot, jack, confidence=eq_conf)[1],
-            _t_interval(d, confidence=eq_conf)[1],
+            _bca_interval(estimate, boot, jack, confidence=eq_conf)[1],
+            _t_bounds(estimate, se, df, confidence=eq_conf)[1],
         )
     decision = _decide(p=p, low=low, eq_high=eq_high, sesoi=sesoi, alpha=alpha)
     return EffectEstimate(
@@ -886,9 +949,11 @@ def paired_effect(
         sesoi=sesoi,
         alpha=alpha,
         decision=decision,
-        mde=sesoi + detectable_effect(sd, n, alpha=alpha),
+        # the spread that the estimate's own standard error implies (sd / sqrt(n) for a mean)
+        mde=sesoi + detectable_effect(se * math.sqrt(n), n, alpha=alpha),
         pvalue_sesoi=p_sesoi,
         absent_bound=eq_high,
+        trim=trim,
     )
 
 
