@@ -484,12 +484,19 @@ def _fit() -> dict[str, FittedClaim]:
     return load_fit()
 
 
+#: for a claim that judges its model's own rise by a trimmed mean (its ``trim``): the fitted
+#: quantities so judged, each with the control quantity whose contrast with it is a mean
+TRIMMED_PAIRS = {"model": "control", "pooled": "control_pooled"}
+
+
 def simulate_fitted(
     claim_id: str, world: str, n: int, reps: int, rng: np.random.Generator
 ) -> list[StudyResult]:
     """``reps`` studies drawn from the fit to a real study (:mod:`xai_checks.simulator`): each
     quantity's latent scale moved so that its mean fitted rise (and, where the world sets it,
-    the last layer's mean) is the world's exactly; in the confound worlds the confound is
+    the last layer's mean) is the world's exactly (for a claim with a ``trim``, the model's
+    own rise, pooled or not, is placed by its trimmed mean, and each control's mean rise
+    the world's excess below that quantity's mean); in the confound worlds the confound is
     drawn per study from ``CONFOUND_RANGE`` times the SESOI."""
     fit = _fit()[claim_id]
     claim = get_claim(claim_id)
@@ -509,15 +516,27 @@ def simulate_fitted(
         confound = rng.uniform(lo * sesoi, hi * sesoi, size=reps)
         comp = {**comp, "model": float(comp["model"] or 0.0) - _shape(world, claim_id, sesoi)[1]}
         comp["control"] = 0.0
+    trim = float(getattr(claim, "trim", 0.0))
     shifts: dict[str, np.ndarray] = {}
     for q in fit.quantities:
         target = float(comp[q] or 0.0)
         # the confound moves the model and its control alike
         target_r = target + confound if q in ("model", "control") else np.full(reps, target)
+        paired = {control: own for own, control in TRIMMED_PAIRS.items()}
         # only the localisation claims decide on the last layer's margin over a baseline
         if q == "model" and comp["above"] is not None and "above" in BOUNDARY_COMPONENTS[claim_id]:
             chance = float(claim.params.get("chance", 0.0))
             shifts[q] = fit.rise_and_last_shift(q, target, chance + float(comp["above"]))
+        elif trim and q in TRIMMED_PAIRS:
+            shifts[q] = fit.trimmed_rise_shift(q, target_r, trim=trim)
+        elif trim and q in paired:
+            # the contrast with the control is a mean: the control's mean rise sits the
+            # world's excess below the mean rise that the trimmed target gave its model
+            own = paired[q]
+            excess = float(comp[own] or 0.0) - target
+            rows, back = np.unique(shifts[own], axis=0, return_inverse=True)
+            own_mean = np.array([fit.mean_rise_at(own, row) for row in rows])[back.ravel()]
+            shifts[q] = fit.rise_shift(q, own_mean - excess)
         else:
             shifts[q] = fit.rise_shift(q, target_r)
     return _studies(claim_id, fit.draw(rng, reps, n, shifts), None, n, reps)
@@ -995,7 +1014,10 @@ def to_markdown(doc: dict[str, Any]) -> str:
         "confound, trivial and boundary worlds every SUPPORTED is a false SUPPORTED.",
         "",
         "SUPPORTED needs each effect's lower bound (the union of the BCa bootstrap and "
-        "Student's t intervals) at or above the SESOI; its p-value, which Holm adjusts across "
+        "Student's t intervals; for an effect judged by its trimmed mean, the seed claim's own "
+        "rise, the Tukey-McLaughlin t interval in place of Student's) at or above the SESOI; "
+        "in a boundary world the component at the SESOI is that effect's estimand, its trimmed "
+        "mean where it has one. Its p-value, which Holm adjusts across "
         "a run's claims, is that minimal-effect test's. Targets: every false SUPPORTED rate's "
         f"one-sided Clopper-Pearson 95% upper bound <= alpha + {slack:g}; CONFOUNDED >= 0.9 under "
         "confound at n >= 100 and SUPPORTED >= 0.8 in both effect worlds at the claim's min_n "

@@ -42,10 +42,9 @@ def test_seed_claim_is_not_shown_beyond_map_resolution(claim_verdict):
     SUPPORTED needs the rise beyond each control shown to reach the SESOI (0.02).
 
     What is left of the rise after pooling every map to one grid cannot be shown to reach
-    0.02, so the verdict is INCONCLUSIVE or CONFOUNDED on the 300 baseline photos and
-    CONFOUNDED on all 1000 (``--xai-limit all``; CHANGELOG.md has the numbers). This test
-    fails if the claim ever reads SUPPORTED, or if the residual after pooling is shown to reach
-    the SESOI."""
+    0.02, so the verdict is INCONCLUSIVE or CONFOUNDED (INCONCLUSIVE on the 300 baseline
+    photos; CHANGELOG.md has the numbers). This test fails if the claim ever reads SUPPORTED,
+    or if the residual after pooling is shown to reach the SESOI."""
     assert claim_verdict.status in (Status.INCONCLUSIVE, Status.CONFOUNDED), claim_verdict.summary()
     pooled = claim_verdict.controls["pooled"]["effect"]
     assert pooled["decision"] != "present" and pooled["ci_low"] < claim_verdict.claim.sesoi, pooled

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy import stats as sps
+from scipy.stats import mstats
 
 from xai_checks import simulator as sim
 from xai_checks.calibration import simulate, simulate_fitted
@@ -122,24 +124,50 @@ def test_a_target_beyond_the_marginals_is_refused(fitted):
 
 
 def test_the_committed_fit_puts_each_boundary_component_at_the_sesoi():
-    """In every boundary world of the fitted simulator, the named component's true mean is the
-    SESOI (measured over many simulated photos: Monte-Carlo error only)."""
+    """In every boundary world of the fitted simulator, the named component's true value is the
+    SESOI (measured over many simulated photos: Monte-Carlo error only): the trimmed mean for
+    the seed claim's own rise, pooled or not (the claim's ``trim``), the mean elsewhere."""
     rng = np.random.default_rng(3)
-    for claim_id, part, key in (
-        ("seed-depth-ratio", "untrained", "beyond untrained"),
-        ("seed-depth-ratio", "pooled", "left after pooling"),
-        ("seed-depth-ratio", "joint", "joint (pooled beyond pooled untrained)"),
-        ("depth-localisation-gridpg", "untrained", "beyond untrained"),
-        ("depth-localisation-gridpg", "above", "layer4 above chance 0.25"),
-        ("depth-localisation-gridpg", "rise", "rise"),
+    trim = get_claim("seed-depth-ratio").trim
+    for claim_id, part, key, cut in (
+        ("seed-depth-ratio", "rise", "rise", trim),
+        ("seed-depth-ratio", "untrained", "beyond untrained", 0.0),
+        ("seed-depth-ratio", "pooled", "left after pooling", trim),
+        ("seed-depth-ratio", "joint", "joint (pooled beyond pooled untrained)", 0.0),
+        ("depth-localisation-gridpg", "untrained", "beyond untrained", 0.0),
+        ("depth-localisation-gridpg", "above", "layer4 above chance 0.25", 0.0),
+        ("depth-localisation-gridpg", "rise", "rise", 0.0),
     ):
         sesoi = get_claim(claim_id).sesoi
         studies = simulate_fitted(claim_id, f"boundary:{part}", 5000, 4, rng)
         q = _quantities(claim_id, studies)
         effect = per_photo_effects(claim_id, q)[key]
         effect = effect[np.isfinite(effect)]
-        se = float(effect.std()) / math.sqrt(len(effect))
-        assert float(effect.mean()) == pytest.approx(sesoi, abs=5 * se), (claim_id, part)
+        if cut:
+            got = float(sps.trim_mean(effect, cut))
+            se = float(mstats.trimmed_stde(effect, limits=(cut, cut)))
+        else:
+            got, se = float(effect.mean()), float(effect.std()) / math.sqrt(len(effect))
+        assert got == pytest.approx(sesoi, abs=5 * se), (claim_id, part)
+
+
+def test_the_trimmed_boundary_is_not_the_mean_boundary():
+    """The seed claim's rise has a far negative tail, so its trimmed mean and its mean part: a
+    world placed by the trimmed mean puts the mean elsewhere (by more than Monte-Carlo
+    error), and the control's mean rise sits the world's excess below the model's mean."""
+    claim = get_claim("seed-depth-ratio")
+    studies = simulate_fitted(
+        "seed-depth-ratio", "boundary:rise", 20000, 1, np.random.default_rng(8)
+    )
+    q = _quantities("seed-depth-ratio", studies)
+    effects = per_photo_effects("seed-depth-ratio", q)
+    rise = effects["rise"][np.isfinite(effects["rise"])]
+    se = float(rise.std()) / math.sqrt(len(rise))
+    assert abs(float(rise.mean()) - claim.sesoi) > 5 * se
+    beyond = effects["beyond untrained"]
+    beyond = beyond[np.isfinite(beyond)]
+    se_b = float(beyond.std()) / math.sqrt(len(beyond))
+    assert float(beyond.mean()) == pytest.approx(2 * claim.sesoi, abs=5 * se_b)
 
 
 def test_the_fitted_sanity_boundary_puts_the_first_step_at_the_sesoi():
@@ -167,14 +195,14 @@ def test_fitted_values_are_bounded_and_the_pooled_ratio_is_on_the_grid():
 
 
 def test_the_confound_is_drawn_from_a_range():
-    """Two confound studies of many photos differ in their control's mean rise by more than
-    Monte-Carlo error: the confound is not one value."""
+    """Two confound studies of many photos differ in their model's rise by more than
+    Monte-Carlo error: the confound is not one value. (In a confound world the model's rise
+    is the confound alone; the seed claim places it by its trimmed mean.)"""
     studies = simulate_fitted("seed-depth-ratio", "confound", 5000, 6, np.random.default_rng(6))
     from xai_checks.stats import depth_rise
 
-    rises = [
-        float(np.nanmean(depth_rise(s.controls["untrained"].column("ratio")))) for s in studies
-    ]
+    trim = get_claim("seed-depth-ratio").trim
+    rises = [float(sps.trim_mean(depth_rise(s.under_test.column("ratio")), trim)) for s in studies]
     sesoi = get_claim("seed-depth-ratio").sesoi
     lo, hi = sim.CONFOUND_RANGE
     assert all(lo * sesoi - 0.002 <= r <= hi * sesoi + 0.002 for r in rises)

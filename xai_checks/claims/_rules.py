@@ -125,7 +125,7 @@ def fmt_list(values: dict[str, float]) -> str:
 
 
 def effect(
-    diffs: np.ndarray, claim: Claim, *, name: str, m_equivalence: int = 1
+    diffs: np.ndarray, claim: Claim, *, name: str, m_equivalence: int = 1, trim: float = 0.0
 ) -> stats.EffectEstimate:
     """``stats.paired_effect`` with the claim's SESOI, alpha and bootstrap size; for an
     ``(n_photos, R)`` array of differences with R random networks (:func:`with_draws`),
@@ -133,15 +133,22 @@ def effect(
 
     ``m_equivalence``: how many 'absent' decisions can each make the claim's verdict
     negative (REFUTED or CONFOUNDED); each is held at alpha / m (Bonferroni).
+    ``trim`` > 0: the trimmed mean of one column of per-photo numbers (``paired_effect``);
+    the mean over photos and networks has no trimmed counterpart here.
     """
-    estimate = stats.clustered_effect(
-        diffs,
-        sesoi=float(claim.sesoi),
-        alpha=float(claim.alpha),
-        name=name,
-        n_resamples=int(claim.params.get("n_boot", 2000)),
-        equivalence_alpha=float(claim.alpha) / max(1, m_equivalence),
-    )
+    common: dict[str, Any] = {
+        "sesoi": float(claim.sesoi),
+        "alpha": float(claim.alpha),
+        "name": name,
+        "n_resamples": int(claim.params.get("n_boot", 2000)),
+        "equivalence_alpha": float(claim.alpha) / max(1, m_equivalence),
+    }
+    if trim:
+        if np.ndim(diffs) != 1:
+            raise ValueError(f"a trimmed effect takes one column of numbers; got {np.shape(diffs)}")
+        estimate = stats.paired_effect(diffs, trim=trim, **common)
+    else:
+        estimate = stats.clustered_effect(diffs, **common)
     if estimate.n_dropped:
         # kept (while the estimate lives) for the worst-case row of ``conclude``
         _DROPPED_FROM[id(estimate)] = (np.asarray(diffs, dtype=np.float64), m_equivalence)
@@ -189,7 +196,7 @@ def worst_case(verdict: Verdict, effects: dict[str, stats.EffectEstimate]) -> di
             filled[:, 0] = np.where(np.isfinite(first), first, fill)
         else:
             filled = np.where(np.isfinite(d), d, fill)
-        worst = effect(filled, claim, name=e.name, m_equivalence=m)
+        worst = effect(filled, claim, name=e.name, m_equivalence=m, trim=e.trim)
         rescored[key] = worst
         rows[key] = {
             "effect": e.name,

@@ -8,8 +8,10 @@ ran it and shown; the verdict rests on effects, paired per photo:
 * against the untrained control: the model's rise minus the control's on the same photo;
 * against map resolution: the rise left after pooling every layer's map to the coarsest grid.
 
-Each is a mean with a bootstrap CI and a one-sided Wilcoxon test, judged against the SESOI
-(:class:`xai_checks.stats.EffectEstimate`). CONFOUNDED means a control explains the effect:
+Each is judged against the SESOI with a bootstrap CI and a one-sided Wilcoxon test
+(:class:`xai_checks.stats.EffectEstimate`). The model's own rise, pooled or not, is judged by
+its 20% trimmed mean, the typical photo's rise; the contrasts with the untrained control by
+the mean over photos and control networks. CONFOUNDED means a control explains the effect:
 what is left beyond it is smaller than the smallest effect of interest.
 """
 
@@ -64,6 +66,17 @@ class SeedDepthRatio(Claim):
     #: of the image. Not pre-registered: it was set after a 12-photo run had shown an excess
     #: of about 0.03, and is kept unchanged since, so that no later photo moved it
     sesoi = 0.02
+    #: the share of photos cut from each end of the model's own per-photo rise (pooled or not)
+    #: before it is averaged. The real rise has a rare, far negative tail (a photo whose ratio
+    #: falls several times further than any other's): a sample of 100 photos mostly misses
+    #: it, and then shows a higher mean and a smaller spread at once, so no interval for the
+    #: mean computed from such a sample covers the true mean as often as it says. The trimmed
+    #: mean's estimand, the typical photo's rise, does not hinge on one photo in hundreds;
+    #: 0.2 is the usual cut (Wilcox, "Introduction to Robust Estimation"). The fitted
+    #: simulator's boundary worlds (docs/calibration-fitted.md) hold the rule to its target
+    #: with it. The contrasts with the untrained control keep the mean over photos and
+    #: networks, which meets the target on both simulators
+    trim: ClassVar[float] = 0.2
     #: from the calibration table (docs/calibration.md): SUPPORTED reaches 0.8 in both effect
     #: worlds (a true effect of 2x the SESOI) from this n on
     min_n = 100
@@ -85,7 +98,8 @@ class SeedDepthRatio(Claim):
         controls = " and ".join(beyond[c] for c in self.controls if c in beyond)
         return (
             f"Deeper layers focus on what the label is about: the share of {method_name(study)} "
-            f"pixels above {at} rises from {span} by at least {self.sesoi:g} per photo"
+            f"pixels above {at} rises from {span} by at least {self.sesoi:g} on the typical "
+            f"photo ({self.trim:.0%} trimmed mean)"
             + (f" beyond {controls}" if controls else "")
             + " (the seed's own Kruskal-Wallis test is shown as the seed ran it)."
         )
@@ -140,7 +154,11 @@ class SeedDepthRatio(Claim):
         # the rise, each control and the joint contrast: 'absent' decisions
         m = 1 + len(self.controls) + int({"untrained", "pooled"} <= set(self.controls))
         rise = R.effect(
-            rise_m, self, name=f"fitted rise {layers[0]}->{layers[-1]}", m_equivalence=m
+            rise_m,
+            self,
+            name=f"fitted rise {layers[0]}->{layers[-1]}",
+            m_equivalence=m,
+            trim=self.trim,
         )
         verdict.tests["primary"] = rise.to_dict()
         excess: dict[str, stats.EffectEstimate] = {}
@@ -204,7 +222,11 @@ class SeedDepthRatio(Claim):
             entry = self._record(verdict, "pooled", f"{main.name} (pooled)", p_values, None)
             rise_p = stats.depth_rise(p_values)
             left = R.effect(
-                rise_p, self, name="rise left after pooling to the coarsest grid", m_equivalence=m
+                rise_p,
+                self,
+                name="rise left after pooling to the coarsest grid",
+                m_equivalence=m,
+                trim=self.trim,
             )
             share = stats.ratio_of_means_ci(
                 rise_p,
