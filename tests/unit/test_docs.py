@@ -96,3 +96,17 @@ def test_the_terminal_table_shows_the_one_legend() -> None:
     one = verdict_lines({"probe": Verdict(Probe(), Status.REFUTED, [], 10)})
     shown = [line for line in one if line.split(":")[0] in VERDICT_LEGEND]
     assert shown == [f"REFUTED: {VERDICT_LEGEND['REFUTED']}"]
+
+
+def test_the_readme_verdict_table_is_the_committed_baselines() -> None:
+    """The README's table of the verdicts `make test` checks shows each claim's verdict and n
+    as the committed baseline records them, so the page cannot keep an older run's table."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \| ([A-Z]+) \| (\d+) \|", readme, re.M)
+    baseline = json.loads(
+        (ROOT / "fixtures" / "baselines" / "imagenet-samples-300.json").read_text(encoding="utf-8")
+    )
+    assert {claim for claim, _, _ in rows} == set(baseline["verdicts"]), rows
+    for claim, status, n in rows:
+        recorded = baseline["verdicts"][claim]
+        assert (status, int(n)) == (recorded["status"], recorded["n"]), claim
