@@ -6,9 +6,10 @@ from __future__ import annotations
 __all__ = ["AUTO_LIMIT", "MAX_CONTROL_SEEDS"]
 
 #: photos taken from the ImageNet samples when ``--data auto`` finds them and no --limit is set.
-#: Enough to decide every built-in claim on these photos: the seed claim's residual after
-#: pooling sits near 0.75x its SESOI, a world the calibration (docs/calibration.md) decides
-#: at n >= 300. The suite's 300-photo baseline sets ``--xai-limit=300`` in pytest's addopts.
+#: Enough for GridPG's targets and the sanity claim's sample on these photos within the main
+#: job's time. The seed claim's residuals sit at its SESOI on these photos (all 1000 of them
+#: read INCONCLUSIVE too), so no sample of them decides it. The suite's 300-photo baseline
+#: sets ``--xai-limit=300`` in pytest's addopts.
 AUTO_LIMIT = 400
 
 #: the most control networks (``--control-seeds``): each one after the first reruns the seeded

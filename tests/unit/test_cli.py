@@ -439,8 +439,7 @@ def _fake_samples(root: Path) -> Path:
 
 def test_data_auto_takes_400_samples_when_found_and_says_so(tmp_path, monkeypatch):
     """The main job's default: the ImageNet samples where this machine has them (400 unless
-    --limit says otherwise: enough to decide the seed claim), else the embedded photos with
-    what to run for every claim."""
+    --limit says otherwise), else the embedded photos with what to run for every claim."""
     from xai_checks.options import AUTO_LIMIT, auto_photos_note
 
     samples = _fake_samples(tmp_path / "samples")
