@@ -81,7 +81,7 @@ _SHIFT_GRID = np.linspace(-2.0, 2.0, 1601)
 #: 1/600 of the rise's spread, small beside a study's (1/10 of it at 100 photos)
 TRIM_MC_PHOTOS = 400_000
 TRIM_MC_SEED = 20_261_203
-#: per (fit, quantity): the fit and its Monte-Carlo sample's uniform draws
+#: per (fit, quantity): the fit and its Monte-Carlo sample's values before any move
 _MC_SAMPLES: dict[tuple[int, str], tuple[Any, np.ndarray]] = {}
 #: probability midpoints for the marginals' exact expectations
 _U = (np.arange(4000) + 0.5) / 4000
@@ -119,10 +119,25 @@ class Marginal:
         rng: np.random.Generator | None = None,
     ) -> np.ndarray:
         """:meth:`values` for uniform draws ``u`` = Phi(z)."""
+        return self.moved(self.unmoved(u), offset, rng)
+
+    def unmoved(self, u: np.ndarray) -> np.ndarray:
+        """The column's values for uniform draws ``u`` before any move or rounding."""
         probs = np.linspace(0.0, 1.0, len(self.quantiles))
         rest = np.clip((u - self.zero_share) / max(1.0 - self.zero_share, 1e-12), 0.0, 1.0)
-        out = np.where(u < self.zero_share, 0.0, np.interp(rest, probs, self.quantiles))
-        out = np.clip(out + offset, 0.0, 1.0)
+        return np.asarray(
+            np.where(u < self.zero_share, 0.0, np.interp(rest, probs, self.quantiles))
+        )
+
+    def moved(
+        self,
+        unmoved: np.ndarray,
+        offset: np.ndarray | float = 0.0,
+        rng: np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """``unmoved`` values moved by ``offset``, kept in [0, 1] and rounded to the grid (see
+        :meth:`values`)."""
+        out = np.clip(unmoved + offset, 0.0, 1.0)
         if self.grid and rng is not None:
             cells = out * self.grid
             out = (
@@ -264,13 +279,17 @@ class FittedClaim:
             index = [self.columns.index(c) for c in names]
             chol = np.linalg.cholesky(self.corr[np.ix_(index, index)])
             z = np.random.default_rng(TRIM_MC_SEED).standard_normal((TRIM_MC_PHOTOS, len(names)))
+            u = sps.norm.cdf(z @ chol.T)
+            unmoved = np.stack(
+                [self.marginals[name].unmoved(u[:, i]) for i, name in enumerate(names)], axis=1
+            )
             # the fit itself is kept beside its sample, so its id is not reused while cached
-            _MC_SAMPLES[key] = (self, sps.norm.cdf(z @ chol.T))
-        u = _MC_SAMPLES[key][1]
+            _MC_SAMPLES[key] = (self, unmoved)
+        unmoved = _MC_SAMPLES[key][1]
         rounding = np.random.default_rng(TRIM_MC_SEED + 1)
         values = np.stack(
             [
-                self.marginals[name].at_u(u[:, i], float(shifts[i]), rounding)
+                self.marginals[name].moved(unmoved[:, i], float(shifts[i]), rounding)
                 for i, name in enumerate(names)
             ],
             axis=1,
