@@ -110,16 +110,7 @@ class Marginal:
         remainder (unbiased, so a move smaller than a cell still moves the mean, as a small
         change of a map moves some photos by a cell and not others); ``rng`` None: the
         unrounded values, whose mean is the rounded values' expectation."""
-        return self.at_u(sps.norm.cdf(z), offset, rng)
-
-    def at_u(
-        self,
-        u: np.ndarray,
-        offset: np.ndarray | float = 0.0,
-        rng: np.random.Generator | None = None,
-    ) -> np.ndarray:
-        """:meth:`values` for uniform draws ``u`` = Phi(z)."""
-        return self.moved(self.unmoved(u), offset, rng)
+        return self.moved(self.unmoved(sps.norm.cdf(z)), offset, rng)
 
     def unmoved(self, u: np.ndarray) -> np.ndarray:
         """The column's values for uniform draws ``u`` before any move or rounding."""
