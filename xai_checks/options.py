@@ -67,6 +67,8 @@ __all__ = [
 
 #: how ``--limit`` / ``--xai-limit`` spell "every photo"
 ALL = "all"
+#: ``--data`` and ``--limit``: decided by the photos found (:func:`auto_photos_note`)
+AUTO = "auto"
 
 
 _SAME: Any = object()
@@ -224,10 +226,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
-def photo_limit(text: str | int | None) -> int | None:
-    """``all`` (every photo, returned as ``None``) or a whole number >= 1."""
+def photo_limit(text: str | int | None) -> int | Literal["auto"] | None:
+    """``all`` (every photo, returned as ``None``), ``auto`` (decided by the photo set, see
+    :func:`auto_photos_note`) or a whole number >= 1."""
     if text is None or (isinstance(text, str) and text.strip().lower() == ALL):
         return None
+    if isinstance(text, str) and text.strip().lower() == AUTO:
+        return AUTO
     if isinstance(text, int) and not isinstance(text, bool):
         text = str(text)
     value = _int(str(text))
@@ -360,15 +365,20 @@ def strict_kinds(text: str) -> tuple[str, ...]:
 # --------------------------------------------------------------------------- checks
 
 
-def auto_photos_note(data: str, limit: int | None) -> tuple[int | None, str]:
-    """For ``--data auto``: the limit to use and a line saying which photos were picked, why,
-    and what to run for the other choice. Other values: ``limit`` unchanged and no note."""
-    if data != "auto":
+def auto_photos_note(data: str, limit: int | Literal["auto"] | None) -> tuple[int | None, str]:
+    """The number of photos to use (``None``: every one) and, for ``--data auto``, a line
+    saying which photos were picked, why, and what to run for the other choice.
+
+    ``limit`` ``auto`` is :data:`AUTO_LIMIT` when ``--data auto`` finds the ImageNet samples,
+    and every photo otherwise; ``None`` (``--limit all``) is every photo whatever the data."""
+    found_samples = data == AUTO and resolve_source(data) == "imagenet-samples"
+    if limit == AUTO:
+        limit = AUTO_LIMIT if found_samples else None
+    if data != AUTO:
         return limit, ""
-    if resolve_source(data) == "imagenet-samples":
+    if found_samples:
         from xai_checks.data import find_imagenet_samples
 
-        limit = AUTO_LIMIT if limit is None else limit
         return limit, (
             f"photos: --data auto found the ImageNet samples at {find_imagenet_samples()}; "
             f"using {'all' if limit is None else limit} of them "
@@ -640,11 +650,12 @@ OPTIONS: list[Option] = [
     ),
     Option(
         "limit",
-        f"use a seeded, class-stratified sample of N photos, or '{ALL}'",
-        default=None,
+        f"use a seeded, class-stratified sample of N photos, or '{ALL}'; '{AUTO}' is "
+        f"{AUTO_LIMIT} when --data auto finds the ImageNet samples, else every photo",
+        default=AUTO,
         plugin_default=AUTO_LIMIT,
         type=photo_limit,
-        metavar="N|all",
+        metavar=f"N|{ALL}|{AUTO}",
         cli="--limit",
         plugin="--xai-limit",
         group="photos",

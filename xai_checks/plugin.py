@@ -40,7 +40,14 @@ from typing import Any
 
 import pytest
 
-from xai_checks.options import OptionError, add_plugin_options, plugin_values, preflight
+from xai_checks.options import (
+    AUTO,
+    OptionError,
+    add_plugin_options,
+    auto_photos_note,
+    plugin_values,
+    preflight,
+)
 from xai_checks.session import (
     Settings,
     XaiSession,
@@ -128,6 +135,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except OptionError as exc:
         raise pytest.UsageError(f"xai-checks: {exc}") from None
     settings = settings_from_values(values)
+    if settings.limit == AUTO:  # asked for by name: the CLI's rule, on the data as given
+        settings.limit = auto_photos_note(settings.data, AUTO)[0]
     settings.data, settings.data_note = _resolve_data(settings.data)
     if "data" in settings.strict and settings.data_note:
         raise pytest.UsageError(f"xai-checks: --xai-strict=data: {settings.data_note}")

@@ -73,7 +73,7 @@ class Settings:
     control: str
     alpha: float
     device: str
-    limit: int | None
+    limit: int | None  # ``--xai-limit auto`` is resolved at configure
     seed: int
     batch_size: int
     layers: tuple[str, ...] | None

@@ -440,21 +440,38 @@ def _fake_samples(root: Path) -> Path:
 def test_data_auto_takes_400_samples_when_found_and_says_so(tmp_path, monkeypatch):
     """The main job's default: the ImageNet samples where this machine has them (400 unless
     --limit says otherwise), else the embedded photos with what to run for every claim."""
-    from xai_checks.options import AUTO_LIMIT, auto_photos_note
+    from xai_checks.options import AUTO, AUTO_LIMIT, auto_photos_note
 
     samples = _fake_samples(tmp_path / "samples")
     monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(samples))
-    limit, note = auto_photos_note("auto", None)
+    limit, note = auto_photos_note("auto", AUTO)
     assert limit == AUTO_LIMIT == 400
     assert str(samples) in note and "400" in note
     assert auto_photos_note("auto", 50)[0] == 50
-    assert auto_photos_note("embedded", None) == (None, "")
+    assert auto_photos_note("embedded", AUTO) == (None, "")
     assert auto_photos_note(str(samples), None) == (None, "")
 
     monkeypatch.setattr("xai_checks.data.find_imagenet_samples", lambda: None)
-    limit, note = auto_photos_note("auto", None)
+    limit, note = auto_photos_note("auto", AUTO)
     assert limit is None
     assert "xai-checks data fetch imagenet-samples" in note and "8 photos" in note
+
+
+def test_limit_all_with_data_auto_takes_every_sample(tmp_path, monkeypatch):
+    """``--limit all`` is a choice, not the absence of one: with ``--data auto`` it must not
+    fall back to the 400-photo default."""
+    from xai_checks.cli import _parser
+    from xai_checks.options import AUTO_LIMIT, auto_photos_note
+
+    monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(_fake_samples(tmp_path / "samples")))
+    given = _parser().parse_args(["study", "--limit", "all"])
+    limit, note = auto_photos_note(given.data, given.limit)
+    assert limit is None and "using all of them" in note
+    unset = _parser().parse_args(["study"])
+    assert auto_photos_note(unset.data, unset.limit)[0] == AUTO_LIMIT
+    assert (
+        auto_photos_note(unset.data, _parser().parse_args(["study", "--limit", "9"]).limit)[0] == 9
+    )
 
 
 def test_study_without_data_uses_the_samples_it_finds(tmp_path, monkeypatch, capsys):
