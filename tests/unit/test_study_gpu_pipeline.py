@@ -14,9 +14,13 @@ from xai_checks.cam import graphs
 from xai_checks.data import open_photoset
 from xai_checks.study import StudyConfig, run_study
 
+# beside the clone (../shared, as CI has it), or beside a worktree's parent folder
 ROOTS = [
     os.environ.get("XAI_CHECKS_IMAGENET_SAMPLES", ""),
-    str(Path(__file__).resolve().parents[4] / "shared" / "data" / "imagenet-samples"),
+    *(
+        str(Path(__file__).resolve().parents[k] / "shared" / "data" / "imagenet-samples")
+        for k in (3, 4)
+    ),
 ]
 SHARED = next((Path(r) for r in ROOTS if r and (Path(r) / "MANIFEST.tsv").is_file()), None)
 
