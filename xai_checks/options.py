@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from xai_checks.cam.methods import METHODS
 from xai_checks.defaults import AUTO_LIMIT, MAX_CONTROL_SEEDS
@@ -68,7 +68,7 @@ __all__ = [
 #: how ``--limit`` / ``--xai-limit`` spell "every photo"
 ALL = "all"
 #: ``--data`` and ``--limit``: decided by the photos found (:func:`auto_photos_note`)
-AUTO = "auto"
+AUTO: Final = "auto"
 
 
 _SAME: Any = object()
@@ -372,19 +372,18 @@ def auto_photos_note(data: str, limit: int | Literal["auto"] | None) -> tuple[in
     ``limit`` ``auto`` is :data:`AUTO_LIMIT` when ``--data auto`` finds the ImageNet samples,
     and every photo otherwise; ``None`` (``--limit all``) is every photo whatever the data."""
     found_samples = data == AUTO and resolve_source(data) == "imagenet-samples"
-    if limit == AUTO:
-        limit = AUTO_LIMIT if found_samples else None
+    count = (AUTO_LIMIT if found_samples else None) if isinstance(limit, str) else limit
     if data != AUTO:
-        return limit, ""
+        return count, ""
     if found_samples:
         from xai_checks.data import find_imagenet_samples
 
-        return limit, (
+        return count, (
             f"photos: --data auto found the ImageNet samples at {find_imagenet_samples()}; "
-            f"using {'all' if limit is None else limit} of them "
+            f"using {'all' if count is None else count} of them "
             "(--data embedded: the 8 photos that ship with installed packages)"
         )
-    return limit, (
+    return count, (
         "photos: --data auto found no ImageNet samples on this machine, so the 8 photos that "
         "ship with installed packages are used: too few for some claims. For every claim: "
         f"xai-checks data fetch imagenet-samples && xai-checks study --limit {AUTO_LIMIT}"
