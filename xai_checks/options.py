@@ -229,9 +229,10 @@ def non_negative_int(text: str) -> int:
 def photo_limit(text: str | int | None) -> int | Literal["auto"] | None:
     """``all`` (every photo, returned as ``None``), ``auto`` (decided by the photo set, see
     :func:`auto_photos_note`) or a whole number >= 1."""
-    if text is None or (isinstance(text, str) and text.strip().lower() == ALL):
+    word = text.strip().lower() if isinstance(text, str) else None
+    if text is None or word == ALL:
         return None
-    if isinstance(text, str) and text.strip().lower() == AUTO:
+    if word == AUTO:
         return AUTO
     if isinstance(text, int) and not isinstance(text, bool):
         text = str(text)
