@@ -43,7 +43,7 @@ import platform
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +56,13 @@ from torch import Tensor, nn
 from xai_checks import __version__
 from xai_checks._util import cuda_tf32, meta_tensors, model_device, state_digest
 from xai_checks.cam import DEFAULT_LAYERS, GradCAM
+from xai_checks.cascade import (
+    cascade_steps_state,
+    recording,
+    replay_plan,
+    replaying,
+    write_values,
+)
 from xai_checks.data import PhotoSet, Sample, load_image
 from xai_checks.data.classes import ClassList, ClassListError, Preprocess, probe_preprocess
 from xai_checks.data.device_decode import DecodeCounts, device_batches, supports_device_decode
@@ -894,6 +901,45 @@ def gridpg_phase(
 REFERENCE = "\x00reference"
 
 
+def cascade_maps(
+    model: nn.Module,
+    trace: ModelTrace,
+    layer: str,
+    steps: Sequence[tuple[str, Sequence[str]]],
+    seed_of: Callable[[str], int],
+    batches: Sequence[tuple[Tensor, Tensor]],
+    config: StudyConfig,
+) -> Iterator[tuple[Tensor, list[Tensor]]]:
+    """Per batch ``(x, labels)``: the model's maps at ``layer`` and, for each cascade step
+    (re-initialised under ``seed_of(step)``, on top of the steps before it), the maps of the
+    network it leaves. The steps share one working copy of the model, and each takes what runs
+    before its first changed module from the original pass (:mod:`xai_checks.cascade`), where
+    the engine is the plain native one; a channels-last copy, a captured CUDA graph or Captum
+    runs every step whole."""
+    device = model_device(model)
+    originals, states = cascade_steps_state(model, steps, seed_of)
+    working = copy.deepcopy(model)
+    served = config.backend == "native" and not config.channels_last and not config.cuda_graphs
+    plans = [replay_plan(trace, state.changed, [layer]) if served else () for state in states]
+    wanted = sorted({name for plan in plans for name in plan})
+    original_engine = make_cam(model, [layer], config)
+    engine = make_cam(working, [layer], config) if served else None
+    for x, y in batches:
+        x, y = x.to(device), y.to(device)
+        with recording(model, wanted) as outputs:
+            original = original_engine(x, targets=y).maps[layer].cpu()
+        maps = []
+        for state, plan in zip(states, plans, strict=True):
+            write_values(working, state.values)
+            if engine is None:  # the engine may hold a copy of the weights: a fresh one
+                maps.append(make_cam(working, [layer], config)(x, targets=y).maps[layer].cpu())
+                continue
+            with replaying(working, {name: outputs[name] for name in plan if name in outputs}):
+                maps.append(engine(x, targets=y).maps[layer].cpu())
+        write_values(working, originals)
+        yield original, maps
+
+
 def sanity_phase(
     model: nn.Module,
     trace: ModelTrace,
@@ -943,27 +989,25 @@ def sanity_phase(
             )
         ]
 
-        def maps_of(net: nn.Module) -> Tensor:
-            engine = make_cam(net, [layer], config)
-            return torch.cat(
-                [engine(x.to(device), targets=y.to(device)).maps[layer].cpu() for x, y in batches]
-            )
+        def seed_of(step: str) -> int:
+            return sanity_seed(config.seed, step, 0)
 
-        original = maps_of(model)
-        randomised = copy.deepcopy(model)
-        modules = dict(randomised.named_modules())
-        for k, (step, members) in enumerate(steps):
-            reinitialise_(
-                randomised,
-                seed=sanity_seed(config.seed, step, 0),
-                modules=[modules[m] for m in members],
-            )
-            maps = maps_of(randomised)
-            rho[step] = [_spearman(original[j], maps[j]) for j in range(len(loaded))]
-            if shard.is_main:
-                examples.append({"step": step, "map": _small(maps[:1])[0]})
+        last: list[Tensor] = []  # the cascade's last step, which the reference is held against
+        first_original = torch.empty(0)
+        cascade = cascade_maps(model, trace, layer, steps, seed_of, batches, config)
+        for b, (original, maps) in enumerate(cascade):
+            for (step, _), after in zip(steps, maps, strict=True):
+                rho[step] += [_spearman(a, m) for a, m in zip(original, after, strict=True)]
+            if b == 0 and shard.is_main:
+                examples += [
+                    {"step": step, "map": _small(after[:1])[0]}
+                    for (step, _), after in zip(steps, maps, strict=True)
+                ]
+                first_original = original[:1]
+            if maps:
+                last.append(maps[-1])
             if progress:
-                progress("sanity", k + 1, len(steps))
+                progress("sanity", b + 1, len(batches))
         # the reference: a second, independently seeded copy with every cascaded module
         # re-initialised, against the cascade's last step (every module re-initialised)
         if steps:
@@ -974,8 +1018,12 @@ def sanity_phase(
                 seed=derived_seed(config.seed, "sanity/reference"),
                 modules=[other_modules[m] for _, members in steps for m in members],
             )
-            twin = maps_of(other)
-            rho[REFERENCE] = [_spearman(maps[j], twin[j]) for j in range(len(loaded))]
+            engine = make_cam(other, [layer], config)
+            twin = torch.cat(
+                [engine(x.to(device), targets=y.to(device)).maps[layer].cpu() for x, y in batches]
+            )
+            maps_last = torch.cat(last)
+            rho[REFERENCE] = [_spearman(maps_last[j], twin[j]) for j in range(len(loaded))]
             del other, twin
         if shard.is_main:
             first = batches[0][0][:1]
@@ -983,11 +1031,10 @@ def sanity_phase(
                 0,
                 {
                     "step": "original",
-                    "map": _small(original[:1])[0],
+                    "map": _small(first_original)[0],
                     "thumb": _thumb(first, config.preprocess)[0],
                 },
             )
-        del randomised
         return [i for i, _, _ in loaded], rho, examples
 
     gathered = shard.run("sanity", work)
@@ -1113,12 +1160,11 @@ def _sanity_redraws(
     context: PhaseContext, sanity: SanityRun, rows: Sequence[int], draws: Sequence[int]
 ) -> list[dict[str, list[float]]]:
     """The cascade redrawn under :func:`sanity_seed` for each of ``draws``: rho per step on
-    the sanity photos ``rows`` (in batches, sharded like the sanity phase; the original
-    maps are computed once for every draw)."""
+    the sanity photos ``rows`` (in batches, sharded like the sanity phase; each draw runs the
+    original model again, which also gives the outputs its steps take from it)."""
     config, shard, model = context.config, context.shard, context.model
     by_file = {str(s.path): s for s in context.photoset}
     transform = config.preprocess.build(context.photoset.transform_kind)
-    device = model_device(model)
     size = config.batch_size
     chunks = [list(rows[k : k + size]) for k in range(0, len(rows), size)]
     mine = [(c, chunk) for c, chunk in enumerate(chunks) if shard.mine(c)]
@@ -1130,31 +1176,29 @@ def _sanity_redraws(
             labels = torch.tensor([s.label for s in samples])
             batches.append((c, load_tensors(samples, transform), labels))
 
-        def maps_of(net: nn.Module) -> list[Tensor]:
-            engine = make_cam(net, [sanity.layer], config)
-            return [
-                engine(x.to(device), targets=y.to(device)).maps[sanity.layer].cpu()
-                for _, x, y in batches
-            ]
-
-        original = maps_of(model) if batches else []
+        steps = [(step, sanity.modules[step]) for step in sanity.steps]
         rho: dict[int, list[dict[str, list[float]]]] = {c: [] for c, _, _ in batches}
         for draw in draws:
-            randomised = copy.deepcopy(model)
-            modules = dict(randomised.named_modules())
-            per: dict[int, dict[str, list[float]]] = {c: {} for c, _, _ in batches}
-            for step in sanity.steps:
-                reinitialise_(
-                    randomised,
-                    seed=sanity_seed(config.seed, step, draw),
-                    modules=[modules[m] for m in sanity.modules[step]],
+
+            def seed_of(step: str, draw: int = draw) -> int:
+                return sanity_seed(config.seed, step, draw)
+
+            cascade = cascade_maps(
+                model,
+                context.trace,
+                sanity.layer,
+                steps,
+                seed_of,
+                [(x, y) for _, x, y in batches],
+                config,
+            )
+            for (c, _, _), (original, maps) in zip(batches, cascade, strict=True):
+                rho[c].append(
+                    {
+                        step: [_spearman(a, m) for a, m in zip(original, after, strict=True)]
+                        for (step, _), after in zip(steps, maps, strict=True)
+                    }
                 )
-                after = maps_of(randomised)
-                for (c, _, _), a, b in zip(batches, original, after, strict=True):
-                    per[c][step] = [_spearman(x, y) for x, y in zip(a, b, strict=True)]
-            for c in per:
-                rho[c].append(per[c])
-            del randomised
         return sorted(rho.items())
 
     gathered = sorted(item for part in shard.run("control-seeds/sanity", work) for item in part)
