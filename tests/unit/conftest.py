@@ -157,3 +157,24 @@ def _cli_in_this_process(monkeypatch: pytest.MonkeyPatch) -> None:
     thread count the suite runs with (``--workers auto`` would start one-thread worker
     processes); the workers have their own tests, which ask for them by number."""
     monkeypatch.setattr("xai_checks.workers.auto_workers", lambda cap: 1)
+
+
+@pytest.fixture(scope="session")
+def whole_package_imported() -> None:
+    """Every module of the package, and the libraries it runs on, imported once.
+
+    ``pytester.runpytest`` runs in this process and, after each run, drops the modules the run
+    imported. Imported before any run, they stay: every run then sees one copy of each class
+    (a kept study is pickled by the classes the code uses) and torchvision registers its
+    operators once. A run that needs a process of its own says so with
+    ``runpytest_subprocess``."""
+    import importlib
+    import pkgutil
+
+    import xai_checks
+
+    for info in pkgutil.walk_packages(xai_checks.__path__, prefix="xai_checks."):
+        if not info.name.endswith("__main__"):
+            importlib.import_module(info.name)
+    for name in ("captum.attr", "scipy.stats", "torchvision", "PIL.Image", "jinja2"):
+        importlib.import_module(name)

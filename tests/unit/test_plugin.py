@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 pytest_plugins = ["pytester"]
+# in-process runs share the package already imported; xdist runs start processes of their own
+pytestmark = pytest.mark.usefixtures("whole_package_imported")
 
 CONFTEST = r"""
 import numpy as np
@@ -87,7 +89,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_verdict_table_json_and_junit(project: pytest.Pytester) -> None:
     junit = project.path / "junit.xml"
     out = project.path / "claims.json"
-    result = project.runpytest_subprocess(
+    result = project.runpytest(
         f"--junitxml={junit}", f"--xai-json={out}", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=2, skipped=1)
@@ -121,26 +123,26 @@ def test_verdict_table_json_and_junit(project: pytest.Pytester) -> None:
 def test_claim_verdict_without_marker_is_a_usage_error(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile("def test_x(claim_verdict):\n    pass\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider")
     assert "needs @pytest.mark.claim" in result.stdout.str()
     assert result.ret != 0
 
 
 def test_baseline_round_trip_and_regression(project: pytest.Pytester) -> None:
     baseline = project.path / "baseline.json"
-    made = project.runpytest_subprocess(
+    made = project.runpytest(
         f"--xai-baseline={baseline}", "--xai-update-baseline", "-p", "no:cacheprovider"
     )
     made.assert_outcomes(passed=2, skipped=1)
     assert baseline.exists()
-    same = project.runpytest_subprocess(f"--xai-baseline={baseline}", "-p", "no:cacheprovider")
+    same = project.runpytest(f"--xai-baseline={baseline}", "-p", "no:cacheprovider")
     assert same.ret == 0
     same.stdout.fnmatch_lines(["*no regressions*"])
     # A verdict that flips against the baseline fails the run even though every test passed.
     data = json.loads(baseline.read_text())
     data["verdicts"]["native-captum-agreement"]["status"] = "REFUTED"
     baseline.write_text(json.dumps(data))
-    flipped = project.runpytest_subprocess(f"--xai-baseline={baseline}", "-p", "no:cacheprovider")
+    flipped = project.runpytest(f"--xai-baseline={baseline}", "-p", "no:cacheprovider")
     flipped.assert_outcomes(passed=2, skipped=1)
     assert flipped.ret == 1
     flipped.stdout.fnmatch_lines(["*REGRESSION native-captum-agreement*REFUTED -> SUPPORTED*"])
@@ -148,20 +150,20 @@ def test_baseline_round_trip_and_regression(project: pytest.Pytester) -> None:
 
 def test_effect_drift_beyond_tolerance_fails(project: pytest.Pytester) -> None:
     baseline = project.path / "baseline.json"
-    project.runpytest_subprocess(f"--xai-baseline={baseline}", "--xai-update-baseline")
+    project.runpytest(f"--xai-baseline={baseline}", "--xai-update-baseline")
     data = json.loads(baseline.read_text())
     # the headline effect (the verdict's row, the one with a CI) is what is compared
     row = data["verdicts"]["native-captum-agreement"]["row"]
     assert row["effect"] is not None
     row["effect"] += 0.5
     baseline.write_text(json.dumps(data))
-    result = project.runpytest_subprocess(f"--xai-baseline={baseline}", "--xai-tolerance=0.1")
+    result = project.runpytest(f"--xai-baseline={baseline}", "--xai-tolerance=0.1")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*REGRESSION native-captum-agreement: effect*"])
 
 
 def test_missing_baseline_fails_with_advice(project: pytest.Pytester) -> None:
-    result = project.runpytest_subprocess("--xai-baseline=nope.json")
+    result = project.runpytest("--xai-baseline=nope.json")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*does not exist*--xai-update-baseline*"])
 
@@ -256,7 +258,7 @@ def test_unusable_baseline_fails_unless_opted_out(agreement_project, kind):
         study = {"photoset": {"fingerprint": "0123456789abcdef"}}
         baseline.write_text(json.dumps({"settings": settings, "study": study, "verdicts": {}}))
     args = ("-p", "no:cacheprovider", "-k", "test_agree and not layer4")
-    failed = agreement_project.runpytest_subprocess(f"--xai-baseline={baseline}", *args)
+    failed = agreement_project.runpytest(f"--xai-baseline={baseline}", *args)
     assert failed.ret == 1
     failed.stdout.fnmatch_lines(
         [
@@ -265,7 +267,7 @@ def test_unusable_baseline_fails_unless_opted_out(agreement_project, kind):
         ]
     )
     if kind == "unreadable":
-        allowed = agreement_project.runpytest_subprocess(
+        allowed = agreement_project.runpytest(
             f"--xai-baseline={baseline}", "--xai-baseline-optional", *args
         )
         assert allowed.ret == 0
@@ -284,9 +286,9 @@ def test_strict_fails_a_claim_that_lacks_data(
         pytest.skip(f"the shared photos are not at {shared}")
     monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(shared))
     args = ("-p", "no:cacheprovider", "-k", "gridpg")
-    lenient = project.runpytest_subprocess(*args)
+    lenient = project.runpytest(*args)
     lenient.assert_outcomes(skipped=1)
-    strict = project.runpytest_subprocess("--xai-strict=data", *args)
+    strict = project.runpytest("--xai-strict=data", *args)
     strict.assert_outcomes(errors=1)  # the claim_verdict fixture fails: an error, not a skip
     assert strict.ret == 1
     strict.stdout.fnmatch_lines(["*--xai-strict=data: depth-localisation-gridpg*target photos*"])
@@ -299,10 +301,10 @@ def test_strict_data_refuses_the_embedded_fallback(pytester: pytest.Pytester, mo
     pytester.makepyfile("def test_x():\n    pass\n")
     if (pytester.path.parent / "shared" / "data" / "imagenet-samples").is_dir():
         pytest.skip("the shared photos are found from here (../shared)")
-    result = pytester.runpytest_subprocess("--xai-strict=data", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--xai-strict=data", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "claims ran on the small embedded set" in result.stderr.str()
-    lenient = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    lenient = pytester.runpytest("-p", "no:cacheprovider")
     assert lenient.ret == 0
 
 
@@ -345,7 +347,7 @@ def test_label_absent_from_the_folder_is_a_usage_error(pytester: pytest.Pytester
 
     Image.new("RGB", (32, 32)).save(root / "n01440764_tench.JPEG")
     pytester.makepyfile(AGREE)
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         f"--xai-data={root}", "--xai-label=wallaby", "-p", "no:cacheprovider"
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -353,7 +355,7 @@ def test_label_absent_from_the_folder_is_a_usage_error(pytester: pytest.Pytester
 
 
 def test_options_are_registered(pytester: pytest.Pytester) -> None:
-    result = pytester.runpytest_subprocess("--help")
+    result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(
         ["*xai-checks*", "*--xai-data*", "*--xai-layers*", "*--xai-baseline*", "*--xai-strict*"]
     )
@@ -363,11 +365,11 @@ def test_regression_shows_in_the_final_summary_line(project: pytest.Pytester) ->
     """The summary line said "1 passed"; the regression was only in an earlier line."""
     baseline = project.path / "baseline.json"
     args = ("-p", "no:cacheprovider", "-k", "agree")
-    project.runpytest_subprocess(f"--xai-baseline={baseline}", "--xai-update-baseline", *args)
+    project.runpytest(f"--xai-baseline={baseline}", "--xai-update-baseline", *args)
     data = json.loads(baseline.read_text())
     data["verdicts"]["native-captum-agreement"]["status"] = "REFUTED"
     baseline.write_text(json.dumps(data))
-    result = project.runpytest_subprocess(f"--xai-baseline={baseline}", *args)
+    result = project.runpytest(f"--xai-baseline={baseline}", *args)
     assert result.ret == 1
     last = [line for line in result.stdout.lines if line.strip()][-1]
     assert "1 passed" in last and "1 xai-checks baseline failure" in last, last
@@ -427,7 +429,7 @@ def test_holm_across_the_marked_claims_of_a_run(pytester: pytest.Pytester) -> No
     pytester.makepyfile(test_holm=HOLM)
     out = pytester.path / "claims.json"
     junit = pytester.path / "junit.xml"
-    result = pytester.runpytest_subprocess(
+    result = pytester.runpytest(
         f"--xai-json={out}", f"--junitxml={junit}", "-p", "no:cacheprovider"
     )
     result.assert_outcomes(passed=4)
@@ -514,13 +516,13 @@ def test_a_second_run_loads_the_study_until_a_photo_changes(pytester: pytest.Pyt
     it and reaches the same verdict; a photo written anew is a different input, so the study
     is computed again; --xai-study-cache none neither reads nor writes it."""
     project, photos = _kept_study_project(pytester)
-    first = project.runpytest_subprocess("-p", "no:cacheprovider", "--xai-json=one.json")
+    first = project.runpytest("-p", "no:cacheprovider", "--xai-json=one.json")
     first.assert_outcomes(passed=1)
     first.stdout.fnmatch_lines(["*xai-checks: study * done in *"])
     kept = list((project.path / ".xai-checks" / "studies").glob("*.pickle"))
     assert len(kept) == 1
 
-    second = project.runpytest_subprocess("-p", "no:cacheprovider", "--xai-json=two.json")
+    second = project.runpytest("-p", "no:cacheprovider", "--xai-json=two.json")
     second.assert_outcomes(passed=1)
     second.stdout.fnmatch_lines(["*xai-checks: study * loaded from *"])
     one = json.loads((project.path / "one.json").read_text())["verdicts"]
@@ -529,12 +531,12 @@ def test_a_second_run_loads_the_study_until_a_photo_changes(pytester: pytest.Pyt
 
     photo = next(photos.glob("*.JPEG"))
     photo.write_bytes(photo.read_bytes() + b"\0")  # same name, other bytes
-    third = project.runpytest_subprocess("-p", "no:cacheprovider")
+    third = project.runpytest("-p", "no:cacheprovider")
     third.assert_outcomes(passed=1)
     third.stdout.fnmatch_lines(["*xai-checks: study * done in *"])
     assert len(list((project.path / ".xai-checks" / "studies").glob("*.pickle"))) == 2
 
-    off = project.runpytest_subprocess("-p", "no:cacheprovider", "--xai-study-cache=none")
+    off = project.runpytest("-p", "no:cacheprovider", "--xai-study-cache=none")
     off.assert_outcomes(passed=1)
     off.stdout.fnmatch_lines(["*xai-checks: study * done in *"])
     assert len(list((project.path / ".xai-checks" / "studies").glob("*.pickle"))) == 2
