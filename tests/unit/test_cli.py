@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -18,14 +19,19 @@ from xai_checks.data import find_imagenet_samples
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "xai_checks", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=os.environ.copy(),
-        timeout=900,
-    )
+    """``xai-checks ARGS`` run in this process, its exit code and output captured as a process
+    would give them (``test_study_runs_without_pytest`` starts the command as its own process)."""
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+        contextlib.chdir(cwd or Path.cwd()),
+    ):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["xai-checks", *args], code, out.getvalue(), err.getvalue())
 
 
 @pytest.mark.parametrize(
