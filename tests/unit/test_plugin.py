@@ -89,9 +89,7 @@ def project(pytester: pytest.Pytester) -> pytest.Pytester:
 def test_verdict_table_json_and_junit(project: pytest.Pytester) -> None:
     junit = project.path / "junit.xml"
     out = project.path / "claims.json"
-    result = project.runpytest(
-        f"--junitxml={junit}", f"--xai-json={out}", "-p", "no:cacheprovider"
-    )
+    result = project.runpytest(f"--junitxml={junit}", f"--xai-json={out}", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines(
         [
