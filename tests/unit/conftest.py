@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def shared_photos() -> Path:
+    """The shared ImageNet samples: ``XAI_CHECKS_IMAGENET_SAMPLES``, else ``shared`` beside the
+    clone (or beside the folder of worktrees that holds it). A test that needs them is skipped,
+    saying where they were looked for, when they are absent (CI has them)."""
+    given = os.environ.get("XAI_CHECKS_IMAGENET_SAMPLES")
+    places = (
+        [Path(given)]
+        if given
+        else [root / "shared" / "data" / "imagenet-samples" for root in REPO_ROOT.parents[:2]]
+    )
+    found = next((p for p in places if (p / "MANIFEST.tsv").is_file()), None)
+    if found is None:
+        pytest.skip(f"the shared photos are not at {' or '.join(map(str, places))}")
+    return found
 
 
 @pytest.fixture(scope="module")

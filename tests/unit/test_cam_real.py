@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,6 @@ pytestmark = pytest.mark.slow
 REPO_ROOT = Path(__file__).resolve().parents[2]
 N_PHOTOS = 4
 TOL = 1e-5
-
-
-def photos_dir() -> Path:
-    env = os.environ.get("XAI_CHECKS_IMAGENET_SAMPLES")
-    if env:
-        return Path(env).expanduser()
-    return REPO_ROOT / ".." / "shared" / "data" / "imagenet-samples"
 
 
 def transform():
@@ -50,12 +42,10 @@ def transform():
 
 
 @pytest.fixture(scope="module")
-def photos() -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def photos(shared_photos: Path) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """``N_PHOTOS`` photos spread over the manifest (rows 0, 250, 500, 750), sha256-checked."""
-    folder = photos_dir()
+    folder = shared_photos
     manifest = folder / "MANIFEST.tsv"
-    if not manifest.is_file():
-        pytest.skip(f"shared photos absent ({folder.resolve()})")
     from PIL import Image
 
     with manifest.open(newline="") as f:

@@ -16,7 +16,6 @@ values, so the bound tells the two kernels apart.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -30,19 +29,11 @@ from xai_checks.data.loading import load_image, make_transform
 from xai_checks.data.samples import Sample, make_sample
 
 LEVEL = 1 / 255
-ROOTS = [
-    os.environ.get("XAI_CHECKS_IMAGENET_SAMPLES", ""),
-    str(Path(__file__).resolve().parents[4] / "shared" / "data" / "imagenet-samples"),
-    str(Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-samples"),
-]
-SHARED = next((Path(r) for r in ROOTS if r and (Path(r) / "MANIFEST.tsv").is_file()), None)
-need_photos = pytest.mark.skipif(SHARED is None, reason="shared photos absent")
 
 
 @pytest.fixture(scope="module")
-def photos() -> list[Sample]:
-    assert SHARED is not None
-    return list(open_photoset(SHARED, limit=32, seed=0))
+def photos(shared_photos: Path) -> list[Sample]:
+    return list(open_photoset(shared_photos, limit=32, seed=0))
 
 
 def levels(a: torch.Tensor, b: torch.Tensor, std: list[float]) -> torch.Tensor:
@@ -78,12 +69,10 @@ def assert_within_one_level(photos: list[Sample]) -> None:
     assert off <= 0.01 * images.numel()
 
 
-@need_photos
 def test_byte_batches_match_the_pil_path_within_one_level(photos):
     assert_within_one_level(photos)
 
 
-@need_photos
 def test_the_cpu_resize_is_torchs_uint8_kernel_whatever_torchvision_picks(photos, monkeypatch):
     """torchvision decides per version and CPU whether a uint8 tensor's bilinear resize runs
     torch's uint8 kernel or a float32 resample (torchvision 0.19 on an AVX-512 CPU takes the
@@ -97,7 +86,6 @@ def test_the_cpu_resize_is_torchs_uint8_kernel_whatever_torchvision_picks(photos
     assert_within_one_level(photos[:8])
 
 
-@need_photos
 def test_boxes_move_as_the_pil_path_moves_them(photos, tmp_path):
     transform = make_transform("standard")
     s = photos[0]
@@ -123,7 +111,6 @@ def _formats(src: Path, root: Path) -> dict[str, Path]:
     return out
 
 
-@need_photos
 def test_formats_the_device_decoder_does_not_take_are_decoded_on_the_cpu_and_counted(
     photos, tmp_path
 ):
@@ -144,7 +131,6 @@ def test_formats_the_device_decoder_does_not_take_are_decoded_on_the_cpu_and_cou
     assert failed == [(3, cpu[3][2]), (4, cpu[4][2])]
 
 
-@need_photos
 def test_a_photo_the_device_decoder_refuses_is_redone_on_the_cpu(photos, monkeypatch):
     transform = make_transform("standard")
     real = dd.decode_jpeg
@@ -165,7 +151,6 @@ def test_a_photo_the_device_decoder_refuses_is_redone_on_the_cpu(photos, monkeyp
     assert torch.equal(images[1], transform(load_image(photos[1].path)))
 
 
-@need_photos
 def test_auto_picks_precropped_for_small_squares_as_the_pil_path(photos, tmp_path):
     transform = make_transform("auto")
     square = tmp_path / "square.jpg"
@@ -187,7 +172,6 @@ def test_a_user_transform_has_no_device_path():
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@need_photos
 def test_nvjpeg_batches_match_the_pil_path(photos):
     """nvJPEG's IDCT and chroma upsampling are not libjpeg-turbo's, and the CUDA resize runs
     in float: the tolerance is measured here (printed for the device log), bounded loosely."""

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from functools import partial
 from pathlib import Path
 
@@ -43,19 +42,10 @@ FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 TOL = 1e-4
 
 
-def photos_dir() -> Path:
-    env = os.environ.get("XAI_CHECKS_IMAGENET_SAMPLES")
-    if env:
-        return Path(env).expanduser()
-    return REPO_ROOT / ".." / "shared" / "data" / "imagenet-samples"
-
-
 @pytest.fixture(scope="module")
-def photos() -> tuple[torch.Tensor, torch.Tensor]:
-    folder = photos_dir()
+def photos(shared_photos: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    folder = shared_photos
     manifest = folder / "MANIFEST.tsv"
-    if not manifest.is_file():
-        pytest.skip(f"shared photos absent ({folder.resolve()})")
     from PIL import Image
 
     from xai_checks.data import standard_transform

@@ -273,16 +273,13 @@ def test_unusable_baseline_fails_unless_opted_out(agreement_project, kind):
 
 
 def test_strict_fails_a_claim_that_lacks_data(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, shared_photos: Path
 ) -> None:
     """GridPG on 6 noise photos is INCONCLUSIVE for lack of data: a skip, or a failure under
     --xai-strict=data (a CI runner that lost its photos must not go green)."""
     # strict=data also refuses a run whose 'auto' photos fell back to the embedded set; make
     # the shared photos findable from the tmp project, as they are from the repository
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenet-samples"
-    if not shared.is_dir():
-        pytest.skip(f"the shared photos are not at {shared}")
-    monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(shared))
+    monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(shared_photos))
     args = ("-p", "no:cacheprovider", "-k", "gridpg")
     lenient = project.runpytest(*args)
     lenient.assert_outcomes(skipped=1)
@@ -350,6 +347,30 @@ def test_label_absent_from_the_folder_is_a_usage_error(pytester: pytest.Pytester
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "no photos of 'wallaby'" in result.stderr.str()
+
+
+LIMIT_PROBE = """
+def test_probe(xai_study):
+    print("LIMIT", xai_study.settings.limit)
+"""
+
+
+@pytest.mark.parametrize("data", ["embedded", "auto"])
+def test_limit_auto_takes_the_clis_rule(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, data: str, request
+) -> None:
+    """``--xai-limit auto``: 400 photos where ``--xai-data auto`` finds the ImageNet samples,
+    every photo of any other set, as ``xai-checks study --limit auto``."""
+    if data == "auto":
+        shared = request.getfixturevalue("shared_photos")
+        monkeypatch.setenv("XAI_CHECKS_IMAGENET_SAMPLES", str(shared))
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_probe=LIMIT_PROBE)
+    result = pytester.runpytest(
+        "-s", f"--xai-data={data}", "--xai-limit=auto", "-p", "no:cacheprovider"
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"*LIMIT {400 if data == 'auto' else None}"])
 
 
 def test_options_are_registered(pytester: pytest.Pytester) -> None:

@@ -4,9 +4,6 @@ per-photo numbers as the default path, and record their counts in the provenance
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -14,24 +11,13 @@ from xai_checks.cam import graphs
 from xai_checks.data import open_photoset
 from xai_checks.study import StudyConfig, run_study
 
-# beside the clone (../shared, as CI has it), or beside a worktree's parent folder
-ROOTS = [
-    os.environ.get("XAI_CHECKS_IMAGENET_SAMPLES", ""),
-    *(
-        str(Path(__file__).resolve().parents[k] / "shared" / "data" / "imagenet-samples")
-        for k in (3, 4)
-    ),
-]
-SHARED = next((Path(r) for r in ROOTS if r and (Path(r) / "MANIFEST.tsv").is_file()), None)
 
-
-@pytest.mark.skipif(SHARED is None, reason="shared photos absent")
-def test_device_decode_and_cuda_graphs_switches_on_the_cpu():
+def test_device_decode_and_cuda_graphs_switches_on_the_cpu(shared_photos):
     torchvision = pytest.importorskip("torchvision")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = torchvision.models.resnet18().eval()  # random weights: shapes only
-    photos = open_photoset(SHARED, limit=6, seed=0)
+    photos = open_photoset(shared_photos, limit=6, seed=0)
     base = StudyConfig(phases=("ratio",), batch_size=4, layers=("layer3", "layer4"), workers=0)
     plain = run_study(model, photos, controls={}, config=base)
     fast = run_study(
