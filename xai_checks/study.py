@@ -912,28 +912,39 @@ def cascade_maps(
 ) -> Iterator[tuple[Tensor, list[Tensor]]]:
     """Per batch ``(x, labels)``: the model's maps at ``layer`` and, for each cascade step
     (re-initialised under ``seed_of(step)``, on top of the steps before it), the maps of the
-    network it leaves. The steps share one working copy of the model, and each takes what runs
-    before its first changed module from the original pass (:mod:`xai_checks.cascade`), where
-    the engine is the plain native one; a channels-last copy, a captured CUDA graph or Captum
-    runs every step whole."""
+    network it leaves.
+
+    With the plain native engine the steps share one working copy of the model, batch by
+    batch, and each takes what runs before its first changed module from the original pass
+    (:mod:`xai_checks.cascade`). An engine that holds its own copy of the weights
+    (``--channels-last``) or a captured CUDA graph per batch shape (``--cuda-graphs``), and
+    Captum, run step by step instead, one engine per step for every batch, each step whole."""
     device = model_device(model)
     originals, states = cascade_steps_state(model, steps, seed_of)
     working = copy.deepcopy(model)
-    served = config.backend == "native" and not config.channels_last and not config.cuda_graphs
-    plans = [replay_plan(trace, state.changed, [layer]) if served else () for state in states]
+    on_device = [(x.to(device), y.to(device)) for x, y in batches]
+    if config.backend != "native" or config.channels_last or config.cuda_graphs:
+        engine = make_cam(model, [layer], config)
+        per_step: list[list[Tensor]] = [
+            [engine(x, targets=y).maps[layer].cpu() for x, y in on_device]
+        ]
+        for state in states:
+            write_values(working, state.values)
+            engine = make_cam(working, [layer], config)
+            per_step.append([engine(x, targets=y).maps[layer].cpu() for x, y in on_device])
+        for b in range(len(on_device)):
+            yield per_step[0][b], [maps[b] for maps in per_step[1:]]
+        return
+    plans = [replay_plan(trace, state.changed, [layer]) for state in states]
     wanted = sorted({name for plan in plans for name in plan})
     original_engine = make_cam(model, [layer], config)
-    engine = make_cam(working, [layer], config) if served else None
-    for x, y in batches:
-        x, y = x.to(device), y.to(device)
+    engine = make_cam(working, [layer], config)
+    for x, y in on_device:
         with recording(model, wanted) as outputs:
             original = original_engine(x, targets=y).maps[layer].cpu()
         maps = []
         for state, plan in zip(states, plans, strict=True):
             write_values(working, state.values)
-            if engine is None:  # the engine may hold a copy of the weights: a fresh one
-                maps.append(make_cam(working, [layer], config)(x, targets=y).maps[layer].cpu())
-                continue
             with replaying(working, {name: outputs[name] for name in plan if name in outputs}):
                 maps.append(engine(x, targets=y).maps[layer].cpu())
         write_values(working, originals)

@@ -131,6 +131,32 @@ def test_served_cascade_gives_the_maps_of_running_every_step_whole(case: str) ->
     assert not any("forward" in m.__dict__ for m in model.modules())
 
 
+@pytest.mark.parametrize(
+    "settings", [{"channels_last": True}, {"backend": "captum"}], ids=["channels-last", "captum"]
+)
+def test_engines_with_their_own_copy_run_the_cascade_step_by_step(settings: dict) -> None:
+    """A channels-last engine keeps a private copy of the weights and Captum has no served
+    forward: the cascade runs each step whole, one engine per step, and gives the plain
+    loop's maps."""
+    model = _resnet18()
+    layers = ("layer1", "layer2", "layer3", "layer4")
+    trace = trace_model(model, (1, 3, SIZE, SIZE))
+    steps = cascade_steps(model, trace, layers)
+    gen = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(n, 3, SIZE, SIZE, generator=gen), torch.arange(n) % 4) for n in (2, 1)]
+    config = StudyConfig(layers=layers, **settings)
+
+    def seed_of(step: str) -> int:
+        return 5 + len(step)
+
+    got = list(cascade_maps(model, trace, "layer4", steps, seed_of, batches, config))
+    want = _whole(model, "layer4", steps, seed_of, batches, config)
+    for (original, maps), (original_whole, maps_whole) in zip(got, want, strict=True):
+        assert torch.equal(original, original_whole)
+        assert all(torch.equal(a, b) for a, b in zip(maps, maps_whole, strict=True))
+        assert len(maps) == len(steps)
+
+
 def test_the_plan_serves_the_outermost_modules_that_ended_before_the_first_change() -> None:
     model = _resnet18()
     trace = trace_model(model, (1, 3, SIZE, SIZE))
