@@ -138,8 +138,7 @@ def replay_plan(
         name
         for name in start
         if trace.calls.get(name) == 1
-        and name in trace.shapes
-        and name in end
+        and name in trace.shapes  # a tensor output, recorded when the module ended
         and end[name] < first_changed
         and end[name] <= last_end
     }

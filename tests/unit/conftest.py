@@ -19,7 +19,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def shared_photos() -> Path:
     """The shared ImageNet samples: ``XAI_CHECKS_IMAGENET_SAMPLES``, else ``shared`` beside the
     clone (or beside the folder of worktrees that holds it). A test that needs them is skipped,
-    saying where they were looked for, when they are absent (CI has them)."""
+    saying where they were looked for, when they are absent (CI has them).
+
+    Not ``xai_checks.data.find_imagenet_samples``: that looks beside the working directory,
+    which pytester moves into a temporary project, and in the user's cache."""
     given = os.environ.get("XAI_CHECKS_IMAGENET_SAMPLES")
     places = (
         [Path(given)]
