@@ -56,6 +56,7 @@ from xai_checks.session import (
     photo_files,
     photoset_fingerprint,
     settings_from_values,
+    transform_digest,
     write_err,
 )
 
@@ -369,6 +370,7 @@ class StudyRunner:
             },
             "photos": photoset_fingerprint(self.photoset),
             "photoset": getattr(self.photoset, "name", None),
+            "transform_code": transform_digest(config.preprocess.transform),
         }
 
         def compute() -> Any:

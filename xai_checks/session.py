@@ -186,11 +186,92 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def source_digest(*objects: Any) -> str:
+    """A sha256 of the files that define ``objects`` (classes, functions, or instances of a
+    class): a model whose ``forward`` was edited keeps its class name and weights, so only its
+    source tells a kept study that it answered for other code. An object with no source file
+    (a builtin, a class typed into a REPL) adds its qualified name only."""
+    import inspect
+
+    files: set[str] = set()
+    names: set[str] = set()
+    for obj in objects:
+        target = obj if inspect.isfunction(obj) or isinstance(obj, type) else type(obj)
+        try:
+            source = inspect.getsourcefile(target)
+        except TypeError:  # a builtin, or a class whose module left sys.modules
+            source = _file_of_methods(target)
+        if source is None:
+            names.add(f"{target.__module__}.{target.__qualname__}")
+        else:
+            files.add(str(Path(source).resolve()))
+    digest = hashlib.sha256()
+    for name in sorted(names):
+        digest.update(name.encode())
+    for path in sorted(files):
+        digest.update(path.encode())
+        digest.update(_file_bytes_digest(path).encode())
+    return digest.hexdigest()[:16]
+
+
+def _file_of_methods(cls: Any) -> str | None:
+    """The file a class's own functions were compiled from (``forward`` and the like)."""
+    for value in vars(cls).values() if isinstance(cls, type) else ():
+        code = getattr(value, "__code__", None)
+        if code is not None and Path(code.co_filename).is_file():
+            return str(code.co_filename)
+    return None
+
+
+def transform_digest(transform: Any) -> str | None:
+    """The code of a user transform: a callable's source (:func:`source_digest`), or the file a
+    ``FILE.py:factory`` / ``package.module:factory`` spec names, read without importing it."""
+    if transform is None:
+        return None
+    if not isinstance(transform, str):
+        return source_digest(transform)
+    where = transform.rpartition(":")[0]
+    if where.endswith(".py") or "/" in where:
+        path: str | None = str(Path(where).expanduser().resolve())
+    else:
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec(where)
+        except (ImportError, ValueError):
+            found = None
+        path = found.origin if found is not None else None
+    return _file_bytes_digest(path)[:16] if path else f"unresolved {transform}"
+
+
+def _file_bytes_digest(path: str) -> str:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return "missing"
+    return _file_digest(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=512)
+def _file_digest(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, read once per (size, time) it has."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return "unreadable"
+
+
 def model_fingerprint(model: Any) -> dict[str, Any]:
-    """Class, parameter shapes and a checksum of the weights: what makes a model's numbers."""
+    """Class, a checksum of the weights and of the code of every module class it is made of:
+    what makes a model's numbers."""
     from xai_checks._util import state_digest
 
-    return {"class": type(model).__qualname__, "weights": state_digest(model)[:16]}
+    modules = model.modules() if hasattr(model, "modules") else [model]
+    return {
+        "class": type(model).__qualname__,
+        "weights": state_digest(model)[:16],
+        "code": source_digest(*{type(m) for m in modules}),
+    }
 
 
 def photoset_fingerprint(photoset: Any) -> str:
@@ -228,6 +309,15 @@ def package_digest() -> str:
     return digest.hexdigest()[:16]
 
 
+def _version_of(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "absent"
+
+
 def library_versions() -> dict[str, str]:
     import numpy
     import scipy
@@ -236,6 +326,8 @@ def library_versions() -> dict[str, str]:
     return {
         "python": sys.version.split()[0],
         "torch": torch.__version__,
+        # its transforms' defaults (antialiasing, interpolation) make the input
+        "torchvision": _version_of("torchvision"),
         # float summation order, and so the last digits of some numbers, follow the threads
         "threads": str(torch.get_num_threads()),
         "numpy": numpy.__version__,

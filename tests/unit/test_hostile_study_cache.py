@@ -268,3 +268,52 @@ def test_a_kept_file_may_not_reach_another_library_through_the_package(tmp_path,
     assert run.computed == 1
     line = next(line for line in run.lines if "is not used" in line)
     assert "xai_checks.study.np._CopyMode, which a study never holds" in line, line
+
+
+def _module_from(path: Path, name: str) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_key_follows_the_code_of_the_users_model_and_transform(tmp_path: Path) -> None:
+    """A kept study answers for the code that made its numbers: an edit to the file that
+    defines a model's module class, or to a transform (a callable's file, or the file a
+    ``FILE.py:factory`` spec names), gives another key; reading the same files again does not."""
+    from xai_checks.session import model_fingerprint, transform_digest
+
+    source = tmp_path / "usernet.py"
+    code = (
+        "import torch\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.fc = torch.nn.Linear(2, 2)\n"
+        "    def forward(self, x):\n"
+        "        return self.fc(x)\n"
+        "def transform(image):\n"
+        "    return image\n"
+    )
+    source.write_text(code)
+    module = _module_from(source, "usernet_a")
+    torch.manual_seed(0)
+    model = module.Net()
+    before = model_fingerprint(model)
+    by_callable, by_spec = (
+        transform_digest(module.transform),
+        transform_digest(f"{source}:transform"),
+    )
+    assert model_fingerprint(model) == before
+    assert transform_digest(module.transform) == by_callable
+    assert before["code"] != model_fingerprint(nn.Linear(2, 2))["code"]
+
+    source.write_text(code.replace("return self.fc(x)", "return self.fc(x).relu()"))
+    assert model_fingerprint(model)["weights"] == before["weights"]
+    assert model_fingerprint(model)["code"] != before["code"]
+    assert transform_digest(module.transform) != by_callable
+    assert transform_digest(f"{source}:transform") != by_spec
+    assert transform_digest(None) is None

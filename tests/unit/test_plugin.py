@@ -559,3 +559,19 @@ def test_a_second_run_loads_the_study_until_a_photo_changes(pytester: pytest.Pyt
     off.assert_outcomes(passed=1)
     off.stdout.fnmatch_lines(["*xai-checks: study * done in *"])
     assert len(list((project.path / ".xai-checks" / "studies").glob("*.pickle"))) == 2
+
+
+def test_an_edit_to_the_models_code_computes_the_study_again(pytester: pytest.Pytester):
+    """Same class name, same weights, another forward: the kept study answered for other code,
+    so the next run computes it again instead of loading it."""
+    project, _ = _kept_study_project(pytester)
+    project.runpytest("-p", "no:cacheprovider").stdout.fnmatch_lines(["*study * done in *"])
+    conftest = project.path / "conftest.py"
+    text = conftest.read_text()
+    edited = text.replace("self.fc(x.mean(dim=(2, 3)))", "self.fc(x.amax(dim=(2, 3)))")
+    assert edited != text
+    conftest.write_text(edited)
+    again = project.runpytest("-p", "no:cacheprovider")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["*xai-checks: study * done in *"])
+    assert len(list((project.path / ".xai-checks" / "studies").glob("*.pickle"))) == 2
