@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import http.server
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -201,3 +203,169 @@ def whole_package_imported() -> None:
             importlib.import_module(info.name)
     for name in ("captum.attr", "scipy.stats", "torchvision", "PIL.Image", "jinja2"):
         importlib.import_module(name)
+
+
+#: the variables that steer what a measurement computes (threads, devices, our paths), as the
+#: suite started (some tests' fixtures clear ours)
+_STARTING_ENVIRONMENT = sorted(
+    (k, v)
+    for k, v in os.environ.items()
+    if k.startswith(("XAI_CHECKS_", "OMP_", "MKL_", "CUDA_", "TORCH_", "PYTORCH_"))
+)
+
+
+def _tree_state(path: Path) -> list[tuple[str, str]]:
+    """Each file's relative name and sha256 (a missing path is an empty list): the same bytes
+    under another folder or modification time are the same input."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if _input_file(p))
+    return [
+        (file.name if file == path else str(file.relative_to(path)), _sha256(file, file.stat()))
+        for file in files
+    ]
+
+
+def _input_file(path: Path) -> bool:
+    """A file a measurement reads: not Python's bytecode, nor a study the plugin kept."""
+    parts = path.parts
+    kept_study = (".xai-checks", "studies") in itertools.pairwise(parts)
+    return path.is_file() and "__pycache__" not in parts and not kept_study
+
+
+def _sha256(file: Path, st: os.stat_result) -> str:
+    return _sha256_once(str(file.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256_once(path: str, size: int, mtime_ns: int) -> str:
+    """Read once per session for each size and time a file has (the shared photos are inputs
+    of several kept measurements)."""
+    import hashlib
+
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+@functools.cache
+def _suite_state() -> dict[str, object]:
+    """What every kept measurement depends on: the package's code; the tests, fixtures and
+    benchmarks (some tests run a benchmark's study); the project's settings; every installed
+    distribution's version; the steering environment."""
+    import hashlib
+    from importlib.metadata import distributions
+
+    from xai_checks.session import library_versions, package_digest
+
+    digest = hashlib.sha256()
+    for folder in ("tests", "fixtures", "benchmarks"):
+        for path in sorted((REPO_ROOT / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO_ROOT)).encode())
+                digest.update(path.read_bytes())
+    for name in ("pyproject.toml", "constraints.txt"):
+        digest.update((REPO_ROOT / name).read_bytes())
+    return {
+        "package": package_digest(),
+        "tests": digest.hexdigest(),
+        # the thread count is read per measurement: fixtures change it
+        "libraries": {k: v for k, v in library_versions().items() if k != "threads"},
+        "installed": sorted(f"{d.metadata['Name']}=={d.version}" for d in distributions()),
+        "environment": _STARTING_ENVIRONMENT,
+    }
+
+
+class KeptMeasurements:
+    """What a real-model gate measured, kept between runs in pytest's cache (``.pytest_cache``)
+    under a key of everything it depends on: the package's code, the tests, every installed
+    library's version, the steering environment, and the inputs the test names (the shared
+    photos, the converted weights). A second run on an unchanged tree asserts on the kept
+    numbers, as the plugin's kept claims study does; any change to one of those computes them
+    again. ``--cache-clear``, ``-p no:cacheprovider`` (as CI runs) or ``--xai-study-cache=none``
+    compute every one. Values are what JSON holds."""
+
+    def __init__(self, request: pytest.FixtureRequest) -> None:
+        self.request = request
+        config = request.config
+        off = str(config.getoption("--xai-study-cache", default="") or "").lower() == "none"
+        self.cache = None if off else getattr(config, "cache", None)
+
+    def __call__(self, name: str, compute: Callable[[], object], *, inputs: tuple[Path, ...] = ()):
+        from xai_checks.session import fingerprint
+
+        key = fingerprint(
+            {
+                "test": self.request.node.nodeid,
+                "name": name,
+                "suite": _suite_state(),
+                "threads": torch.get_num_threads(),
+                "inputs": [_tree_state(p) for p in inputs],  # wherever they lie
+            }
+        )
+        slot = f"xai-checks/kept-measurements/{key}"
+        kept = None if self.cache is None else self.cache.get(slot, None)
+        if kept is not None:
+            self.request.node.user_properties.append(("kept_measurement", name))
+            return kept
+        value = compute()
+        if self.cache is not None:
+            self.cache.set(slot, value)
+        return value
+
+    def run(
+        self, name: str, run: Callable[[], pytest.RunResult], *, root: Path
+    ) -> pytest.RunResult:
+        """A pytest run of the project at ``root`` (pytester's), kept with every file it wrote
+        there: a kept run writes them back, so the test, and a later run of the same project,
+        find the folder as a real run leaves it. The plugin's own kept studies stay out (they
+        are large, and a run that finds none computes its study)."""
+
+        def measure() -> dict[str, object]:
+            before = _project_files(root)
+            result = run()
+            after = _project_files(root)
+            return {
+                "ret": int(result.ret),
+                "outlines": result.outlines,
+                "errlines": result.errlines,
+                "files": {
+                    f: base64.b64encode((root / f).read_bytes()).decode()
+                    for f, digest in after.items()
+                    if before.get(f) != digest
+                },
+            }
+
+        kept = self(name, measure, inputs=(root,))
+        assert isinstance(kept, dict)
+        for relative, data in kept["files"].items():
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_bytes(base64.b64decode(data))
+        return pytest.RunResult(kept["ret"], kept["outlines"], kept["errlines"], 0.0)
+
+
+def _project_files(root: Path) -> dict[str, str]:
+    return dict(_tree_state(root))
+
+
+@pytest.fixture
+def kept_measurements(request: pytest.FixtureRequest) -> KeptMeasurements:
+    """Measurements of the slowest real-model gates, kept between runs by content."""
+    return KeptMeasurements(request)
+
+
+_KEPT: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":  # the item's properties from every phase
+        _KEPT.extend(f"{report.nodeid} ({v})" for k, v in report.user_properties
+                     if k == "kept_measurement")  # fmt: skip
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _KEPT:
+        terminalreporter.write_sep("-", "measurements kept from an earlier run")
+        terminalreporter.write_line(
+            f"{len(_KEPT)} test(s) asserted on what an earlier run measured from the same code, "
+            "tests, libraries and inputs (pytest --cache-clear measures again):"
+        )
+        for line in _KEPT:
+            terminalreporter.write_line(f"  {line}")

@@ -63,12 +63,12 @@ def build(name: str) -> torch.nn.Module:
     return model.eval()
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_layers_maps_control_and_study(name):
-    _, size, expected, sides = CASES[name]
+def _measure(name: str) -> dict[str, object]:
+    """What the test asserts on, as JSON: the layers picked, the control's unchanged weights,
+    each method's map shapes, and the study's outline."""
+    _, size, expected, _ = CASES[name]
     model = build(name)
     layers = locate_layers(model, (1, 3, size, size))
-    assert layers[: len(expected)] == expected
 
     # the control: every non-constant parameter of two or more dimensions re-drawn (a constant
     # one, like torchvision's all-zero class token, may land on the value the rule states)
@@ -79,17 +79,21 @@ def test_layers_maps_control_and_study(name):
         for k, p in control.named_parameters()
         if p.ndim >= 2 and before[k].unique().numel() > 1 and torch.equal(p, before[k])
     ]
-    assert not same, same
 
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     # all layers from one fused pass per method; Score-CAM (a forward per channel, thousands on
     # these models) has its own cross-check on the ResNet-50 and its oracles
+    maps = {}
     for method in (m for m in METHODS if "model" not in get_method(m).needs):
         result = CAM(control, layers=expected, method=method)(x, targets=3)
-        for layer, side in zip(expected, sides, strict=True):
-            assert result.raw[layer].shape == (1, side, side), (method, layer)
-            assert result.maps[layer].shape == (1, size, size)
-            assert bool(torch.isfinite(result.maps[layer]).all())
+        maps[method] = {
+            layer: [
+                list(result.raw[layer].shape),
+                list(result.maps[layer].shape),
+                bool(torch.isfinite(result.maps[layer]).all()),
+            ]
+            for layer in expected
+        }
 
     photos = open_photoset("embedded", limit=2)  # shapes and plumbing, not statistics
     config = StudyConfig(
@@ -103,7 +107,33 @@ def test_layers_maps_control_and_study(name):
         preprocess=Preprocess(input_size=size),
     )
     study = run_study(model, photos, config=config)
-    assert study.config.layers == tuple(layers) and study.config.layers_auto
-    assert study.photoset["n_used"] == 2
-    assert list(study.runs) == ["under_test", "untrained"]
-    assert study.sanity is not None and study.sanity.steps
+    return {
+        "layers": layers,
+        "same": same,
+        "maps": maps,
+        "study_layers": list(study.config.layers),
+        "layers_auto": study.config.layers_auto,
+        "n_used": study.photoset["n_used"],
+        "runs": list(study.runs),
+        "sanity_steps": list(study.sanity.steps) if study.sanity is not None else None,
+    }
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_layers_maps_control_and_study(name, kept_measurements):
+    _, size, expected, sides = CASES[name]
+    # random weights at 224 px (ViT-B, Swin): kept between runs of the suite by content
+    got = kept_measurements("outline", lambda: _measure(name))
+    assert got["layers"][: len(expected)] == expected
+    assert not got["same"], got["same"]
+    assert set(got["maps"]) == {m for m in METHODS if "model" not in get_method(m).needs}
+    for method, by_layer in got["maps"].items():
+        for layer, side in zip(expected, sides, strict=True):
+            raw, upsampled, finite = by_layer[layer]
+            assert raw == [1, side, side], (method, layer)
+            assert upsampled == [1, size, size]
+            assert finite
+    assert got["study_layers"] == got["layers"] and got["layers_auto"]
+    assert got["n_used"] == 2
+    assert got["runs"] == ["under_test", "untrained"]
+    assert got["sanity_steps"]

@@ -124,34 +124,56 @@ def _study_cli(out: Path, common: list[str], *, cwd: Path, threads: str, workers
     )
 
 
+def _compared(doc: dict) -> dict:
+    """What the comparison reads of one run's ``results.json`` (JSON, so it can be kept)."""
+    return {
+        "per_photo": [[list(k), v] for k, v in _per_photo(doc).items()],
+        "gridpg": doc["gridpg"]["scores"],
+        "steps": doc["sanity"]["steps"],
+        "rho": doc["sanity"]["rho"],
+        "models": doc["provenance"]["models"],
+        "status": {v["claim"]["id"]: v["status"] for v in doc["verdicts"]},
+    }
+
+
 @pytest.mark.slow
 def test_two_torchrun_ranks_and_two_workers_give_the_single_process_numbers_and_verdicts(
-    tmp_path,
+    tmp_path, kept_measurements
 ):
     """A one-thread process, two torchrun ranks and ``--workers auto`` started from a
     two-thread process (two one-thread workers) compute every photo the same way: the
     per-photo numbers agree bit for bit, whatever the thread count the command started with."""
+    from xai_checks.data import find_imagenet_samples
+    from xai_checks.models import _cache_paths
+
     data = _photos(tmp_path)
     common = ["--data", data, "--quiet", "--mosaics", "8", "--limit", "12"]
-    one = _study_cli(tmp_path / "r1", common, cwd=tmp_path, threads="1", workers="--workers 1")
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = _torchrun(
-        "-m", "xai_checks", "study", *common, "--out", str(tmp_path / "r2"), cwd=tmp_path
-    )
-    assert two.returncode == 0, two.stderr[-3000:]
-    assert two.stdout.count("report:") == 1  # rank 0 writes, once
-    auto = _study_cli(tmp_path / "r3", common, cwd=tmp_path, threads="2", workers="")
-    assert auto.returncode == 0, auto.stderr[-3000:]
-    assert "2 ranks" in auto.stderr and auto.stdout.count("report:") == 1
-    a = json.loads((tmp_path / "r1" / "results.json").read_text())
+
+    def measure() -> dict:
+        one = _study_cli(tmp_path / "r1", common, cwd=tmp_path, threads="1", workers="--workers 1")
+        assert one.returncode == 0, one.stderr[-3000:]
+        two = _torchrun(
+            "-m", "xai_checks", "study", *common, "--out", str(tmp_path / "r2"), cwd=tmp_path
+        )
+        assert two.returncode == 0, two.stderr[-3000:]
+        assert two.stdout.count("report:") == 1  # rank 0 writes, once
+        auto = _study_cli(tmp_path / "r3", common, cwd=tmp_path, threads="2", workers="")
+        assert auto.returncode == 0, auto.stderr[-3000:]
+        assert "2 ranks" in auto.stderr and auto.stdout.count("report:") == 1
+        return {
+            run: _compared(json.loads((tmp_path / run / "results.json").read_text()))
+            for run in ("r1", "r2", "r3")
+        }
+
+    shared = find_imagenet_samples()
+    inputs = (_cache_paths()[0], *([shared] if shared is not None else []))
+    runs = kept_measurements("three runs", measure, inputs=inputs)
+    a = runs["r1"]
     for other in ("r2", "r3"):
-        b = json.loads((tmp_path / other / "results.json").read_text())
-        pa, pb = _per_photo(a), _per_photo(b)
+        b = runs[other]
+        pa, pb = {tuple(k): v for k, v in a["per_photo"]}, {tuple(k): v for k, v in b["per_photo"]}
         assert pa and pa.keys() == pb.keys()
         assert all(pa[k] == pb[k] or (math.isnan(pa[k]) and math.isnan(pb[k])) for k in pa)
-        assert a["gridpg"]["scores"] == b["gridpg"]["scores"]
-        assert a["sanity"]["steps"] == b["sanity"]["steps"]
-        assert a["sanity"]["rho"] == b["sanity"]["rho"]
-        assert a["provenance"]["models"] == b["provenance"]["models"]
-        status = {v["claim"]["id"]: v["status"] for v in a["verdicts"]}
-        assert status and status == {v["claim"]["id"]: v["status"] for v in b["verdicts"]}
+        for key in ("gridpg", "steps", "rho", "models"):
+            assert a[key] == b[key], key
+        assert a["status"] and a["status"] == b["status"]

@@ -62,10 +62,6 @@ ENV_SAMPLES = "XAI_CHECKS_IMAGENET_SAMPLES"
 _ORIGINAL_ENV = dict(os.environ)
 _OUR_ENV = (ENV_CACHE, ENV_MSRA_TARBALL, ENV_NPM_REGISTRY, ENV_TORCHVISION_URL, ENV_CONVERSION_LOG)
 
-#: Figures measured by the slow accuracy test, for whoever quotes them.
-MEASURED: dict[str, float] = {}
-
-
 # ----------------------------------------------------------------------------------------------
 # fixtures and helpers
 
@@ -435,7 +431,7 @@ def _samples_dir() -> Path:
 
 @pytest.mark.slow
 def test_msra_imagenet_accuracy(
-    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, kept_measurements
 ) -> None:
     """THE acceptance test: the converted MSRA ResNet-50 on all 1000 shared photos."""
     from PIL import Image
@@ -461,38 +457,41 @@ def test_msra_imagenet_accuracy(
     assert isinstance(model, MSRAResNet50)
     assert _info(model).source == "msra"
 
-    transform = transforms.Compose(
-        [
-            transforms.Resize(256),
-            transforms.CenterCrop(224),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
-    # channels_last: oneDNN's faster CPU layout for inference (about 0.7x the time on one
-    # thread); the logits move by float32 rounding (~1e-5), far below what ranks classes
-    model = model.to(memory_format=torch.channels_last)
-    top1 = top5 = 0
-    started = time.perf_counter()
-    with torch.inference_mode():
-        for start in range(0, len(rows), 32):
-            batch = rows[start : start + 32]
-            images = []
-            for row in batch:
-                data = (folder / row["file"]).read_bytes()
-                assert hashlib.sha256(data).hexdigest() == row["sha256"], row["file"]
-                with Image.open(io.BytesIO(data)) as img:
-                    images.append(transform(img.convert("RGB")))  # greyscale -> RGB
-            labels = torch.tensor([int(r["class_index"]) for r in batch])
-            x = torch.stack(images).contiguous(memory_format=torch.channels_last)
-            best5 = model(x).topk(5, dim=1).indices
-            top1 += int((best5[:, 0] == labels).sum())
-            top5 += int((best5 == labels[:, None]).any(dim=1).sum())
-    n = len(rows)
-    MEASURED.update(top1=top1 / n, top5=top5 / n, n=n, seconds=time.perf_counter() - started)
+    def measure() -> dict[str, int]:
+        transform = transforms.Compose(
+            [
+                transforms.Resize(256),
+                transforms.CenterCrop(224),
+                transforms.ToTensor(),
+                transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            ]
+        )
+        # channels_last: oneDNN's faster CPU layout for inference (about 0.7x the time on one
+        # thread); the logits move by float32 rounding (~1e-5), far below what ranks classes
+        fast = model.to(memory_format=torch.channels_last)
+        top1 = top5 = 0
+        with torch.inference_mode():
+            for start in range(0, len(rows), 32):
+                batch = rows[start : start + 32]
+                images = []
+                for row in batch:
+                    data = (folder / row["file"]).read_bytes()
+                    assert hashlib.sha256(data).hexdigest() == row["sha256"], row["file"]
+                    with Image.open(io.BytesIO(data)) as img:
+                        images.append(transform(img.convert("RGB")))  # greyscale -> RGB
+                labels = torch.tensor([int(r["class_index"]) for r in batch])
+                x = torch.stack(images).contiguous(memory_format=torch.channels_last)
+                best5 = fast(x).topk(5, dim=1).indices
+                top1 += int((best5[:, 0] == labels).sum())
+                top5 += int((best5 == labels[:, None]).any(dim=1).sum())
+        return {"top1": top1, "top5": top5}
+
+    # what it depends on beyond the code and tests: the photos and the converted weights
+    counts = kept_measurements("top-k", measure, inputs=(folder, models._cache_paths()[0]))
+    top1, top5, n = counts["top1"], counts["top5"], len(rows)
     print(
         f"\nmsra ResNet-50 on {n} shared ImageNet photos: top-1 {top1 / n:.3f} ({top1}/{n}), "
-        f"top-5 {top5 / n:.3f} ({top5}/{n}), {MEASURED['seconds']:.0f} s"
+        f"top-5 {top5 / n:.3f} ({top5}/{n})"
     )
     assert top1 / n >= 0.88
     assert top5 / n >= 0.96

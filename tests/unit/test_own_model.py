@@ -221,40 +221,46 @@ def _verdict_lines(text: str) -> list[str]:
     return [line.split("VERDICT ", 1)[1] for line in text.splitlines() if "VERDICT " in line]
 
 
-def test_cli_study_on_the_users_trained_cnn(project, monkeypatch, capsys):
+def test_cli_study_on_the_users_trained_cnn(project, monkeypatch, capsys, kept_measurements):
     from xai_checks.cli import main
 
     monkeypatch.chdir(project)
-    code = main(
-        [
-            "study",
-            "--model",
-            "mynet.py:trained_cnn",
-            "--layers",
-            "stem,block_a,block_b,block_c",
-            "--classes",
-            "classes.txt",
-            "--data",
-            "photos",
-            "--input-size",
-            str(SIZE),
-            "--mean",
-            "0.5,0.5,0.5",
-            "--std",
-            "0.5,0.5,0.5",
-            "--method",
-            "layercam",
-            "--mosaics",
-            "24",
-            "--out",
-            "report",
-            "--quiet",
-        ]
-    )
-    out = capsys.readouterr().out
-    print(out)
-    assert code == 0
-    doc = json.loads((project / "report" / "results.json").read_text())
+
+    def study() -> dict[str, Any]:
+        code = main(
+            [
+                "study",
+                "--model",
+                "mynet.py:trained_cnn",
+                "--layers",
+                "stem,block_a,block_b,block_c",
+                "--classes",
+                "classes.txt",
+                "--data",
+                "photos",
+                "--input-size",
+                str(SIZE),
+                "--mean",
+                "0.5,0.5,0.5",
+                "--std",
+                "0.5,0.5,0.5",
+                "--method",
+                "layercam",
+                "--mosaics",
+                "24",
+                "--out",
+                "report",
+                "--quiet",
+            ]
+        )
+        doc = json.loads((project / "report" / "results.json").read_text()) if code == 0 else {}
+        return {"code": code, "out": capsys.readouterr().out, "doc": doc}
+
+    # the study of the trained CNN, kept between runs of the suite by content
+    run = kept_measurements("cli study", study, inputs=(project,))
+    print(run["out"])
+    assert run["code"] == 0
+    doc = run["doc"]
     models = doc["models"]
     assert [m["role"] for m in models.values()] == ["under_test", "control"]
     assert {m["class"] for m in models.values()} == {"DigitNet"}
@@ -282,7 +288,7 @@ GRADIENT_METHODS = [name for name, m in METHODS.items() if "gradients" in m.need
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", STUDY_METHODS)
-def test_plugin_runs_every_claim_on_the_users_cnn(project, pytester, method):
+def test_plugin_runs_every_claim_on_the_users_cnn(project, pytester, method, kept_measurements):
     from xai_checks.claims import registered_claims
 
     claims = [c.id for c in registered_claims()]
@@ -293,7 +299,13 @@ def test_plugin_runs_every_claim_on_the_users_cnn(project, pytester, method):
     assert len(CONFTEST.strip().splitlines()) <= 10
     pytester.makepyfile(test_user=USER_TESTS.format(claims=claims))
     pytester.syspathinsert()
-    result = pytester.runpytest("-s", "-p", "no:cacheprovider", f"--xai-method={method}", *OPTIONS)
+    result = kept_measurements.run(
+        "plugin run",
+        lambda: pytester.runpytest(
+            "-s", "-p", "no:cacheprovider", f"--xai-method={method}", *OPTIONS
+        ),
+        root=pytester.path,
+    )
     lines = _verdict_lines(result.stdout.str())
     print(f"\n[{method}] DigitNet:\n  " + "\n  ".join(lines))
     outcomes = result.parseoutcomes()
@@ -306,7 +318,9 @@ def test_plugin_runs_every_claim_on_the_users_cnn(project, pytester, method):
 @pytest.mark.slow
 @pytest.mark.parametrize("method", GRADIENT_METHODS)
 @pytest.mark.parametrize("factory", ["mobilenet", "resnet18"])
-def test_plugin_runs_every_claim_on_torchvision_models(project, pytester, factory, method):
+def test_plugin_runs_every_claim_on_torchvision_models(
+    project, pytester, factory, method, kept_measurements
+):
     from xai_checks.claims import registered_claims
 
     claims = [c.id for c in registered_claims()]
@@ -323,14 +337,18 @@ def test_plugin_runs_every_claim_on_torchvision_models(project, pytester, factor
             """
         )
     )
-    result = pytester.runpytest(
-        "-s",
-        "-v",
-        "-p",
-        "no:cacheprovider",
-        f"--xai-model=mynet.py:{factory}",
-        f"--xai-method={method}",
-        *OPTIONS,
+    result = kept_measurements.run(
+        "plugin run",
+        lambda: pytester.runpytest(
+            "-s",
+            "-v",
+            "-p",
+            "no:cacheprovider",
+            f"--xai-model=mynet.py:{factory}",
+            f"--xai-method={method}",
+            *OPTIONS,
+        ),
+        root=pytester.path,
     )
     lines = _verdict_lines(result.stdout.str())
     print(f"\n[{method}] {factory}:\n  " + "\n  ".join(lines))

@@ -84,10 +84,8 @@ def test_config(xai_study):
 """
 
 
-@pytest.fixture(scope="module")
-def vit_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _write_vit_project(root: Path) -> None:
     """vit.py, its weights trained on the digits not held out, the held-out photos."""
-    root = tmp_path_factory.mktemp("vit_project")
     (root / "vit.py").write_text(VIT)
     images, labels = _digits()
     held, train = _split(labels)
@@ -96,31 +94,33 @@ def vit_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     net = _train(namespace["make"], images[train], labels[train], epochs=VIT_EPOCHS, size=VIT_SIZE)
     torch.save(net.state_dict(), root / "vit.pt")
     _write_photos(root, images, labels, held)
-    return root
 
 
 @pytest.mark.slow
-def test_plugin_runs_every_claim_on_the_users_trained_vit(vit_project, pytester):
+def test_plugin_runs_every_claim_on_the_users_trained_vit(pytester, kept_measurements):
     from xai_checks.claims import registered_claims
 
     claims = [c.id for c in registered_claims()]
-    for name in ("vit.py", "vit.pt", "classes.txt"):
-        (pytester.path / name).write_bytes((vit_project / name).read_bytes())
-    (pytester.path / "photos").symlink_to(vit_project / "photos")
     pytester.makeconftest(CONFTEST)
     assert len(CONFTEST.strip().splitlines()) <= 10
     pytester.makepyfile(test_user=USER_TESTS.format(claims=claims), test_config=CONFIG_TEST)
     pytester.syspathinsert()
-    result = pytester.runpytest(
-        "-s",
-        "-p",
-        "no:cacheprovider",
-        "--xai-data=photos",
-        "--xai-classes=classes.txt",
-        "--xai-limit=all",
-        "--xai-faithfulness-photos=30",
-        "--xai-control-seeds=1",
-    )
+
+    def train_and_run() -> pytest.RunResult:
+        _write_vit_project(pytester.path)
+        return pytester.runpytest(
+            "-s",
+            "-p",
+            "no:cacheprovider",
+            "--xai-data=photos",
+            "--xai-classes=classes.txt",
+            "--xai-limit=all",
+            "--xai-faithfulness-photos=30",
+            "--xai-control-seeds=1",
+        )
+
+    # training and the study on the digits: kept between runs of the suite by content
+    result = kept_measurements.run("trained and run", train_and_run, root=pytester.path)
     text = result.stdout.str()
     lines = _verdict_lines(text)
     print("\nViT (4 blocks, 48 px) on the digits:\n  " + "\n  ".join(lines))

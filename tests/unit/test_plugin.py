@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -198,17 +199,31 @@ def agreement_project(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
-def _xdist(project: pytest.Pytester, *args: str) -> pytest.RunResult:
+def _xdist(project: pytest.Pytester, kept: Any, name: str, *args: str) -> pytest.RunResult:
+    """A run under -n 2 in processes of its own: kept between runs of the suite (three
+    interpreters start for each, which makes it among the suite's slowest)."""
     pytest.importorskip("xdist")
-    return project.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", *args)
+    return kept.run(
+        name,
+        lambda: project.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", *args),
+        root=project.path,
+    )
 
 
-def test_xdist_runs_one_study_and_gathers_every_verdict(agreement_project: pytest.Pytester):
+def test_xdist_runs_one_study_and_gathers_every_verdict(
+    agreement_project: pytest.Pytester, kept_measurements: Any
+):
     """Under -n 2 the workers share one study, the table is printed, and claims.json holds
     every verdict (no worker's write replaces another's)."""
     out = agreement_project.path / "claims.json"
     junit = agreement_project.path / "junit.xml"
-    result = _xdist(agreement_project, f"--xai-json={out}", f"--junitxml={junit}")
+    result = _xdist(
+        agreement_project,
+        kept_measurements,
+        "gather",
+        f"--xai-json={out.name}",
+        f"--junitxml={junit.name}",
+    )
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["*xai-checks claims*", "*native-captum-agreement*SUPPORTED*"])
     payload = json.loads(out.read_text())
@@ -223,22 +238,32 @@ def test_xdist_runs_one_study_and_gathers_every_verdict(agreement_project: pytes
     assert props.count("xai:native-captum-agreement:verdict") == 3
 
 
-def test_xdist_missing_baseline_fails_the_run(agreement_project: pytest.Pytester):
-    result = _xdist(agreement_project, "--xai-baseline=missing.json")
+def test_xdist_missing_baseline_fails_the_run(
+    agreement_project: pytest.Pytester, kept_measurements: Any
+):
+    result = _xdist(agreement_project, kept_measurements, "missing", "--xai-baseline=missing.json")
     assert result.ret == 1
     result.stdout.fnmatch_lines(["*does not exist*", "*3 passed*1 xai-checks baseline failure*"])
 
 
-def test_xdist_regression_fails_the_run(agreement_project: pytest.Pytester):
+def test_xdist_regression_fails_the_run(agreement_project: pytest.Pytester, kept_measurements: Any):
     """A baseline regression under -n 2 fails the run (exit 1), as it does without xdist."""
     baseline = agreement_project.path / "baseline.json"
-    made = _xdist(agreement_project, f"--xai-baseline={baseline}", "--xai-update-baseline")
+    made = _xdist(
+        agreement_project,
+        kept_measurements,
+        "baseline written",
+        f"--xai-baseline={baseline.name}",
+        "--xai-update-baseline",
+    )
     assert made.ret == 0
     data = json.loads(baseline.read_text())
     assert len(data["verdicts"]) == 2
     data["verdicts"]["native-captum-agreement"]["status"] = "REFUTED"
     baseline.write_text(json.dumps(data))
-    result = _xdist(agreement_project, f"--xai-baseline={baseline}")
+    result = _xdist(
+        agreement_project, kept_measurements, "regressed", f"--xai-baseline={baseline.name}"
+    )
     assert result.ret == 1
     result.stdout.fnmatch_lines(
         ["*REGRESSION native-captum-agreement*REFUTED -> SUPPORTED*", "*xai-checks baseline*"]
