@@ -210,22 +210,27 @@ def _xdist(project: pytest.Pytester, kept: Any, name: str, *args: str) -> pytest
     )
 
 
-def test_xdist_runs_one_study_and_gathers_every_verdict(
+def test_xdist_gathers_every_verdict_and_fails_the_run_on_a_regression(
     agreement_project: pytest.Pytester, kept_measurements: Any
 ):
-    """Under -n 2 the workers share one study, the table is printed, and claims.json holds
-    every verdict (no worker's write replaces another's)."""
+    """Under -n 2 the workers share one study, the table is printed, claims.json holds every
+    verdict (no worker's write replaces another's) and the baseline is written once; a
+    regression against that baseline fails the run (exit 1), as it does without xdist."""
     out = agreement_project.path / "claims.json"
     junit = agreement_project.path / "junit.xml"
-    result = _xdist(
+    baseline = agreement_project.path / "baseline.json"
+    made = _xdist(
         agreement_project,
         kept_measurements,
-        "gather",
+        "baseline written",
         f"--xai-json={out.name}",
         f"--junitxml={junit.name}",
+        f"--xai-baseline={baseline.name}",
+        "--xai-update-baseline",
     )
-    result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines(["*xai-checks claims*", "*native-captum-agreement*SUPPORTED*"])
+    assert made.ret == 0
+    made.assert_outcomes(passed=3)
+    made.stdout.fnmatch_lines(["*xai-checks claims*", "*native-captum-agreement*SUPPORTED*"])
     payload = json.loads(out.read_text())
     assert set(payload["verdicts"]) == {
         "native-captum-agreement",
@@ -237,26 +242,6 @@ def test_xdist_runs_one_study_and_gathers_every_verdict(
     props = [p.get("name") for p in ET.parse(junit).iter("property")]
     assert props.count("xai:native-captum-agreement:verdict") == 3
 
-
-def test_xdist_missing_baseline_fails_the_run(
-    agreement_project: pytest.Pytester, kept_measurements: Any
-):
-    result = _xdist(agreement_project, kept_measurements, "missing", "--xai-baseline=missing.json")
-    assert result.ret == 1
-    result.stdout.fnmatch_lines(["*does not exist*", "*3 passed*1 xai-checks baseline failure*"])
-
-
-def test_xdist_regression_fails_the_run(agreement_project: pytest.Pytester, kept_measurements: Any):
-    """A baseline regression under -n 2 fails the run (exit 1), as it does without xdist."""
-    baseline = agreement_project.path / "baseline.json"
-    made = _xdist(
-        agreement_project,
-        kept_measurements,
-        "baseline written",
-        f"--xai-baseline={baseline.name}",
-        "--xai-update-baseline",
-    )
-    assert made.ret == 0
     data = json.loads(baseline.read_text())
     assert len(data["verdicts"]) == 2
     data["verdicts"]["native-captum-agreement"]["status"] = "REFUTED"
@@ -268,6 +253,14 @@ def test_xdist_regression_fails_the_run(agreement_project: pytest.Pytester, kept
     result.stdout.fnmatch_lines(
         ["*REGRESSION native-captum-agreement*REFUTED -> SUPPORTED*", "*xai-checks baseline*"]
     )
+
+
+def test_xdist_missing_baseline_fails_the_run(
+    agreement_project: pytest.Pytester, kept_measurements: Any
+):
+    result = _xdist(agreement_project, kept_measurements, "missing", "--xai-baseline=missing.json")
+    assert result.ret == 1
+    result.stdout.fnmatch_lines(["*does not exist*", "*3 passed*1 xai-checks baseline failure*"])
 
 
 @pytest.mark.parametrize("kind", ["unreadable", "other-settings"])
