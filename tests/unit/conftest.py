@@ -288,7 +288,18 @@ class KeptMeasurements:
         off = str(config.getoption("--xai-study-cache", default="") or "").lower() == "none"
         self.cache = None if off else getattr(config, "cache", None)
 
-    def __call__(self, name: str, compute: Callable[[], object], *, inputs: tuple[Path, ...] = ()):
+    def __call__(
+        self,
+        name: str,
+        compute: Callable[[], object],
+        *,
+        inputs: tuple[Path, ...] = (),
+        tensors: tuple[torch.Tensor, ...] = (),
+    ):
+        """``compute()``'s value, or the one kept under the same key: ``inputs`` are files or
+        folders it reads, ``tensors`` data it is given (both by content)."""
+        import hashlib
+
         from xai_checks.session import fingerprint
 
         key = fingerprint(
@@ -298,6 +309,14 @@ class KeptMeasurements:
                 "suite": _suite_state(),
                 "threads": torch.get_num_threads(),
                 "inputs": [_tree_state(p) for p in inputs],  # wherever they lie
+                "tensors": [
+                    [
+                        str(t.dtype),
+                        list(t.shape),
+                        hashlib.sha256(t.contiguous().numpy()).hexdigest(),
+                    ]
+                    for t in (t.detach().cpu() for t in tensors)
+                ],
             }
         )
         slot = f"xai-checks/kept-measurements/{key}"
@@ -349,23 +368,3 @@ def _project_files(root: Path) -> dict[str, str]:
 def kept_measurements(request: pytest.FixtureRequest) -> KeptMeasurements:
     """Measurements of the slowest real-model gates, kept between runs by content."""
     return KeptMeasurements(request)
-
-
-_KEPT: list[str] = []
-
-
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "teardown":  # the item's properties from every phase
-        _KEPT.extend(f"{report.nodeid} ({v})" for k, v in report.user_properties
-                     if k == "kept_measurement")  # fmt: skip
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _KEPT:
-        terminalreporter.write_sep("-", "measurements kept from an earlier run")
-        terminalreporter.write_line(
-            f"{len(_KEPT)} test(s) asserted on what an earlier run measured from the same code, "
-            "tests, libraries and inputs (pytest --cache-clear measures again):"
-        )
-        for line in _KEPT:
-            terminalreporter.write_line(f"  {line}")

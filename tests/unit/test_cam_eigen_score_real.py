@@ -24,6 +24,7 @@ from test_cam_real import TOL, model, photos  # noqa: F401  (fixtures; tests/uni
 
 from xai_checks.cam import CAM, DEFAULT_LAYERS, canonical
 from xai_checks.cam.methods import eigencam, scorecam
+from xai_checks.models import _cache_paths
 
 pytestmark = pytest.mark.slow
 
@@ -43,13 +44,11 @@ def pgc_per_layer(cls: type, net, x, labels, layers) -> dict[str, torch.Tensor]:
     return {layer: torch.from_numpy(m) for layer, m in zip(layers, out, strict=True)}
 
 
-@pytest.fixture(scope="module")
-def ours_eigen(model, photos):  # noqa: F811
-    x, labels, _ = photos
-    return CAM(model, method="eigencam")(x, targets=labels)
-
-
-def test_eigencam_matches_pytorch_grad_cam_with_its_sign_correction(model, photos, ours_eigen):  # noqa: F811
+def test_eigencam_matches_pytorch_grad_cam_with_its_sign_correction(
+    model,  # noqa: F811
+    photos,  # noqa: F811
+    kept_measurements,
+):
     pgc = pytest.importorskip("pytorch_grad_cam")
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 
@@ -58,18 +57,29 @@ def test_eigencam_matches_pytorch_grad_cam_with_its_sign_correction(model, photo
             return get_2d_projection_with_sign_correction(activations)
 
     x, labels, files = photos
-    theirs = pgc_per_layer(SignCorrected, model, x, labels, DEFAULT_LAYERS)
-    diffs = {
-        layer: float((ours_eigen.maps[layer] - theirs[layer]).abs().max())
-        for layer in DEFAULT_LAYERS
-    }
-    print(f"\neigencam vs pytorch-grad-cam (sign-corrected) on {files}: {diffs}")
+
+    def compare() -> dict[str, list[float]]:
+        """Per layer: our map's peak and max |diff| to the sign-corrected EigenCAM."""
+        ours = CAM(model, method="eigencam")(x, targets=labels)
+        theirs = pgc_per_layer(SignCorrected, model, x, labels, DEFAULT_LAYERS)
+        return {
+            layer: [
+                float(ours.maps[layer].amax()),
+                float((ours.maps[layer] - theirs[layer]).abs().max()),
+            ]
+            for layer in DEFAULT_LAYERS
+        }
+
+    # the real ResNet-50 on real photos: kept between runs of the suite by content
+    got = kept_measurements("comparison", compare, inputs=(_cache_paths()[0],), tensors=(x, labels))
+    print(f"\neigencam vs pytorch-grad-cam (sign-corrected) on {files}: {got}")
     for layer in DEFAULT_LAYERS:
-        assert float(ours_eigen.maps[layer].amax()) == 1.0, layer  # not a flat map
-        assert diffs[layer] <= TOL, (layer, diffs[layer])
+        peak, diff = got[layer]
+        assert peak == 1.0, layer  # not a flat map
+        assert diff <= TOL, (layer, diff)
 
 
-def test_eigencam_is_plain_eigencam_up_to_sign(model, photos, ours_eigen):  # noqa: F811
+def test_eigencam_is_plain_eigencam_up_to_sign(model, photos):  # noqa: F811
     pgc = pytest.importorskip("pytorch_grad_cam")
     x, labels, _ = photos
     layers = ["layer4"]  # pytorch-grad-cam's full-matrices SVD makes the early stages slow
@@ -111,23 +121,31 @@ SCORE_PHOTOS = 1
 SCORE_BATCH = 64
 
 
-def test_scorecam_matches_pytorch_grad_cam(model, photos):  # noqa: F811
+def test_scorecam_matches_pytorch_grad_cam(model, photos, kept_measurements):  # noqa: F811
     pgc = pytest.importorskip("pytorch_grad_cam")
     x, labels, files = photos
     x, labels = x[:SCORE_PHOTOS], labels[:SCORE_PHOTOS]
     method = scorecam.with_batch_size(SCORE_BATCH)
-    start = time.perf_counter()
-    ours = CAM(model, layers=[SCORE_LAYER], method=method)(x, targets=labels)
-    seconds = time.perf_counter() - start
 
     class Batched(pgc.ScoreCAM):  # type: ignore[misc, name-defined]
         batch_size = SCORE_BATCH
 
-    theirs = pgc_per_layer(Batched, model, x, labels, [SCORE_LAYER])[SCORE_LAYER]
-    diff = float((ours.maps[SCORE_LAYER] - theirs).abs().max())
+    def compare() -> list[float]:
+        """Our map's peak, max |diff| to pytorch-grad-cam's, and our seconds per photo."""
+        start = time.perf_counter()
+        ours = CAM(model, layers=[SCORE_LAYER], method=method)(x, targets=labels)
+        seconds = time.perf_counter() - start
+        theirs = pgc_per_layer(Batched, model, x, labels, [SCORE_LAYER])[SCORE_LAYER]
+        peak = float(ours.maps[SCORE_LAYER].amax())
+        return [peak, float((ours.maps[SCORE_LAYER] - theirs).abs().max()), seconds]
+
+    # the real ResNet-50 on a real photo: kept between runs of the suite by content
+    peak, diff, seconds = kept_measurements(
+        "comparison", compare, inputs=(_cache_paths()[0],), tensors=(x, labels)
+    )
     print(
         f"\nscorecam vs pytorch-grad-cam at {SCORE_LAYER} on {files[:SCORE_PHOTOS]}: {diff:.2e}; "
         f"ours {seconds / SCORE_PHOTOS:.1f} s per photo"
     )
-    assert float(ours.maps[SCORE_LAYER].amax()) == 1.0
+    assert peak == 1.0
     assert diff <= TOL, diff

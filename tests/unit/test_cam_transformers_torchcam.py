@@ -34,19 +34,30 @@ def torchcam_raw(model, layers, x, labels, method, reshape):
 
 
 @pytest.mark.parametrize("method", list(TORCHCAM))
-def test_method_matches_torchcam_on_transformers(net, photos, method):  # noqa: F811
+def test_method_matches_torchcam_on_transformers(net, photos, method, kept_measurements):  # noqa: F811
     name, model = net
     x, labels, _ = photos
     x, labels = x[:N], labels[:N]
     layers = locate_layers(model)
-    mine = CAM(model, layers=layers, method=method)(x, targets=labels)
-    theirs = torchcam_raw(model, layers, x, labels, method, MODELS[name])
+
+    def compare() -> dict[str, list]:
+        """Per layer: whether the shapes agree, our map's scale and max |diff| to torch-cam."""
+        mine = CAM(model, layers=layers, method=method)(x, targets=labels)
+        theirs = torchcam_raw(model, layers, x, labels, method, MODELS[name])
+        out = {}
+        for layer in layers:
+            ours = torch.relu(mine.raw[layer])
+            same_shape = ours.shape == theirs[layer].shape
+            diff = float((ours - theirs[layer]).abs().amax()) if same_shape else float("nan")
+            out[layer] = [same_shape, float(ours.abs().amax()), diff]
+        return out
+
+    # random-weight transformers at 224 px: kept between runs of the suite by content
+    got = kept_measurements("comparison", compare, tensors=(x, labels))
     tol = 1e-4 if method == "xgradcam" else 1e-5
     for layer in layers:
-        ours = torch.relu(mine.raw[layer])
-        assert ours.shape == theirs[layer].shape, (name, layer)
-        scale = float(ours.abs().amax())
+        same_shape, scale, diff = got[layer]
+        assert same_shape, (name, layer)
         assert scale > 0, (name, method, layer)  # an empty map would agree vacuously
-        diff = float((ours - theirs[layer]).abs().amax())
         print(f"\n{name} {method} {layer} vs torch-cam: max |diff| / scale = {diff / scale:.2e}")
         assert diff <= tol * scale, (name, method, layer, diff, scale)
