@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import pickle
+import platform
 import shutil
 import sys
 import tempfile
@@ -330,6 +331,9 @@ def library_versions() -> dict[str, str]:
         "torchvision": _version_of("torchvision"),
         # float summation order, and so the last digits of some numbers, follow the threads
         "threads": str(torch.get_num_threads()),
+        # and the kernels torch picks for the CPU's vector instructions (a clone on a shared
+        # disk may be run from another machine)
+        "cpu": f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}",
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
     }
