@@ -25,8 +25,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     tests = {test for test, _ in _KEPT}
     terminalreporter.write_sep("-", "measurements kept from an earlier run")
     terminalreporter.write_line(
-        f"{len(tests)} tests asserted on {len(_KEPT)} measurements an earlier run made from the "
-        "same code, tests, libraries and inputs (pytest --cache-clear measures them again):"
+        f"{len(tests)} test(s) asserted on {len(_KEPT)} measurement(s) an earlier run made from "
+        "the same code, tests, libraries and inputs (pytest --cache-clear measures them again):"
     )
     for test, name in _KEPT:
         terminalreporter.write_line(f"  {test} ({name})")

@@ -277,10 +277,12 @@ class KeptMeasurements:
     """What a real-model gate measured, kept between runs in pytest's cache (``.pytest_cache``)
     under a key of everything it depends on: the package's code, the tests, every installed
     library's version, the CPU's kind and the thread count, the steering environment, and the
-    inputs the test names (the shared photos, the converted weights, the data it is given). A second run on an unchanged tree asserts on the kept
-    numbers, as the plugin's kept claims study does; any change to one of those computes them
-    again. ``--cache-clear``, ``-p no:cacheprovider`` (as CI runs) or ``--xai-study-cache=none``
-    compute every one. Values are what JSON holds."""
+    inputs the test names (the shared photos, the converted weights, the data it is given).
+
+    A second run on an unchanged tree asserts on the kept numbers, as the plugin's kept claims
+    study does; any change to one of those computes them again. ``--cache-clear``, ``-p
+    no:cacheprovider`` (as CI runs) or ``--xai-study-cache=none`` compute every one. Values
+    are what JSON holds."""
 
     def __init__(self, request: pytest.FixtureRequest) -> None:
         self.request = request
