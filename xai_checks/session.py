@@ -256,8 +256,10 @@ def _file_bytes_digest(path: str) -> str:
 @functools.lru_cache(maxsize=512)
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
     """A file's sha256, read once per (size, time) it has."""
+    from xai_checks.cache import sha256_file
+
     try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError:
         return "unreadable"
 

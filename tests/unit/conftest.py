@@ -219,7 +219,7 @@ def _tree_state(path: Path) -> list[tuple[str, str]]:
     under another folder or modification time are the same input."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if _input_file(p))
     return [
-        (file.name if file == path else str(file.relative_to(path)), _sha256(file, file.stat()))
+        (file.name if file == path else str(file.relative_to(path)), _sha256(file))
         for file in files
     ]
 
@@ -231,7 +231,8 @@ def _input_file(path: Path) -> bool:
     return path.is_file() and "__pycache__" not in parts and not kept_study
 
 
-def _sha256(file: Path, st: os.stat_result) -> str:
+def _sha256(file: Path) -> str:
+    st = file.stat()
     return _sha256_once(str(file.resolve()), st.st_size, st.st_mtime_ns)
 
 
@@ -239,10 +240,9 @@ def _sha256(file: Path, st: os.stat_result) -> str:
 def _sha256_once(path: str, size: int, mtime_ns: int) -> str:
     """Read once per session for each size and time a file has (the shared photos are inputs
     of several kept measurements)."""
-    import hashlib
+    from xai_checks.cache import sha256_file
 
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+    return sha256_file(path)
 
 
 @functools.cache
@@ -340,9 +340,9 @@ class KeptMeasurements:
         are large, and a run that finds none computes its study)."""
 
         def measure() -> dict[str, object]:
-            before = _project_files(root)
+            before = dict(_tree_state(root))
             result = run()
-            after = _project_files(root)
+            after = dict(_tree_state(root))
             return {
                 "ret": int(result.ret),
                 "outlines": result.outlines,
@@ -360,10 +360,6 @@ class KeptMeasurements:
             (root / relative).parent.mkdir(parents=True, exist_ok=True)
             (root / relative).write_bytes(base64.b64decode(data))
         return pytest.RunResult(kept["ret"], kept["outlines"], kept["errlines"], 0.0)
-
-
-def _project_files(root: Path) -> dict[str, str]:
-    return dict(_tree_state(root))
 
 
 @pytest.fixture
