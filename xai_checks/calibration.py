@@ -535,7 +535,7 @@ def simulate_fitted(
             own = paired[q]
             excess = float(comp[own] or 0.0) - target
             rows, back = np.unique(shifts[own], axis=0, return_inverse=True)
-            own_mean = np.array([fit.mean_rise_at(own, row) for row in rows])[back.ravel()]
+            own_mean = fit.mean_rises_at(own, rows)[back.ravel()]
             shifts[q] = fit.rise_shift(q, own_mean - excess)
         else:
             shifts[q] = fit.rise_shift(q, target_r)

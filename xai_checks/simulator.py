@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import optimize
+from scipy import optimize, special
 from scipy import stats as sps
 
 from xai_checks.stats import depth_rise
@@ -87,6 +87,10 @@ _MC_SAMPLES: dict[tuple[int, str], tuple[Any, np.ndarray]] = {}
 _U = (np.arange(4000) + 0.5) / 4000
 _Z_OF_U = sps.norm.ppf(_U)
 
+#: the standard normal CDF: ``sps.norm.cdf`` computes it with this function, behind argument
+#: checks that cost several times the evaluation on the simulator's small per-call arrays
+_normal_cdf = special.ndtr
+
 
 @dataclass(frozen=True)
 class Marginal:
@@ -110,7 +114,7 @@ class Marginal:
         remainder (unbiased, so a move smaller than a cell still moves the mean, as a small
         change of a map moves some photos by a cell and not others); ``rng`` None: the
         unrounded values, whose mean is the rounded values' expectation."""
-        return self.moved(self.unmoved(sps.norm.cdf(z)), offset, rng)
+        return self.moved(self.unmoved(_normal_cdf(z)), offset, rng)
 
     def unmoved(self, u: np.ndarray) -> np.ndarray:
         """The column's values for uniform draws ``u`` before any move or rounding."""
@@ -215,7 +219,7 @@ class FittedClaim:
         grows with ``rise``)."""
         names = self.quantities[quantity]
         centred = np.linspace(-0.5, 0.5, len(names))
-        curve = np.array([float(self.mean_rise_at(quantity, a * centred)) for a in _SHIFT_GRID])
+        curve = self.mean_rises_at(quantity, _SHIFT_GRID[:, None] * centred[None, :])
         target = np.atleast_1d(np.asarray(target, dtype=np.float64))
         rise = _invert(quantity, target, curve)
         return rise[:, None] * centred[None, :]
@@ -270,7 +274,7 @@ class FittedClaim:
             index = [self.columns.index(c) for c in names]
             chol = np.linalg.cholesky(self.corr[np.ix_(index, index)])
             z = np.random.default_rng(TRIM_MC_SEED).standard_normal((TRIM_MC_PHOTOS, len(names)))
-            u = sps.norm.cdf(z @ chol.T)
+            u = _normal_cdf(z @ chol.T)
             unmoved = np.stack(
                 [self.marginals[name].unmoved(u[:, i]) for i, name in enumerate(names)], axis=1
             )
@@ -290,15 +294,24 @@ class FittedClaim:
     def mean_rise_at(self, quantity: str, shifts: np.ndarray) -> float:
         """The exact mean fitted rise of ``quantity`` with its columns moved by ``shifts``
         (one offset per column)."""
+        return float(self.mean_rises_at(quantity, np.asarray(shifts)[None, :])[0])
+
+    def mean_rises_at(self, quantity: str, shifts: np.ndarray, *, rows: int = 128) -> np.ndarray:
+        """:meth:`mean_rise_at` for each row of ``shifts`` (G, k), ``rows`` rows at a time
+        (each holds a (rows, 4000) array per column). Each row's terms are summed in the same
+        order as alone, so a row's rise does not depend on the rows beside it."""
         names = self.quantities[quantity]
         centred = np.arange(len(names)) - (len(names) - 1) / 2.0
         weights = centred / float(centred @ centred) * (len(names) - 1)
-        return float(
-            sum(
-                w * float(self.marginals[name].mean(s)[0])
-                for w, s, name in zip(weights, shifts, names, strict=True)
-            )
-        )
+        shifts = np.asarray(shifts, dtype=np.float64).reshape(-1, len(names))
+        out = np.empty(len(shifts))
+        for start in range(0, len(shifts), rows):
+            block = shifts[start : start + rows]
+            total: np.ndarray | float = 0
+            for i, (w, name) in enumerate(zip(weights, names, strict=True)):
+                total = total + w * self.marginals[name].mean(block[:, i])
+            out[start : start + rows] = total
+        return out
 
     def rise_and_last_shift(
         self, quantity: str, rise_target: float, last_target: float
@@ -311,7 +324,7 @@ class FittedClaim:
             _invert(f"{quantity} (last layer)", np.array([last_target]), last.mean(_SHIFT_GRID))[0]
         )
         x = np.linspace(0.0, 1.0, len(names))
-        rises = np.array([self.mean_rise_at(quantity, t - a * (1.0 - x)) for a in _SHIFT_GRID])
+        rises = self.mean_rises_at(quantity, t - _SHIFT_GRID[:, None] * (1.0 - x)[None, :])
         a = float(_invert(quantity, np.array([rise_target]), rises)[0])
         return np.asarray(t - a * (1.0 - x))
 

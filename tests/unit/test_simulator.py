@@ -118,6 +118,17 @@ def test_a_rise_shift_puts_the_mean_rise_at_its_target(fitted, target):
     assert float(np.nanmean(rise)) == pytest.approx(target, abs=5 * se + 1e-4)  # fmt: skip
 
 
+def test_mean_rises_of_many_shifts_are_each_shifts_own_bit_for_bit(fitted):
+    """The rise curve is computed for blocks of shifts at once; each row's rise is the one
+    ``mean_rise_at`` gives it alone, whatever block it falls in (5 rows in blocks of 2)."""
+    seed = fitted["seed-depth-ratio"]
+    k = len(seed.quantities["model"])
+    rows = np.random.default_rng(3).uniform(-0.3, 0.3, size=(5, k))
+    alone = np.array([seed.mean_rise_at("model", row) for row in rows])
+    assert np.array_equal(seed.mean_rises_at("model", rows, rows=2), alone)
+    assert np.array_equal(seed.mean_rises_at("model", rows[::-1]), alone[::-1])
+
+
 def test_a_target_beyond_the_marginals_is_refused(fitted):
     with pytest.raises(ValueError, match="outside what the fitted marginals reach"):
         fitted["seed-depth-ratio"].rise_shift("model", 5.0)
