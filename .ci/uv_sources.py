@@ -14,6 +14,7 @@ a file, as in pip; list settings (extra indexes, find-links) are the union of ev
 
 from __future__ import annotations
 
+import ast
 import shlex
 import subprocess
 import sys
@@ -23,35 +24,47 @@ LISTS = {"extra-index-url": ("UV_INDEX", " "), "find-links": ("UV_FIND_LINKS", "
 
 
 def pip_settings() -> dict[str, list[str]]:
-    """``pip config list`` as {setting: values}, environment scope first."""
+    """This machine's ``pip config list`` as {setting: values}."""
     out = subprocess.run(
         [sys.executable, "-m", "pip", "config", "list"],
         capture_output=True,
         text=True,
         check=False,
     ).stdout
+    return parse_config_list(out)
+
+
+def parse_config_list(out: str) -> dict[str, list[str]]:
+    """``pip config list`` output as {setting: values}, environment scope first."""
     settings: dict[str, list[str]] = {}
     lines = sorted(out.splitlines(), key=lambda line: not line.startswith(":env:"))
     for line in lines:
-        scoped, sep, value = line.partition("=")
+        scoped, sep, shown = line.partition("=")
         if not sep:
             continue
+        # pip shows each value as a Python literal; a list written over several lines in a
+        # file is one string with newlines in it
+        value = ast.literal_eval(shown) if shown[:1] in ("'", '"') else shown
         name = scoped.rsplit(".", 1)[-1]
-        for item in shlex.split(value):
+        for item in str(value).split():
             if item not in settings.setdefault(name, []):
                 settings[name].append(item)
     return settings
 
 
-def main() -> None:
-    settings = pip_settings()
+def exports_for(settings: dict[str, list[str]]) -> dict[str, str]:
+    """The uv variables that carry pip's ``settings``."""
     exports = {"UV_INDEX_STRATEGY": "unsafe-best-match"}
     if settings.get("index-url"):
         exports["UV_DEFAULT_INDEX"] = settings["index-url"][0]
     for name, (variable, separator) in LISTS.items():
         if settings.get(name):
             exports[variable] = separator.join(settings[name])
-    for variable, value in exports.items():
+    return exports
+
+
+def main() -> None:
+    for variable, value in exports_for(pip_settings()).items():
         print(f"export {variable}={shlex.quote(value)}")
 
 

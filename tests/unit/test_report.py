@@ -683,6 +683,38 @@ def test_schema_rejects_broken_core_fields(
         validate_results(doc)
 
 
+def test_the_inlined_schema_gives_the_same_errors_as_the_references(
+    full_study: tuple[StudyResult, list[Any]],
+) -> None:
+    """Validation runs on the schema with its local references inlined; on a valid document and
+    on one broken where a definition is used (a verdict, a photo, a nullable number, a weights
+    record, a reference beside a description) it reports what the schema as written reports."""
+    import jsonschema
+
+    from xai_checks.report.schema import inline_local_refs
+
+    schema = results_schema()
+    inlined = inline_local_refs(schema)
+    outside = {k: v for k, v in inlined.items() if k != "$defs"}
+    assert "$ref" not in json.dumps(outside)
+    cls = jsonschema.validators.validator_for(schema)
+
+    def errors(validator_schema: dict[str, Any], doc: Any) -> list[tuple[str, str]]:
+        found = cls(validator_schema).iter_errors(doc)
+        return sorted((e.json_path, e.message) for e in found)
+
+    doc = json.loads(json.dumps(build_results(*full_study)))
+    assert errors(inlined, doc) == errors(schema, doc) == []
+    doc["verdicts"][0]["status"] = "MAYBE"
+    doc["verdicts"][0]["p_value"] = "small"
+    doc["provenance"]["run_time_s"] = "slow"
+    doc["provenance"]["models"]["pretrained"]["sha256"] = "not-a-hash"
+    first = next(iter(doc["models"].values()))
+    first["photos"][0] = {"unexpected": True}
+    got = errors(inlined, doc)
+    assert len({path for path, _ in got}) == 5 and got == errors(schema, doc), got
+
+
 def test_schema_accepts_structured_reasons_and_new_sub_fields(
     full_study: tuple[StudyResult, list[Any]],
 ) -> None:

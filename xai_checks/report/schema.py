@@ -96,7 +96,40 @@ def _validator_for(phases: tuple[str, ...]) -> jsonschema.protocols.Validator:
     schema = results_schema()
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
-    return cls(schema)
+    return cls(inline_local_refs(schema))
+
+
+#: keywords that annotate and never validate: a ``$ref`` beside only these is its target
+_ANNOTATIONS = frozenset({"$comment", "default", "description", "examples", "title"})
+_LOCAL = "#/$defs/"
+
+
+def inline_local_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each ``{"$ref": "#/$defs/NAME"}`` replaced by a copy of that definition.
+
+    It validates the same documents with the same errors: a reference beside other validating
+    keywords becomes ``allOf`` of the two, as draft 2020-12 reads it, and a definition that
+    refers back to itself keeps its reference (``$defs`` stay in the root for it). jsonschema
+    resolves a reference anew at every value it checks, which is most of its time on a
+    document with a row per photo."""
+    definitions = schema.get("$defs", {})
+
+    def inline(node: Any, inside: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [inline(item, inside) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        name = ref[len(_LOCAL) :] if isinstance(ref, str) and ref.startswith(_LOCAL) else None
+        if name is None or name not in definitions or name in inside:
+            return {key: inline(value, inside) for key, value in node.items()}
+        target = inline(definitions[name], (*inside, name))
+        rest = {key: inline(value, inside) for key, value in node.items() if key != "$ref"}
+        if set(rest) <= _ANNOTATIONS and isinstance(target, dict):
+            return {**target, **rest}
+        return {"allOf": [target], **rest}
+
+    return cast(dict[str, Any], inline(schema, ()))
 
 
 class SchemaError(ValueError):
